@@ -1,0 +1,804 @@
+//! Request and response bodies of `/api/v1`.
+use crate::{
+    error::FieldError, Capability, EnvVarName, ImageRef, Port, ResourceName, Role,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Largest accepted value of a plain variable, secret or service env var (bytes).
+pub const MAX_VALUE_BYTES: usize = 32 * 1024;
+/// Largest accepted free-text description.
+pub const MAX_DESCRIPTION_BYTES: usize = 2 * 1024;
+
+// ---------------------------------------------------------------- pagination
+
+/// One page of a list. `total` counts all items matching the filters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+pub const DEFAULT_PAGE_LIMIT: u64 = 50;
+pub const MAX_PAGE_LIMIT: u64 = 500;
+
+// ---------------------------------------------------------------- setup / auth
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetupStatus {
+    /// True until the first admin account exists.
+    pub needs_setup: bool,
+}
+
+/// Creates the first admin. Only accepted while no user exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetupRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+pub const MIN_PASSWORD_LEN: usize = 12;
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+pub fn validate_username(s: &str) -> Result<(), FieldError> {
+    let ok = (3..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "username",
+            "3–64 characters: letters, digits and . _ - @",
+        ))
+    }
+}
+
+pub fn validate_password(s: &str) -> Result<(), FieldError> {
+    if s.chars().count() < MIN_PASSWORD_LEN {
+        return Err(FieldError::new(
+            "password",
+            format!("must be at least {MIN_PASSWORD_LEN} characters"),
+        ));
+    }
+    if s.len() > MAX_PASSWORD_LEN {
+        return Err(FieldError::new("password", "is too long"));
+    }
+    Ok(())
+}
+
+/// Who is calling. `csrf_token` must be sent back as `X-CSRF-Token` on every
+/// mutating request authenticated by the session cookie.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Me {
+    pub user_id: Uuid,
+    pub username: String,
+    pub role: Role,
+    pub csrf_token: Option<String>,
+}
+
+// ---------------------------------------------------------------- tokens
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateToken {
+    pub name: String,
+    pub role: Role,
+    /// Restrict the token's role to these environments (read-only elsewhere).
+    #[serde(default)]
+    pub environments: Vec<Uuid>,
+    /// Lifetime in days; none = never expires.
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub environments: Vec<Uuid>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Returned once, at creation. The secret is never shown again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub token: ApiToken,
+    pub secret: String,
+}
+
+// ---------------------------------------------------------------- projects
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Project {
+    pub id: Uuid,
+    pub name: ResourceName,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewProject {
+    pub name: ResourceName,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProject {
+    pub name: Option<ResourceName>,
+    pub description: Option<String>,
+}
+
+pub fn validate_description(s: &str) -> Result<(), FieldError> {
+    if s.len() > MAX_DESCRIPTION_BYTES {
+        Err(FieldError::new(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION_BYTES} bytes"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- environments
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub name: ResourceName,
+    /// Protected environments (production) need stronger roles and, later, approvals.
+    pub protected: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEnvironment {
+    pub name: ResourceName,
+    #[serde(default)]
+    pub protected: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEnvironment {
+    pub name: Option<ResourceName>,
+    pub protected: Option<bool>,
+}
+
+// ---------------------------------------------------------------- services
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortMapping {
+    /// Port the process listens on inside the container.
+    pub container: Port,
+    /// Port published on the host (served by the ingress proxy).
+    #[serde(default)]
+    pub published: Option<Port>,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// Inject the environment secret `secret` as the container env var `env`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub env: EnvVarName,
+    pub secret: EnvVarName,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMount {
+    /// A named volume (DNS label) or an absolute host path.
+    pub source: String,
+    /// Absolute path inside the container.
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// HTTP path probed with GET, e.g. `/health`.
+    pub path: String,
+    pub port: Port,
+    #[serde(default = "HealthCheck::default_interval")]
+    pub interval_secs: u32,
+    #[serde(default = "HealthCheck::default_timeout")]
+    pub timeout_secs: u32,
+    #[serde(default = "HealthCheck::default_retries")]
+    pub retries: u32,
+}
+
+impl HealthCheck {
+    fn default_interval() -> u32 {
+        10
+    }
+    fn default_timeout() -> u32 {
+        3
+    }
+    fn default_retries() -> u32 {
+        3
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU cores, e.g. 0.5.
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    #[serde(default)]
+    pub memory_mb: Option<u32>,
+}
+
+/// Container hardening, as the seeds recommend (non-root user, read-only root
+/// filesystem, dropped capabilities, no-new-privileges).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hardening {
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub cap_drop: Vec<Capability>,
+    #[serde(default)]
+    pub cap_add: Vec<Capability>,
+    #[serde(default = "default_true")]
+    pub no_new_privileges: bool,
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Self {
+            user: None,
+            read_only: false,
+            cap_drop: Vec::new(),
+            cap_add: Vec::new(),
+            no_new_privileges: true,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_replicas() -> u32 {
+    1
+}
+
+/// Everything needed to run a service; also the config snapshot of a release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub image: ImageRef,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    #[serde(default)]
+    pub env: BTreeMap<EnvVarName, String>,
+    #[serde(default)]
+    pub secrets: Vec<SecretRef>,
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub hardening: Hardening,
+}
+
+impl ServiceSpec {
+    /// Checks that span several fields or bound sizes; single values are
+    /// already checked by their types.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if let Some(cmd) = &self.command {
+            if cmd.is_empty() || cmd.len() > 64 || cmd.iter().any(|a| a.len() > 4096) {
+                return Err(FieldError::new(
+                    "command",
+                    "must have 1–64 arguments of at most 4096 bytes",
+                ));
+            }
+        }
+        if self.ports.len() > 32 {
+            return Err(FieldError::new("ports", "at most 32 port mappings"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            if let Some(h) = p.published {
+                if !seen.insert((h, p.protocol as u8)) {
+                    return Err(FieldError::new(
+                        format!("ports[{i}].published"),
+                        format!("port {h} is published twice"),
+                    ));
+                }
+            }
+        }
+        if self.env.len() > 256 {
+            return Err(FieldError::new("env", "at most 256 variables"));
+        }
+        for (k, v) in &self.env {
+            if v.len() > MAX_VALUE_BYTES {
+                return Err(FieldError::new(
+                    format!("env.{k}"),
+                    format!("value must be at most {MAX_VALUE_BYTES} bytes"),
+                ));
+            }
+        }
+        for (i, s) in self.secrets.iter().enumerate() {
+            if self.env.contains_key(&s.env) {
+                return Err(FieldError::new(
+                    format!("secrets[{i}].env"),
+                    format!("{} is also set as a plain env var", s.env),
+                ));
+            }
+        }
+        for (i, v) in self.volumes.iter().enumerate() {
+            let named = crate::names::check_dns_label(&v.source).is_ok();
+            if !named && !is_abs_path(&v.source) {
+                return Err(FieldError::new(
+                    format!("volumes[{i}].source"),
+                    "must be a volume name (DNS label) or an absolute host path",
+                ));
+            }
+            if !is_abs_path(&v.target) {
+                return Err(FieldError::new(
+                    format!("volumes[{i}].target"),
+                    "must be an absolute path",
+                ));
+            }
+        }
+        if let Some(h) = &self.health_check {
+            if !h.path.starts_with('/') || h.path.len() > 512 || h.path.contains(char::is_whitespace) {
+                return Err(FieldError::new(
+                    "health_check.path",
+                    "must start with '/' and contain no spaces",
+                ));
+            }
+            if !(1..=3600).contains(&h.interval_secs) {
+                return Err(FieldError::new("health_check.interval_secs", "must be 1–3600"));
+            }
+            if !(1..=300).contains(&h.timeout_secs) {
+                return Err(FieldError::new("health_check.timeout_secs", "must be 1–300"));
+            }
+            if h.timeout_secs > h.interval_secs {
+                return Err(FieldError::new(
+                    "health_check.timeout_secs",
+                    "must not exceed interval_secs",
+                ));
+            }
+            if !(1..=50).contains(&h.retries) {
+                return Err(FieldError::new("health_check.retries", "must be 1–50"));
+            }
+        }
+        if !(1..=100).contains(&self.replicas) {
+            return Err(FieldError::new("replicas", "must be 1–100"));
+        }
+        if let Some(c) = self.resources.cpus {
+            if !(c.is_finite() && (0.01..=256.0).contains(&c)) {
+                return Err(FieldError::new("resources.cpus", "must be 0.01–256"));
+            }
+        }
+        if let Some(m) = self.resources.memory_mb {
+            if !(6..=1_048_576).contains(&m) {
+                return Err(FieldError::new("resources.memory_mb", "must be 6–1048576"));
+            }
+        }
+        if let Some(u) = &self.hardening.user {
+            let ok = !u.is_empty()
+                && u.len() <= 64
+                && u.chars().all(|c| c.is_ascii_alphanumeric() || "_-:".contains(c));
+            if !ok {
+                return Err(FieldError::new(
+                    "hardening.user",
+                    "must be a user name or uid[:gid]",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_abs_path(s: &str) -> bool {
+    s.starts_with('/') && s.len() <= 1024 && !s.split('/').any(|c| c == "..") && !s.contains('\0')
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: Uuid,
+    pub environment_id: Uuid,
+    pub project_id: Uuid,
+    pub name: ResourceName,
+    pub spec: ServiceSpec,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewService {
+    pub name: ResourceName,
+    pub spec: ServiceSpec,
+}
+
+/// Replace a service's name and/or spec (the spec is replaced whole).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateService {
+    #[serde(default)]
+    pub name: Option<ResourceName>,
+    #[serde(default)]
+    pub spec: Option<ServiceSpec>,
+}
+
+// ---------------------------------------------------------------- variables & secrets
+
+/// A variable or secret as the API shows it: never a secret's value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variable {
+    pub name: EnvVarName,
+    pub secret: bool,
+    /// The value of a plain variable; always `None` for secrets.
+    pub value: Option<String>,
+    pub version: i32,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutVariable {
+    pub value: String,
+    #[serde(default)]
+    pub secret: bool,
+}
+
+// ---------------------------------------------------------------- hosts
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostStatus {
+    /// Created; no agent has connected yet.
+    Pending,
+    Online,
+    Offline,
+    Revoked,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    pub id: Uuid,
+    pub name: ResourceName,
+    pub status: HostStatus,
+    pub environments: Vec<Uuid>,
+    pub labels: BTreeMap<String, String>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewHost {
+    pub name: ResourceName,
+    #[serde(default)]
+    pub environments: Vec<Uuid>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateHost {
+    pub name: Option<ResourceName>,
+    pub environments: Option<Vec<Uuid>>,
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), FieldError> {
+    if labels.len() > 64 {
+        return Err(FieldError::new("labels", "at most 64 labels"));
+    }
+    for (k, v) in labels {
+        let ok = !k.is_empty()
+            && k.len() <= 63
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+        if !ok {
+            return Err(FieldError::new(
+                format!("labels.{k}"),
+                "label keys are 1–63 characters: letters, digits and . _ - /",
+            ));
+        }
+        if v.len() > 255 {
+            return Err(FieldError::new(format!("labels.{k}"), "value too long (max 255)"));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- releases & deployments
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Manual,
+    Api,
+    Webhook,
+    Rollback,
+    Promotion,
+}
+
+/// Immutable: what was (or will be) deployed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    pub id: Uuid,
+    pub service_id: Uuid,
+    pub environment_id: Uuid,
+    pub project_id: Uuid,
+    /// 1, 2, 3… per service.
+    pub number: i64,
+    pub image: ImageRef,
+    /// The service spec as it was when the release was cut (env var values
+    /// included, secret values never).
+    pub config: ServiceSpec,
+    pub git_sha: Option<String>,
+    pub git_ref: Option<String>,
+    pub trigger: Trigger,
+    pub author: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    RolledBack,
+    Cancelled,
+}
+
+impl DeploymentState {
+    pub const ALL: [DeploymentState; 6] = [
+        DeploymentState::Queued,
+        DeploymentState::Running,
+        DeploymentState::Succeeded,
+        DeploymentState::Failed,
+        DeploymentState::RolledBack,
+        DeploymentState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Queued => "queued",
+            DeploymentState::Running => "running",
+            DeploymentState::Succeeded => "succeeded",
+            DeploymentState::Failed => "failed",
+            DeploymentState::RolledBack => "rolled_back",
+            DeploymentState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, DeploymentState::Queued | DeploymentState::Running)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentStep {
+    pub at: DateTime<Utc>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: Uuid,
+    pub release_id: Uuid,
+    pub release_number: i64,
+    pub image: ImageRef,
+    pub service_id: Uuid,
+    pub environment_id: Uuid,
+    pub project_id: Uuid,
+    pub state: DeploymentState,
+    pub reason: Option<String>,
+    pub requested_by: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Present on single-deployment reads, empty in lists.
+    #[serde(default)]
+    pub steps: Vec<DeploymentStep>,
+}
+
+/// Cut a release of a service and queue its deployment. Without `image` the
+/// service's current image is used; `release_id` redeploys an earlier release.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDeployment {
+    #[serde(default)]
+    pub image: Option<ImageRef>,
+    #[serde(default)]
+    pub release_id: Option<Uuid>,
+    #[serde(default)]
+    pub git_sha: Option<String>,
+    #[serde(default)]
+    pub git_ref: Option<String>,
+}
+
+impl CreateDeployment {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.image.is_some() && self.release_id.is_some() {
+            return Err(FieldError::new("release_id", "give either image or release_id, not both"));
+        }
+        if let Some(sha) = &self.git_sha {
+            let ok = (7..=64).contains(&sha.len()) && sha.chars().all(|c| c.is_ascii_hexdigit());
+            if !ok {
+                return Err(FieldError::new("git_sha", "must be 7–64 hex digits"));
+            }
+        }
+        if let Some(r) = &self.git_ref {
+            if r.is_empty() || r.len() > 255 || r.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(FieldError::new("git_ref", "must be 1–255 characters without spaces"));
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- audit
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    /// What changed, with secret values redacted.
+    pub summary: serde_json::Value,
+    pub source_ip: Option<String>,
+    pub request_id: Option<String>,
+    pub hash: String,
+}
+
+// ---------------------------------------------------------------- overview
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Overview {
+    pub projects: Vec<ProjectOverview>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectOverview {
+    pub project: Project,
+    pub environments: Vec<EnvironmentOverview>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentOverview {
+    pub environment: Environment,
+    pub services: Vec<ServiceOverview>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceOverview {
+    pub id: Uuid,
+    pub name: ResourceName,
+    pub image: ImageRef,
+    /// The release of the newest succeeded deployment.
+    pub current_release: Option<i64>,
+    pub last_deployment: Option<DeploymentSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentSummary {
+    pub id: Uuid,
+    pub state: DeploymentState,
+    pub release_number: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ServiceSpec {
+        serde_json::from_value(serde_json::json!({"image": "app:1"})).expect("minimal spec")
+    }
+
+    #[test]
+    fn minimal_spec_gets_safe_defaults() {
+        let s = spec();
+        assert_eq!(s.replicas, 1);
+        assert!(s.hardening.no_new_privileges);
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn spec_rejects_duplicate_published_ports() {
+        let mut s = spec();
+        let p = PortMapping {
+            container: Port::try_from(80).expect("port"),
+            published: Some(Port::try_from(8080).expect("port")),
+            protocol: Protocol::Tcp,
+        };
+        s.ports = vec![p.clone(), p];
+        assert_eq!(s.validate().map_err(|e| e.field), Err("ports[1].published".into()));
+    }
+
+    #[test]
+    fn spec_rejects_bad_health_check_and_volumes() {
+        let mut s = spec();
+        s.health_check = Some(HealthCheck {
+            path: "health".into(),
+            port: Port::try_from(80).expect("port"),
+            interval_secs: 10,
+            timeout_secs: 3,
+            retries: 3,
+        });
+        assert_eq!(s.validate().map_err(|e| e.field), Err("health_check.path".into()));
+        let mut s = spec();
+        s.volumes = vec![VolumeMount {
+            source: "../etc".into(),
+            target: "/data".into(),
+            read_only: false,
+        }];
+        assert_eq!(s.validate().map_err(|e| e.field), Err("volumes[0].source".into()));
+    }
+
+    #[test]
+    fn unknown_spec_fields_are_rejected() {
+        let r: Result<ServiceSpec, _> =
+            serde_json::from_value(serde_json::json!({"image": "app:1", "privileged": true}));
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn deployment_states_round_trip() {
+        for s in DeploymentState::ALL {
+            assert_eq!(DeploymentState::parse(s.as_str()), Some(s));
+        }
+    }
+}
