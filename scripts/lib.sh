@@ -1,0 +1,288 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/dev, scripts/test, bench/run and .ci/run.
+# Source it (`. "$(dirname "$0")/lib.sh"`); it does not change shell options.
+#
+# Environment it honours (all optional):
+#   CARGO_TARGET_DIR        cargo's target dir (default: $HOME/.cache/slipway/target)
+#   SLIPWAY_TEST_TMP        scratch dir for test services (default: /tmp/slipway-test-<uid>)
+#   SLIPWAY_TEST_PG_PORT    port of the private PostgreSQL (default: first free from 55432)
+#   SLIPWAY_PG_BIN          dir with initdb/pg_ctl (default: newest /usr/lib/postgresql/*/bin)
+#   SLIPWAY_KEEP_POSTGRES=1 leave the private PostgreSQL running on exit
+#   SLIPWAY_NO_INSTALL=1    never install anything; fail if something is missing
+
+# Absolute path of the repository (parent of scripts/).
+SLIPWAY_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export SLIPWAY_REPO
+
+# ---------------------------------------------------------------- output
+
+_SLIPWAY_T0=${_SLIPWAY_T0:-$SECONDS}
+
+# log MSG...: a timestamped line on stderr.
+log() {
+    printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2
+}
+
+# die MSG...: print and exit 1.
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+# section TITLE: a banner that is easy to find in CI logs.
+section() {
+    local elapsed=$((SECONDS - _SLIPWAY_T0))
+    printf '\n==== %s  [+%dm%02ds] ====\n' "$*" $((elapsed / 60)) $((elapsed % 60)) >&2
+}
+
+# fmt_duration SECONDS -> "12m34s"
+fmt_duration() {
+    printf '%dm%02ds' $(($1 / 60)) $(($1 % 60))
+}
+
+# ---------------------------------------------------------------- cleanup
+
+# Commands run (newest first) when the sourcing script exits, however it exits.
+_SLIPWAY_CLEANUPS=()
+
+_slipway_run_cleanups() {
+    local i
+    for ((i = ${#_SLIPWAY_CLEANUPS[@]} - 1; i >= 0; i--)); do
+        eval "${_SLIPWAY_CLEANUPS[i]}" || true
+    done
+    _SLIPWAY_CLEANUPS=()
+}
+
+# on_exit 'command string': register a cleanup command.
+on_exit() {
+    _SLIPWAY_CLEANUPS+=("$1")
+    trap _slipway_run_cleanups EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# ---------------------------------------------------------------- privileges
+
+is_root() {
+    [[ $(id -u) -eq 0 ]]
+}
+
+# as_root CMD...: run as root (directly when root, else through sudo).
+as_root() {
+    if is_root; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root for: $* (install sudo or run as root)"
+    fi
+}
+
+# ---------------------------------------------------------------- packages
+
+_SLIPWAY_APT_UPDATED=${_SLIPWAY_APT_UPDATED:-0}
+
+# apt_installed PKG: true when dpkg has PKG fully installed.
+apt_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# ensure_apt_packages PKG...: install the packages that are missing.
+# Runs `apt-get update` at most once per shell, and only when something is missing.
+ensure_apt_packages() {
+    local missing=() p
+    command -v dpkg-query >/dev/null 2>&1 || die "ensure_apt_packages needs a Debian-based system (dpkg)"
+    for p in "$@"; do
+        apt_installed "$p" || missing+=("$p")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    [[ ${SLIPWAY_NO_INSTALL:-0} == 1 ]] && die "missing packages (SLIPWAY_NO_INSTALL=1): ${missing[*]}"
+    log "installing apt packages: ${missing[*]}"
+    if [[ $_SLIPWAY_APT_UPDATED != 1 ]]; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -qq update
+        _SLIPWAY_APT_UPDATED=1
+    fi
+    # Debian's postgresql package may start its own cluster on 5432: harmless, ours
+    # uses a private port.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+        install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    for p in "${missing[@]}"; do
+        apt_installed "$p" || die "apt-get did not install $p"
+    done
+}
+
+# Packages a build of the workspace needs (C compiler for bundled SQLite etc.).
+SLIPWAY_BUILD_PACKAGES=(build-essential pkg-config ca-certificates)
+
+# ensure_build_deps: C toolchain and the wasm target.
+ensure_build_deps() {
+    ensure_apt_packages "${SLIPWAY_BUILD_PACKAGES[@]}"
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust with rustup first"
+    ensure_rust_wasm
+}
+
+# ensure_rust_wasm: the wasm32-unknown-unknown target for the dashboard.
+ensure_rust_wasm() {
+    if ! command -v rustup >/dev/null 2>&1; then
+        # A toolchain without rustup may still ship the target (e.g. distro rust-std).
+        local sysroot
+        sysroot="$(rustc --print sysroot 2>/dev/null || true)"
+        [[ -d $sysroot/lib/rustlib/wasm32-unknown-unknown ]] && return 0
+        die "wasm32-unknown-unknown target missing and rustup not found"
+    fi
+    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+        [[ ${SLIPWAY_NO_INSTALL:-0} == 1 ]] && die "wasm32-unknown-unknown target missing (SLIPWAY_NO_INSTALL=1)"
+        log "adding rust target wasm32-unknown-unknown"
+        rustup target add wasm32-unknown-unknown
+    fi
+}
+
+# target_dir: export CARGO_TARGET_DIR (outside the clone so CI reuses builds).
+target_dir() {
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/slipway/target}"
+    mkdir -p "$CARGO_TARGET_DIR"
+}
+
+# build_frontend [--release]: build the dashboard into static/pkg/ via xtask.
+build_frontend() {
+    (cd "$SLIPWAY_REPO" && cargo run -q -p xtask -- build-frontend "$@")
+}
+
+# ---------------------------------------------------------------- network
+
+# port_in_use PORT: true when something accepts TCP on 127.0.0.1:PORT.
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# free_port START: print the first port >= START that nobody listens on.
+free_port() {
+    local p=$1
+    while port_in_use "$p"; do
+        p=$((p + 1))
+        ((p < $1 + 200)) || die "no free port near $1"
+    done
+    printf '%s\n' "$p"
+}
+
+# wait_http URL TIMEOUT_S [PID]: wait until URL answers 2xx (and PID, if given, lives).
+wait_http() {
+    local url=$1 timeout=$2 pid=${3:-} deadline=$((SECONDS + $2))
+    while ((SECONDS < deadline)); do
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+            log "process $pid exited while waiting for $url"
+            return 1
+        fi
+        curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    log "timed out after ${timeout}s waiting for $url"
+    return 1
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+
+# pg_bin_dir: print the directory holding initdb/pg_ctl/postgres.
+pg_bin_dir() {
+    if [[ -n ${SLIPWAY_PG_BIN:-} ]]; then
+        printf '%s\n' "$SLIPWAY_PG_BIN"
+        return 0
+    fi
+    local d
+    d="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n1)"
+    [[ -n $d && -x $d/initdb && -x $d/pg_ctl ]] || return 1
+    printf '%s\n' "$d"
+}
+
+# ensure_postgres: install PostgreSQL server binaries when missing.
+ensure_postgres() {
+    if ! pg_bin_dir >/dev/null; then
+        ensure_apt_packages postgresql-15
+    fi
+    pg_bin_dir >/dev/null || die "PostgreSQL binaries not found (set SLIPWAY_PG_BIN)"
+    # initdb refuses to run as root: use the postgres system user (the package creates it).
+    if is_root && ! id postgres >/dev/null 2>&1; then
+        useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+    fi
+}
+
+# _pg CMD...: run a PostgreSQL tool as the cluster owner.
+_pg() {
+    if is_root; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# start_postgres: start (or reuse) a private throw-away cluster under $SLIPWAY_TEST_TMP/pg
+# on 127.0.0.1 and export SLIPWAY_TEST_POSTGRES_URL. Stopped on exit unless it was already
+# running or SLIPWAY_KEEP_POSTGRES=1. Idempotent within a shell and across runs.
+start_postgres() {
+    if [[ -n ${_SLIPWAY_PG_STARTED:-} ]]; then
+        return 0
+    fi
+    ensure_postgres
+    local bin tmp pgdir data sock port
+    bin="$(pg_bin_dir)"
+    tmp="${SLIPWAY_TEST_TMP:-${TMPDIR:-/tmp}/slipway-test-$(id -u)}"
+    export SLIPWAY_TEST_TMP="$tmp"
+    pgdir="$tmp/pg"
+    data="$pgdir/data"
+    sock="$pgdir/sock"
+    mkdir -p "$sock"
+    if is_root; then
+        # the cluster owner must reach and own the directory
+        chmod 0755 "$tmp"
+        chown -R postgres: "$pgdir"
+        runuser -u postgres -- test -w "$pgdir" ||
+            die "user postgres cannot write $pgdir (choose SLIPWAY_TEST_TMP under /tmp)"
+    fi
+
+    # Already running from an earlier run (e.g. SLIPWAY_KEEP_POSTGRES=1)? Reuse it.
+    if [[ -f $data/postmaster.pid ]] && _pg "$bin/pg_ctl" status -D "$data" >/dev/null 2>&1; then
+        port="$(sed -n 4p "$data/postmaster.pid")"
+        log "reusing running PostgreSQL on 127.0.0.1:$port ($data)"
+    else
+        if [[ ! -f $data/PG_VERSION ]]; then
+            log "initdb $data"
+            rm -rf "$data"
+            _pg "$bin/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C \
+                --no-sync --no-instructions >"$pgdir/initdb.log" 2>&1 ||
+                { cat "$pgdir/initdb.log" >&2; die "initdb failed"; }
+            # test-only settings: fast, not durable
+            cat >>"$data/postgresql.conf" <<'EOF'
+# --- slipway test cluster ---
+listen_addresses = '127.0.0.1'
+max_connections = 300
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+log_min_messages = warning
+EOF
+        fi
+        port="${SLIPWAY_TEST_PG_PORT:-$(free_port 55432)}"
+        port_in_use "$port" && die "port $port is already in use (SLIPWAY_TEST_PG_PORT)"
+        _pg "$bin/pg_ctl" start -w -t 60 -D "$data" -l "$pgdir/postgres.log" \
+            -o "-p $port -k $sock -h 127.0.0.1" >/dev/null ||
+            { tail -n 30 "$pgdir/postgres.log" >&2; die "PostgreSQL did not start"; }
+        log "PostgreSQL started on 127.0.0.1:$port ($data)"
+        if [[ ${SLIPWAY_KEEP_POSTGRES:-0} != 1 ]]; then
+            on_exit stop_postgres
+        fi
+    fi
+    _SLIPWAY_PG_STARTED=1
+    export SLIPWAY_TEST_PG_DATA="$data"
+    export SLIPWAY_TEST_PG_PORT="$port"
+    export SLIPWAY_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+# stop_postgres: stop the private cluster started by start_postgres.
+stop_postgres() {
+    local bin data=${SLIPWAY_TEST_PG_DATA:-}
+    [[ -n $data && -f $data/postmaster.pid ]] || return 0
+    bin="$(pg_bin_dir)" || return 0
+    _pg "$bin/pg_ctl" stop -D "$data" -m fast -w -t 30 >/dev/null 2>&1 || true
+    unset _SLIPWAY_PG_STARTED
+    log "PostgreSQL stopped"
+}
