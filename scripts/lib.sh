@@ -6,13 +6,15 @@
 #   CARGO_TARGET_DIR        cargo's target dir (default: $HOME/.cache/slipway/target)
 #   SLIPWAY_TEST_TMP        scratch dir for test services (default: /tmp/slipway-test-<uid>)
 #   SLIPWAY_TEST_PG_PORT    port of the private PostgreSQL (default: first free from 55432)
-#   SLIPWAY_PG_BIN          dir with initdb/pg_ctl (default: newest /usr/lib/postgresql/*/bin)
-#   SLIPWAY_KEEP_POSTGRES=1 leave the private PostgreSQL running on exit
-#   SLIPWAY_NO_INSTALL=1    never install anything; fail if something is missing
+#   SLIPWAY_TEST_PG_BIN          dir with initdb/pg_ctl (default: newest /usr/lib/postgresql/*/bin)
+#   SLIPWAY_TEST_KEEP_POSTGRES=1 leave the private PostgreSQL running on exit
+#   SLIPWAY_TEST_NO_INSTALL=1    never install anything; fail if something is missing
 
-# Absolute path of the repository (parent of scripts/).
+# Absolute path of the repository (parent of scripts/). Deliberately not exported:
+# the server refuses to start on unknown SLIPWAY_* variables (only SLIPWAY_TEST_*,
+# SLIPWAY_CONFIG and SLIPWAY_ADMIN_PASSWORD are ignored), so every knob of these
+# scripts is named SLIPWAY_TEST_*.
 SLIPWAY_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export SLIPWAY_REPO
 
 # ---------------------------------------------------------------- output
 
@@ -96,7 +98,7 @@ ensure_apt_packages() {
         apt_installed "$p" || missing+=("$p")
     done
     [[ ${#missing[@]} -eq 0 ]] && return 0
-    [[ ${SLIPWAY_NO_INSTALL:-0} == 1 ]] && die "missing packages (SLIPWAY_NO_INSTALL=1): ${missing[*]}"
+    [[ ${SLIPWAY_TEST_NO_INSTALL:-0} == 1 ]] && die "missing packages (SLIPWAY_TEST_NO_INSTALL=1): ${missing[*]}"
     log "installing apt packages: ${missing[*]}"
     if [[ $_SLIPWAY_APT_UPDATED != 1 ]]; then
         as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -qq update
@@ -131,7 +133,7 @@ ensure_rust_wasm() {
         die "wasm32-unknown-unknown target missing and rustup not found"
     fi
     if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
-        [[ ${SLIPWAY_NO_INSTALL:-0} == 1 ]] && die "wasm32-unknown-unknown target missing (SLIPWAY_NO_INSTALL=1)"
+        [[ ${SLIPWAY_TEST_NO_INSTALL:-0} == 1 ]] && die "wasm32-unknown-unknown target missing (SLIPWAY_TEST_NO_INSTALL=1)"
         log "adding rust target wasm32-unknown-unknown"
         rustup target add wasm32-unknown-unknown
     fi
@@ -184,8 +186,8 @@ wait_http() {
 
 # pg_bin_dir: print the directory holding initdb/pg_ctl/postgres.
 pg_bin_dir() {
-    if [[ -n ${SLIPWAY_PG_BIN:-} ]]; then
-        printf '%s\n' "$SLIPWAY_PG_BIN"
+    if [[ -n ${SLIPWAY_TEST_PG_BIN:-} ]]; then
+        printf '%s\n' "$SLIPWAY_TEST_PG_BIN"
         return 0
     fi
     local d
@@ -199,7 +201,7 @@ ensure_postgres() {
     if ! pg_bin_dir >/dev/null; then
         ensure_apt_packages postgresql-15
     fi
-    pg_bin_dir >/dev/null || die "PostgreSQL binaries not found (set SLIPWAY_PG_BIN)"
+    pg_bin_dir >/dev/null || die "PostgreSQL binaries not found (set SLIPWAY_TEST_PG_BIN)"
     # initdb refuses to run as root: use the postgres system user (the package creates it).
     if is_root && ! id postgres >/dev/null 2>&1; then
         useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
@@ -217,7 +219,7 @@ _pg() {
 
 # start_postgres: start (or reuse) a private throw-away cluster under $SLIPWAY_TEST_TMP/pg
 # on 127.0.0.1 and export SLIPWAY_TEST_POSTGRES_URL. Stopped on exit unless it was already
-# running or SLIPWAY_KEEP_POSTGRES=1. Idempotent within a shell and across runs.
+# running or SLIPWAY_TEST_KEEP_POSTGRES=1. Idempotent within a shell and across runs.
 start_postgres() {
     if [[ -n ${_SLIPWAY_PG_STARTED:-} ]]; then
         return 0
@@ -239,7 +241,7 @@ start_postgres() {
             die "user postgres cannot write $pgdir (choose SLIPWAY_TEST_TMP under /tmp)"
     fi
 
-    # Already running from an earlier run (e.g. SLIPWAY_KEEP_POSTGRES=1)? Reuse it.
+    # Already running from an earlier run (e.g. SLIPWAY_TEST_KEEP_POSTGRES=1)? Reuse it.
     if [[ -f $data/postmaster.pid ]] && _pg "$bin/pg_ctl" status -D "$data" >/dev/null 2>&1; then
         port="$(sed -n 4p "$data/postmaster.pid")"
         log "reusing running PostgreSQL on 127.0.0.1:$port ($data)"
@@ -267,7 +269,7 @@ EOF
             -o "-p $port -k $sock -h 127.0.0.1" >/dev/null ||
             { tail -n 30 "$pgdir/postgres.log" >&2; die "PostgreSQL did not start"; }
         log "PostgreSQL started on 127.0.0.1:$port ($data)"
-        if [[ ${SLIPWAY_KEEP_POSTGRES:-0} != 1 ]]; then
+        if [[ ${SLIPWAY_TEST_KEEP_POSTGRES:-0} != 1 ]]; then
             on_exit stop_postgres
         fi
     fi
