@@ -1,0 +1,399 @@
+//! The dashboard in a real browser against the real server.
+//!
+//! Needs: `SLIPWAY_BIN` (the built `slipway` binary; the test fails without
+//! it), the dashboard built into `static/pkg` (`cargo run -p xtask --
+//! build-frontend`), and Debian's `chromium` + `chromium-driver` (override
+//! with `CHROMIUM`, `CHROMEDRIVER`). Screenshots of every step go to
+//! `e2e/screenshots/NN-name.png`.
+use anyhow::{anyhow, bail, Context, Result};
+use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const WAIT: Duration = Duration::from_secs(15);
+const USER: &str = "admin";
+const PASSWORD: &str = "correct-horse-battery";
+
+// ------------------------------------------------------------------ processes
+
+/// Kills the child when dropped, so a failing test leaves nothing running.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+struct Server {
+    url: String,
+    _proc: Proc,
+    _data: tempfile::TempDir,
+}
+
+async fn start_server() -> Result<Server> {
+    let bin = std::env::var_os("SLIPWAY_BIN").ok_or_else(|| {
+        anyhow!(
+            "SLIPWAY_BIN is not set: build the server (`cargo build -p slipway`) and run \
+             SLIPWAY_BIN=$CARGO_TARGET_DIR/debug/slipway cargo test -p slipway-e2e"
+        )
+    })?;
+    let static_dir = repo_root().join("static");
+    if !static_dir
+        .join("pkg")
+        .join("slipway_frontend_bg.wasm")
+        .is_file()
+    {
+        bail!(
+            "{}/pkg has no dashboard build: run `cargo run -p xtask -- build-frontend` first",
+            static_dir.display()
+        );
+    }
+    let data = tempfile::tempdir()?;
+    let port = free_port()?;
+    let log = std::fs::File::create(data.path().join("server.log"))?;
+    let mut cmd = Command::new(&bin);
+    // The server refuses unknown SLIPWAY_* variables (SLIPWAY_BIN among them).
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("SLIPWAY_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.arg("serve")
+        .env("SLIPWAY_BIND", format!("127.0.0.1:{port}"))
+        .env("SLIPWAY_DATA_DIR", data.path())
+        .env("SLIPWAY_STATIC_DIR", &static_dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", Path::new(&bin).display()))?;
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(data.path().join("server.log")).unwrap_or_default();
+            bail!("the server exited with {status} before it was ready:\n{log}");
+        }
+        if let Ok(r) = http.get(format!("{url}/ready")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the server was not ready after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(Server {
+        url,
+        _proc: Proc(child),
+        _data: data,
+    })
+}
+
+struct Browser {
+    client: Client,
+    _driver: Proc,
+    _profile: tempfile::TempDir,
+}
+
+async fn start_browser() -> Result<Browser> {
+    let driver_bin =
+        std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let port = free_port()?;
+    let driver = Proc(
+        Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {driver_bin}"))?,
+    );
+    let profile = tempfile::tempdir()?;
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+                "--window-size=1366,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        }),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let client = loop {
+        let attempt = ClientBuilder::rustls()?
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await;
+        match attempt {
+            Ok(c) => break c,
+            Err(e) if Instant::now() > deadline => {
+                return Err(anyhow!("could not start a browser session: {e}"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    };
+    Ok(Browser {
+        client,
+        _driver: driver,
+        _profile: profile,
+    })
+}
+
+// ------------------------------------------------------------------ helpers
+
+/// Find/act/check helpers on one browser session, with numbered screenshots.
+struct Ui {
+    c: Client,
+    base: String,
+    shots: PathBuf,
+    step: u32,
+}
+
+fn css(data_test: &str) -> String {
+    format!("[data-test=\"{data_test}\"]")
+}
+
+impl Ui {
+    async fn goto(&self, path: &str) -> Result<()> {
+        self.c.goto(&format!("{}{path}", self.base)).await?;
+        Ok(())
+    }
+
+    async fn find(&self, selector: &str) -> Result<Element> {
+        self.c
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(selector))
+            .await
+            .with_context(|| format!("no element matches {selector}"))
+    }
+
+    async fn fill(&self, selector: &str, text: &str) -> Result<()> {
+        let el = self.find(selector).await?;
+        el.clear().await?;
+        el.send_keys(text).await?;
+        Ok(())
+    }
+
+    async fn click(&self, selector: &str) -> Result<()> {
+        self.find(selector).await?.click().await?;
+        Ok(())
+    }
+
+    async fn click_link(&self, scope: &str, text: &str) -> Result<()> {
+        let link = format!("{scope} a");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            for a in self.c.find_all(Locator::Css(&link)).await? {
+                if a.text().await?.trim() == text {
+                    a.click().await?;
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("no link {text:?} in {scope}");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    /// Waits until the element's text contains `needle`.
+    async fn expect_text(&self, selector: &str, needle: &str) -> Result<()> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = match self.c.find(Locator::Css(selector)).await {
+                Ok(el) => el.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if text.contains(needle) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{selector} should contain {needle:?}, has {text:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    async fn expect_path(&self, path: &str) -> Result<()> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let url = self.c.current_url().await?;
+            if url.path() == path {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("expected to be at {path}, am at {url}");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    async fn shot(&mut self, name: &str) -> Result<()> {
+        self.step += 1;
+        // let the last render and fonts settle
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let png = self.c.screenshot().await?;
+        let path = self.shots.join(format!("{:02}-{name}.png", self.step));
+        std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------ scenario
+
+async fn scenario(ui: &mut Ui) -> Result<()> {
+    // First run: the app notices no user exists and sends us to /setup.
+    ui.goto("/").await?;
+    ui.find(&css("setup-form")).await?;
+    ui.expect_path("/setup").await?;
+    ui.fill("#setup-username", USER).await?;
+    ui.fill("#setup-password", "short").await?;
+    ui.fill("#setup-confirm", "short").await?;
+    ui.click(&css("setup-submit")).await?;
+    ui.expect_text(&css("error-password"), "at least 12")
+        .await?;
+    ui.shot("setup-validation").await?;
+    ui.fill("#setup-password", PASSWORD).await?;
+    ui.fill("#setup-confirm", PASSWORD).await?;
+    ui.shot("setup").await?;
+    ui.click(&css("setup-submit")).await?;
+    ui.expect_text(&css("username"), USER).await?;
+    ui.expect_path("/").await?;
+    ui.find(&css("overview-empty")).await?;
+    ui.shot("overview-empty").await?;
+
+    // Log out, then back in.
+    ui.click(&css("logout")).await?;
+    ui.find(&css("login-form")).await?;
+    ui.expect_path("/login").await?;
+    ui.fill("#login-username", USER).await?;
+    ui.fill("#login-password", "wrong-password-123").await?;
+    ui.click(&css("login-submit")).await?;
+    ui.find(&css("form-error")).await?;
+    ui.shot("login-failed").await?;
+    ui.fill("#login-password", PASSWORD).await?;
+    ui.click(&css("login-submit")).await?;
+    ui.expect_text(&css("username"), USER).await?;
+    ui.expect_path("/").await?;
+    ui.shot("logged-in").await?;
+
+    // A project: client-side validation first, then the real thing.
+    ui.click(&css("new-project")).await?;
+    ui.fill("#project-name", "Shop").await?;
+    ui.click(&css("project-submit")).await?;
+    ui.expect_text(&css("error-name"), "lowercase").await?;
+    ui.shot("project-validation").await?;
+    ui.fill("#project-name", "shop").await?;
+    ui.fill("#project-description", "The web shop").await?;
+    ui.click(&css("project-submit")).await?;
+    ui.find(&css("project-shop")).await?;
+    ui.shot("project-created").await?;
+
+    // An environment.
+    ui.click_link(&css("project-shop"), "shop").await?;
+    ui.expect_text(&css("project-name"), "shop").await?;
+    ui.fill("#env-name", "staging").await?;
+    ui.click(&css("environment-submit")).await?;
+    ui.find(&css("env-row-staging")).await?;
+    ui.shot("environment-created").await?;
+
+    // A service, with a bad port first.
+    ui.click_link(&css("env-row-staging"), "staging").await?;
+    ui.expect_text(&css("environment-name"), "staging").await?;
+    ui.click(&css("new-service")).await?;
+    ui.fill("#svc-name", "web").await?;
+    ui.fill("#svc-image", "nginx:1.27-alpine").await?;
+    ui.fill("#svc-ports", "8080:70000").await?;
+    ui.click(&css("service-submit")).await?;
+    ui.expect_text(&css("error-ports"), "65535").await?;
+    ui.shot("service-validation").await?;
+    ui.fill("#svc-ports", "8080:80").await?;
+    ui.fill("#svc-health_check-path", "/").await?;
+    ui.fill("#svc-health_check-port", "80").await?;
+    ui.click(&css("service-submit")).await?;
+    ui.find(&css("service-row-web")).await?;
+    ui.shot("service-created").await?;
+
+    // All three on the overview.
+    ui.click_link(&css("nav"), "Overview").await?;
+    ui.expect_path("/").await?;
+    let row = format!(
+        "{} {} {}",
+        css("project-shop"),
+        css("env-staging"),
+        css("service-web")
+    );
+    ui.expect_text(&row, "nginx:1.27-alpine").await?;
+    ui.expect_text(&row, "never deployed").await?;
+    ui.shot("overview").await?;
+
+    // The audit log has an entry for each.
+    ui.click_link(&css("nav"), "Audit log").await?;
+    ui.find(&css("audit-table")).await?;
+    for action in ["project.create", "environment.create", "service.create"] {
+        ui.find(&css(&format!("audit-{action}"))).await?;
+    }
+    ui.shot("audit").await?;
+    ui.fill("#f-action", "service.create").await?;
+    ui.click(&css("audit-apply")).await?;
+    ui.expect_text(&css("audit-count"), "1–1 of 1").await?;
+    ui.shot("audit-filtered").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_first_run_to_audit() -> Result<()> {
+    let server = start_server().await?;
+    let browser = start_browser().await?;
+    let shots = repo_root().join("e2e").join("screenshots");
+    std::fs::create_dir_all(&shots)?;
+    let mut ui = Ui {
+        c: browser.client.clone(),
+        base: server.url.clone(),
+        shots,
+        step: 0,
+    };
+    let result = scenario(&mut ui).await;
+    if result.is_err() {
+        let _ = ui.shot("failure").await;
+        if let Ok(src) = ui.c.source().await {
+            let _ = std::fs::write(ui.shots.join("failure.html"), src);
+        }
+    }
+    let _ = browser.client.clone().close().await;
+    result
+}

@@ -1,0 +1,441 @@
+//! The one HTTP client of the dashboard.
+//!
+//! Every call goes to `/api/v1` with `credentials: same-origin`, decodes the
+//! bodies with the `slipway-types` DTOs and fails with the server's own
+//! [`ApiErrorBody`]. Mutating calls carry `X-CSRF-Token`, taken from
+//! `GET /api/v1/auth/me` (or from the login/setup answer) and refreshed once if
+//! the server answers `csrf_failed`. A `401 unauthenticated` anywhere calls the
+//! hook installed with [`on_unauthenticated`] (the app sends the user to /login).
+use gloo_net::http::{Method, RequestBuilder, Response};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use slipway_types::{
+    api::{
+        ApiToken, AuditEntry, CreateDeployment, CreateToken, CreatedToken, Deployment, Environment,
+        Host, LoginRequest, Me, NewEnvironment, NewHost, NewProject, NewService, Overview, Page,
+        Project, PutVariable, Service, SetupRequest, SetupStatus, UpdateEnvironment, UpdateProject,
+        UpdateService, Variable,
+    },
+    ApiErrorBody, ErrorCode,
+};
+use std::{cell::RefCell, rc::Rc};
+use uuid::Uuid;
+use web_sys::RequestCredentials;
+
+pub type ApiResult<T> = Result<T, ApiErrorBody>;
+
+pub const BASE: &str = "/api/v1";
+
+thread_local! {
+    static CSRF: RefCell<Option<String>> = const { RefCell::new(None) };
+    static ON_UNAUTHENTICATED: RefCell<Option<Rc<dyn Fn()>>> = RefCell::new(None);
+}
+
+/// Installs what to do when the server says the session is gone.
+pub fn on_unauthenticated(f: impl Fn() + 'static) {
+    ON_UNAUTHENTICATED.with(|h| *h.borrow_mut() = Some(Rc::new(f)));
+}
+
+fn remember(me: &Me) {
+    CSRF.with(|c| *c.borrow_mut() = me.csrf_token.clone());
+}
+
+fn forget_csrf() {
+    CSRF.with(|c| *c.borrow_mut() = None);
+}
+
+/// An error that did not come from the server (network down, undecodable body).
+pub fn client_error(message: impl Into<String>) -> ApiErrorBody {
+    ApiErrorBody {
+        error: ErrorCode::Unavailable,
+        message: message.into(),
+        field: None,
+    }
+}
+
+/// A client-side validation failure shaped like the server's.
+pub fn invalid(field: &str, message: impl Into<String>) -> ApiErrorBody {
+    ApiErrorBody {
+        error: ErrorCode::InvalidInput,
+        message: message.into(),
+        field: Some(field.to_owned()),
+    }
+}
+
+/// List endpoints answer `Page<T>`; accept a bare array too.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ListBody<T> {
+    Page(Page<T>),
+    List(Vec<T>),
+}
+
+impl<T> From<ListBody<T>> for Vec<T> {
+    fn from(b: ListBody<T>) -> Vec<T> {
+        match b {
+            ListBody::Page(p) => p.items,
+            ListBody::List(v) => v,
+        }
+    }
+}
+
+struct Call<'a> {
+    method: Method,
+    path: &'a str,
+    body: Option<String>,
+    /// Login and setup: no session yet, so no CSRF token and no redirect on 401.
+    public: bool,
+}
+
+async fn csrf_token() -> Option<String> {
+    if let Some(t) = CSRF.with(|c| c.borrow().clone()) {
+        return Some(t);
+    }
+    let me_call = Call {
+        method: Method::GET,
+        path: "/auth/me",
+        body: None,
+        public: false,
+    };
+    match raw(&me_call, None).await {
+        Ok(resp) if resp.ok() => {
+            let me: Me = resp.json().await.ok()?;
+            remember(&me);
+            me.csrf_token
+        }
+        _ => None,
+    }
+}
+
+async fn raw(call: &Call<'_>, csrf: Option<String>) -> ApiResult<Response> {
+    let url = format!("{BASE}{}", call.path);
+    let mut builder = RequestBuilder::new(&url)
+        .method(call.method.clone())
+        .credentials(RequestCredentials::SameOrigin)
+        .header("Accept", "application/json");
+    if let Some(token) = csrf {
+        builder = builder.header("X-CSRF-Token", &token);
+    }
+    let request = match &call.body {
+        Some(json) => builder
+            .header("Content-Type", "application/json")
+            .body(json.clone()),
+        None => builder.build(),
+    }
+    .map_err(|e| client_error(format!("could not build the request: {e}")))?;
+    request
+        .send()
+        .await
+        .map_err(|e| client_error(format!("the server could not be reached: {e}")))
+}
+
+async fn error_of(resp: Response) -> ApiErrorBody {
+    let status = resp.status();
+    match resp.json::<ApiErrorBody>().await {
+        Ok(body) => body,
+        Err(_) => ApiErrorBody {
+            error: match status {
+                401 => ErrorCode::Unauthenticated,
+                403 => ErrorCode::Forbidden,
+                404 => ErrorCode::NotFound,
+                409 => ErrorCode::Conflict,
+                422 => ErrorCode::InvalidInput,
+                _ => ErrorCode::Internal,
+            },
+            message: format!("the server answered {status} {}", resp.status_text()),
+            field: None,
+        },
+    }
+}
+
+/// Sends a call; on `csrf_failed` refreshes the token and tries once more.
+async fn send(call: Call<'_>) -> ApiResult<Response> {
+    let mut retried = false;
+    loop {
+        let mutating = call.method != Method::GET && call.method != Method::HEAD;
+        let csrf = if mutating && !call.public {
+            csrf_token().await
+        } else {
+            None
+        };
+        let resp = raw(&call, csrf).await?;
+        if resp.ok() {
+            return Ok(resp);
+        }
+        let err = error_of(resp).await;
+        if err.error == ErrorCode::CsrfFailed && !retried {
+            retried = true;
+            forget_csrf();
+            continue;
+        }
+        if err.error == ErrorCode::Unauthenticated && !call.public {
+            forget_csrf();
+            if let Some(hook) = ON_UNAUTHENTICATED.with(|h| h.borrow().clone()) {
+                hook();
+            }
+        }
+        return Err(err);
+    }
+}
+
+async fn decode<T: DeserializeOwned>(resp: Response) -> ApiResult<T> {
+    resp.json::<T>()
+        .await
+        .map_err(|e| client_error(format!("unexpected answer from the server: {e}")))
+}
+
+fn to_json<B: Serialize>(body: &B) -> ApiResult<String> {
+    serde_json::to_string(body).map_err(|e| client_error(format!("could not encode: {e}")))
+}
+
+pub async fn get<T: DeserializeOwned>(path: &str) -> ApiResult<T> {
+    let resp = send(Call {
+        method: Method::GET,
+        path,
+        body: None,
+        public: false,
+    })
+    .await?;
+    decode(resp).await
+}
+
+pub async fn get_list<T: DeserializeOwned>(path: &str) -> ApiResult<Vec<T>> {
+    get::<ListBody<T>>(path).await.map(Vec::from)
+}
+
+async fn with_body<B: Serialize, T: DeserializeOwned>(
+    method: Method,
+    path: &str,
+    body: &B,
+) -> ApiResult<T> {
+    let resp = send(Call {
+        method,
+        path,
+        body: Some(to_json(body)?),
+        public: false,
+    })
+    .await?;
+    decode(resp).await
+}
+
+pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> ApiResult<T> {
+    with_body(Method::POST, path, body).await
+}
+
+pub async fn patch<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> ApiResult<T> {
+    with_body(Method::PATCH, path, body).await
+}
+
+pub async fn put<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> ApiResult<T> {
+    with_body(Method::PUT, path, body).await
+}
+
+pub async fn delete(path: &str) -> ApiResult<()> {
+    send(Call {
+        method: Method::DELETE,
+        path,
+        body: None,
+        public: false,
+    })
+    .await
+    .map(drop)
+}
+
+/// Percent-encodes a query value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------- typed calls
+
+pub async fn setup_status() -> ApiResult<SetupStatus> {
+    get("/setup").await
+}
+
+pub async fn setup(req: &SetupRequest) -> ApiResult<Me> {
+    let resp = send(Call {
+        method: Method::POST,
+        path: "/setup",
+        body: Some(to_json(req)?),
+        public: true,
+    })
+    .await?;
+    let me: Me = decode(resp).await?;
+    remember(&me);
+    Ok(me)
+}
+
+pub async fn login(req: &LoginRequest) -> ApiResult<Me> {
+    let resp = send(Call {
+        method: Method::POST,
+        path: "/auth/login",
+        body: Some(to_json(req)?),
+        public: true,
+    })
+    .await?;
+    let me: Me = decode(resp).await?;
+    remember(&me);
+    Ok(me)
+}
+
+pub async fn logout() -> ApiResult<()> {
+    let r = send(Call {
+        method: Method::POST,
+        path: "/auth/logout",
+        body: None,
+        public: false,
+    })
+    .await
+    .map(drop);
+    forget_csrf();
+    r
+}
+
+pub async fn me() -> ApiResult<Me> {
+    let me: Me = get("/auth/me").await?;
+    remember(&me);
+    Ok(me)
+}
+
+pub async fn overview() -> ApiResult<Overview> {
+    get("/overview").await
+}
+
+pub async fn create_project(p: &NewProject) -> ApiResult<Project> {
+    post("/projects", p).await
+}
+pub async fn project(id: Uuid) -> ApiResult<Project> {
+    get(&format!("/projects/{id}")).await
+}
+pub async fn update_project(id: Uuid, u: &UpdateProject) -> ApiResult<Project> {
+    patch(&format!("/projects/{id}"), u).await
+}
+pub async fn delete_project(id: Uuid) -> ApiResult<()> {
+    delete(&format!("/projects/{id}")).await
+}
+
+pub async fn environments(project: Uuid) -> ApiResult<Vec<Environment>> {
+    get_list(&format!("/projects/{project}/environments?limit=500")).await
+}
+pub async fn create_environment(project: Uuid, e: &NewEnvironment) -> ApiResult<Environment> {
+    post(&format!("/projects/{project}/environments"), e).await
+}
+pub async fn environment(id: Uuid) -> ApiResult<Environment> {
+    get(&format!("/environments/{id}")).await
+}
+pub async fn update_environment(id: Uuid, u: &UpdateEnvironment) -> ApiResult<Environment> {
+    patch(&format!("/environments/{id}"), u).await
+}
+pub async fn delete_environment(id: Uuid) -> ApiResult<()> {
+    delete(&format!("/environments/{id}")).await
+}
+
+pub async fn services(environment: Uuid) -> ApiResult<Vec<Service>> {
+    get_list(&format!("/environments/{environment}/services?limit=500")).await
+}
+pub async fn create_service(environment: Uuid, s: &NewService) -> ApiResult<Service> {
+    post(&format!("/environments/{environment}/services"), s).await
+}
+pub async fn service(id: Uuid) -> ApiResult<Service> {
+    get(&format!("/services/{id}")).await
+}
+pub async fn update_service(id: Uuid, u: &UpdateService) -> ApiResult<Service> {
+    patch(&format!("/services/{id}"), u).await
+}
+pub async fn delete_service(id: Uuid) -> ApiResult<()> {
+    delete(&format!("/services/{id}")).await
+}
+
+pub async fn variables(environment: Uuid) -> ApiResult<Vec<Variable>> {
+    get_list(&format!("/environments/{environment}/variables")).await
+}
+pub async fn put_variable(environment: Uuid, name: &str, v: &PutVariable) -> ApiResult<Variable> {
+    put(
+        &format!("/environments/{environment}/variables/{}", enc(name)),
+        v,
+    )
+    .await
+}
+pub async fn delete_variable(environment: Uuid, name: &str) -> ApiResult<()> {
+    delete(&format!(
+        "/environments/{environment}/variables/{}",
+        enc(name)
+    ))
+    .await
+}
+
+pub async fn deploy(service: Uuid, d: &CreateDeployment) -> ApiResult<Deployment> {
+    post(&format!("/services/{service}/deployments"), d).await
+}
+pub async fn deployments(service: Uuid) -> ApiResult<Vec<Deployment>> {
+    get_list(&format!("/deployments?service={service}&limit=50")).await
+}
+
+/// Audit filters, also used to build the CSV export link.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    pub actor: String,
+    pub action: String,
+    pub target_type: String,
+    pub since: String,
+    pub until: String,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+impl AuditQuery {
+    pub fn query_string(&self, format: &str) -> String {
+        let mut q = vec![format!("format={format}")];
+        for (k, v) in [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("target_type", &self.target_type),
+            ("since", &self.since),
+            ("until", &self.until),
+        ] {
+            let v = v.trim();
+            if !v.is_empty() {
+                q.push(format!("{k}={}", enc(v)));
+            }
+        }
+        if format == "json" {
+            q.push(format!("limit={}&offset={}", self.limit, self.offset));
+        }
+        q.join("&")
+    }
+
+    pub fn csv_url(&self) -> String {
+        format!("{BASE}/audit?{}", self.query_string("csv"))
+    }
+}
+
+pub async fn audit(q: &AuditQuery) -> ApiResult<Page<AuditEntry>> {
+    get(&format!("/audit?{}", q.query_string("json"))).await
+}
+
+pub async fn hosts() -> ApiResult<Vec<Host>> {
+    get_list("/hosts?limit=500").await
+}
+pub async fn create_host(h: &NewHost) -> ApiResult<Host> {
+    post("/hosts", h).await
+}
+pub async fn delete_host(id: Uuid) -> ApiResult<()> {
+    delete(&format!("/hosts/{id}")).await
+}
+
+pub async fn tokens() -> ApiResult<Vec<ApiToken>> {
+    get_list("/tokens?limit=500").await
+}
+pub async fn create_token(t: &CreateToken) -> ApiResult<CreatedToken> {
+    post("/tokens", t).await
+}
+pub async fn revoke_token(id: Uuid) -> ApiResult<()> {
+    delete(&format!("/tokens/{id}")).await
+}

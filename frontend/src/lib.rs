@@ -1,0 +1,21 @@
+//! Slipway's web dashboard: a client-side rendered Leptos app compiled to
+//! wasm and served by the server from `static/` (see `xtask build-frontend`).
+//!
+//! Map: [`api`] is the only module that talks HTTP; [`app`] holds the router,
+//! the session context and the top navigation; one file per page in
+//! [`pages`]; shared widgets in [`components`].
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod api;
+pub mod app;
+pub mod components;
+pub mod pages;
+
+use wasm_bindgen::prelude::wasm_bindgen;
+
+/// Entry point, run by `init()` in `static/index.html`.
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(app::App);
+}

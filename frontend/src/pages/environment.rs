@@ -1,0 +1,410 @@
+//! `/environments/:id`: services, variables & secrets; edit or delete the
+//! environment.
+use super::{confirm, use_id_param};
+use crate::{
+    api::{self, invalid},
+    app::use_session,
+    components::{
+        service_form::{ServiceFields, ServiceFormState, SERVICE_FIELDS},
+        ui::fmt_time,
+        ErrorBox, FieldError, FormAlert, FormErrors, Loading,
+    },
+};
+use leptos::{prelude::*, task::spawn_local};
+use leptos_router::{hooks::use_navigate, NavigateOptions};
+use slipway_types::{
+    api::{Environment, NewService, PutVariable, Service, UpdateEnvironment, Variable},
+    ApiErrorBody, EnvVarName, ResourceName,
+};
+use uuid::Uuid;
+
+#[component]
+pub fn EnvironmentPage() -> impl IntoView {
+    let id = use_id_param();
+    let version = RwSignal::new(0u32);
+    let data = LocalResource::new(move || {
+        version.track();
+        let id = id.get();
+        async move {
+            let id = id.ok_or_else(|| api::client_error("bad environment id"))?;
+            let env = api::environment(id).await?;
+            let project = api::project(env.project_id).await?;
+            Ok::<_, ApiErrorBody>((project.name.to_string(), env, api::services(id).await?))
+        }
+    });
+    let refresh = move || version.update(|v| *v += 1);
+    move || match data.get() {
+        None => view! { <Loading /> }.into_any(),
+        Some(Err(e)) => view! { <ErrorBox error=e /> }.into_any(),
+        Some(Ok((project_name, env, services))) => {
+            view! { <EnvironmentView project_name env services refresh /> }.into_any()
+        }
+    }
+}
+
+#[component]
+fn EnvironmentView(
+    project_name: String,
+    env: Environment,
+    services: Vec<Service>,
+    refresh: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let session = use_session();
+    let navigate = use_navigate();
+    let editing = RwSignal::new(false);
+    let adding = RwSignal::new(false);
+    let errors = FormErrors::new(&[]);
+    let (eid, pid) = (env.id, env.project_id);
+    let on_delete = move |_| {
+        if !confirm("Delete this environment, its services and its secrets?") {
+            return;
+        }
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            match api::delete_environment(eid).await {
+                Ok(()) => navigate(&format!("/projects/{pid}"), NavigateOptions::default()),
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    let env2 = env.clone();
+    view! {
+        <nav class="breadcrumbs">
+            <a href="/">"Overview"</a>
+            <span>"/"</span>
+            <a href=format!("/projects/{pid}")>{project_name}</a>
+            <span>"/"</span>
+            <span>{env.name.to_string()}</span>
+        </nav>
+        <div class="page-header">
+            <div>
+                <h1 data-test="environment-name">
+                    {env.name.to_string()}
+                    {env.protected.then(|| view! { <span class="badge badge-protected">"protected"</span> })}
+                </h1>
+                <p class="muted">{format!("Created {}", fmt_time(&env.created_at))}</p>
+            </div>
+            <Show when=move || session.is_admin()>
+                <div class="actions">
+                    <button class="btn btn-primary" data-test="new-service" on:click=move |_| adding.update(|v| *v = !*v)>
+                        "New service"
+                    </button>
+                    <button class="btn" data-test="edit-environment" on:click=move |_| editing.update(|v| *v = !*v)>
+                        "Edit"
+                    </button>
+                    <button class="btn btn-danger" data-test="delete-environment" on:click=on_delete.clone()>
+                        "Delete"
+                    </button>
+                </div>
+            </Show>
+        </div>
+        <FormAlert errors />
+        <Show when=move || editing.get()>
+            <EditEnvironmentForm env=env2.clone() on_done=move || {
+                editing.set(false);
+                refresh();
+            } />
+        </Show>
+        <Show when=move || adding.get()>
+            <NewServiceForm environment=eid on_done=move || {
+                adding.set(false);
+                refresh();
+            } />
+        </Show>
+        <section class="card">
+            <div class="card-header">
+                <h2>"Services"</h2>
+            </div>
+            <ServicesTable services />
+        </section>
+        <VariablesSection environment=eid />
+    }
+}
+
+#[component]
+fn ServicesTable(services: Vec<Service>) -> impl IntoView {
+    if services.is_empty() {
+        return view! { <p class="muted card-body">"No services yet."</p> }.into_any();
+    }
+    view! {
+        <table class="table" data-test="services">
+            <thead>
+                <tr>
+                    <th>"Name"</th>
+                    <th>"Image"</th>
+                    <th>"Ports"</th>
+                    <th>"Replicas"</th>
+                    <th>"Updated"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {services
+                    .into_iter()
+                    .map(|s| {
+                        view! {
+                            <tr data-test=format!("service-row-{}", s.name)>
+                                <td>
+                                    <a href=format!("/services/{}", s.id)>{s.name.to_string()}</a>
+                                </td>
+                                <td class="mono small">{s.spec.image.to_string()}</td>
+                                <td class="mono small">
+                                    {crate::components::service_form::ports_to_text(&s.spec.ports)}
+                                </td>
+                                <td>{s.spec.replicas}</td>
+                                <td class="muted">{fmt_time(&s.updated_at)}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+#[component]
+fn NewServiceForm(
+    environment: Uuid,
+    on_done: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let state = ServiceFormState::default();
+    let errors = FormErrors::new(SERVICE_FIELDS);
+    let busy = RwSignal::new(false);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        match state.build() {
+            Err(e) => errors.set(e),
+            Ok((name, spec)) => {
+                busy.set(true);
+                spawn_local(async move {
+                    match api::create_service(environment, &NewService { name, spec }).await {
+                        Ok(_) => on_done(),
+                        Err(e) => errors.set(e),
+                    }
+                    busy.set(false);
+                });
+            }
+        }
+    };
+    view! {
+        <form class="card form-card" on:submit=submit data-test="service-form" novalidate>
+            <h2>"New service"</h2>
+            <FormAlert errors />
+            <ServiceFields state errors />
+            <div class="form-actions">
+                <button class="btn btn-primary" type="submit" data-test="service-submit" disabled=move || busy.get()>
+                    "Create service"
+                </button>
+            </div>
+        </form>
+    }
+}
+
+#[component]
+fn EditEnvironmentForm(
+    env: Environment,
+    on_done: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let name = RwSignal::new(env.name.to_string());
+    let protected = RwSignal::new(env.protected);
+    let errors = FormErrors::new(&["name", "protected"]);
+    let id = env.id;
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        match ResourceName::try_from(name.get_untracked().trim()) {
+            Err(m) => errors.set(invalid("name", m)),
+            Ok(n) => {
+                let body = UpdateEnvironment {
+                    name: Some(n),
+                    protected: Some(protected.get_untracked()),
+                };
+                spawn_local(async move {
+                    match api::update_environment(id, &body).await {
+                        Ok(_) => on_done(),
+                        Err(e) => errors.set(e),
+                    }
+                });
+            }
+        }
+    };
+    view! {
+        <form class="card form-card" on:submit=submit data-test="edit-environment-form" novalidate>
+            <h2>"Edit environment"</h2>
+            <FormAlert errors />
+            <div class="field">
+                <label for="edit-env-name">"Name"</label>
+                <input id="edit-env-name" name="name" bind:value=name />
+                <FieldError errors field="name" />
+            </div>
+            <label class="toggle">
+                <input type="checkbox" name="protected" bind:checked=protected />
+                <span>"Protected"</span>
+            </label>
+            <div class="form-actions">
+                <button class="btn btn-primary" type="submit" data-test="edit-environment-submit">"Save"</button>
+            </div>
+        </form>
+    }
+}
+
+#[component]
+fn VariablesSection(environment: Uuid) -> impl IntoView {
+    let session = use_session();
+    let version = RwSignal::new(0u32);
+    let vars = LocalResource::new(move || {
+        version.track();
+        api::variables(environment)
+    });
+    let refresh = move || version.update(|v| *v += 1);
+    view! {
+        <section class="card" data-test="variables">
+            <div class="card-header">
+                <div>
+                    <h2>"Variables & secrets"</h2>
+                    <p class="muted small">"Secret values are write-only: nobody can read them back."</p>
+                </div>
+            </div>
+            {move || match vars.get() {
+                None => view! { <Loading /> }.into_any(),
+                Some(Err(e)) => view! { <ErrorBox error=e /> }.into_any(),
+                Some(Ok(v)) if v.is_empty() => {
+                    view! { <p class="muted card-body">"No variables or secrets yet."</p> }.into_any()
+                }
+                Some(Ok(v)) => view! { <VariablesTable vars=v environment refresh /> }.into_any(),
+            }}
+            <Show when=move || session.is_admin()>
+                <PutVariableForm environment on_done=refresh />
+            </Show>
+        </section>
+    }
+}
+
+#[component]
+fn VariablesTable(
+    vars: Vec<Variable>,
+    environment: Uuid,
+    refresh: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let session = use_session();
+    view! {
+        <table class="table">
+            <thead>
+                <tr>
+                    <th>"Name"</th>
+                    <th>"Kind"</th>
+                    <th>"Value"</th>
+                    <th>"Version"</th>
+                    <th>"Updated"</th>
+                    <th></th>
+                </tr>
+            </thead>
+            <tbody>
+                {vars
+                    .into_iter()
+                    .map(|v| {
+                        let name = v.name.to_string();
+                        let n2 = name.clone();
+                        let remove = move |_| {
+                            let n = n2.clone();
+                            if confirm(&format!("Delete {n}?")) {
+                                spawn_local(async move {
+                                    if api::delete_variable(environment, &n).await.is_ok() {
+                                        refresh();
+                                    }
+                                });
+                            }
+                        };
+                        view! {
+                            <tr data-test=format!("var-row-{name}")>
+                                <td class="mono">{name.clone()}</td>
+                                <td>
+                                    {if v.secret {
+                                        view! { <span class="badge badge-secret">"secret"</span> }.into_any()
+                                    } else {
+                                        view! { <span class="badge badge-none">"plain"</span> }.into_any()
+                                    }}
+                                </td>
+                                <td class="mono small">
+                                    {if v.secret { "••••••••".to_owned() } else { v.value.clone().unwrap_or_default() }}
+                                </td>
+                                <td>{format!("v{}", v.version)}</td>
+                                <td class="muted small">{format!("{} by {}", fmt_time(&v.updated_at), v.updated_by)}</td>
+                                <td class="right">
+                                    <Show when=move || session.is_admin()>
+                                        <button class="btn btn-ghost btn-sm" on:click=remove.clone()>"Delete"</button>
+                                    </Show>
+                                </td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+#[component]
+fn PutVariableForm(
+    environment: Uuid,
+    on_done: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let value = RwSignal::new(String::new());
+    let secret = RwSignal::new(false);
+    let errors = FormErrors::new(&["name", "value"]);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        match EnvVarName::try_from(name.get_untracked().trim()) {
+            Err(m) => errors.set(invalid("name", m)),
+            Ok(n) => {
+                let body = PutVariable {
+                    value: value.get_untracked(),
+                    secret: secret.get_untracked(),
+                };
+                spawn_local(async move {
+                    match api::put_variable(environment, n.as_str(), &body).await {
+                        Ok(_) => {
+                            name.set(String::new());
+                            value.set(String::new());
+                            on_done();
+                        }
+                        Err(e) => errors.set(e),
+                    }
+                });
+            }
+        }
+    };
+    view! {
+        <form class="inline-form card-body" on:submit=submit data-test="variable-form" novalidate>
+            <FormAlert errors />
+            <div class="form-row">
+                <div class="field">
+                    <label for="var-name">"Name"</label>
+                    <input id="var-name" name="name" class="mono" placeholder="DATABASE_URL" bind:value=name />
+                    <FieldError errors field="name" />
+                </div>
+                <div class="field grow">
+                    <label for="var-value">{move || if secret.get() { "Secret value" } else { "Value" }}</label>
+                    <input
+                        id="var-value"
+                        name="value"
+                        type=move || if secret.get() { "password" } else { "text" }
+                        autocomplete="off"
+                        bind:value=value
+                    />
+                    <FieldError errors field="value" />
+                </div>
+                <label class="toggle align-end">
+                    <input type="checkbox" name="secret" data-test="variable-secret" bind:checked=secret />
+                    <span>"Secret"</span>
+                </label>
+                <button class="btn btn-primary align-end" type="submit" data-test="variable-submit">
+                    {move || if secret.get() { "Set secret" } else { "Set variable" }}
+                </button>
+            </div>
+        </form>
+    }
+}

@@ -1,0 +1,28 @@
+//! One file per page.
+pub mod audit;
+pub mod environment;
+pub mod hosts;
+pub mod login;
+pub mod not_found;
+pub mod overview;
+pub mod project;
+pub mod service;
+pub mod setup;
+pub mod tokens;
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+use uuid::Uuid;
+
+/// The `:id` of the current route, if it is a UUID.
+pub fn use_id_param() -> Memo<Option<Uuid>> {
+    let params = use_params_map();
+    Memo::new(move |_| params.with(|p| p.get("id").and_then(|s| Uuid::parse_str(&s).ok())))
+}
+
+/// Asks the browser for a yes/no confirmation.
+pub fn confirm(message: &str) -> bool {
+    web_sys::window()
+        .and_then(|w| w.confirm_with_message(message).ok())
+        .unwrap_or(false)
+}

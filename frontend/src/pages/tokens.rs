@@ -1,0 +1,212 @@
+//! `/tokens`: API tokens for CI and scripts. The secret is shown once.
+use super::confirm;
+use crate::{
+    api::{self, invalid},
+    components::{
+        ui::fmt_opt_time, ui::fmt_time, ErrorBox, FieldError, FormAlert, FormErrors, Loading,
+    },
+};
+use leptos::{prelude::*, task::spawn_local};
+use slipway_types::{
+    api::{ApiToken, CreateToken},
+    Role,
+};
+
+#[component]
+pub fn TokensPage() -> impl IntoView {
+    let version = RwSignal::new(0u32);
+    let tokens = LocalResource::new(move || {
+        version.track();
+        api::tokens()
+    });
+    let created = RwSignal::new(None::<String>);
+    let refresh = move || version.update(|v| *v += 1);
+    view! {
+        <div class="page-header">
+            <div>
+                <h1>"API tokens"</h1>
+                <p class="muted">"Tokens authenticate CI pipelines and scripts: " <code>"Authorization: Bearer slp_…"</code></p>
+            </div>
+        </div>
+        {move || created.get().map(|secret| view! { <SecretOnce secret on_close=move || created.set(None) /> })}
+        <NewTokenForm on_created=move |s| {
+            created.set(Some(s));
+            refresh();
+        } />
+        <section class="card">
+            {move || match tokens.get() {
+                None => view! { <Loading /> }.into_any(),
+                Some(Err(e)) => view! { <ErrorBox error=e /> }.into_any(),
+                Some(Ok(t)) if t.is_empty() => view! { <p class="muted card-body">"No tokens yet."</p> }.into_any(),
+                Some(Ok(t)) => view! { <TokensTable tokens=t refresh /> }.into_any(),
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn SecretOnce(secret: String, on_close: impl Fn() + Copy + 'static) -> impl IntoView {
+    let copied = RwSignal::new(false);
+    let s2 = secret.clone();
+    let copy = move |_| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.navigator().clipboard().write_text(&s2);
+            copied.set(true);
+        }
+    };
+    view! {
+        <div class="card secret-once" data-test="token-secret">
+            <div>
+                <strong>"Copy your new token now."</strong>
+                " It will not be shown again."
+            </div>
+            <div class="secret-row">
+                <code class="secret" data-test="token-secret-value">{secret}</code>
+                <button class="btn btn-sm" on:click=copy data-test="copy-token">
+                    {move || if copied.get() { "Copied" } else { "Copy" }}
+                </button>
+                <button class="btn btn-ghost btn-sm" on:click=move |_| on_close()>"Done"</button>
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn NewTokenForm(on_created: impl Fn(String) + Copy + 'static) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let role = RwSignal::new(Role::Deployer);
+    let days = RwSignal::new("90".to_owned());
+    let errors = FormErrors::new(&["name", "role", "expires_in_days"]);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        let n = name.get_untracked().trim().to_owned();
+        if n.is_empty() || n.len() > 64 {
+            errors.set(invalid("name", "give the token a name (1–64 characters)"));
+            return;
+        }
+        let expires_in_days = match days.get_untracked().trim() {
+            "" => None,
+            d => match d.parse::<u32>() {
+                Ok(d) if d > 0 => Some(d),
+                _ => {
+                    errors.set(invalid(
+                        "expires_in_days",
+                        "a whole number of days, or empty for never",
+                    ));
+                    return;
+                }
+            },
+        };
+        let body = CreateToken {
+            name: n,
+            role: role.get_untracked(),
+            environments: Vec::new(),
+            expires_in_days,
+        };
+        spawn_local(async move {
+            match api::create_token(&body).await {
+                Ok(t) => {
+                    name.set(String::new());
+                    on_created(t.secret);
+                }
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    view! {
+        <form class="card inline-form card-body" on:submit=submit data-test="token-form" novalidate>
+            <FormAlert errors />
+            <div class="form-row">
+                <div class="field grow">
+                    <label for="token-name">"Name"</label>
+                    <input id="token-name" name="name" placeholder="github-actions" bind:value=name />
+                    <FieldError errors field="name" />
+                </div>
+                <div class="field">
+                    <label for="token-role">"Role"</label>
+                    <select
+                        id="token-role"
+                        name="role"
+                        on:change=move |ev| {
+                            if let Ok(r) = event_target_value(&ev).parse::<Role>() {
+                                role.set(r);
+                            }
+                        }
+                    >
+                        {Role::ALL
+                            .into_iter()
+                            .map(|r| view! { <option value=r.as_str() selected=move || role.get() == r>{r.as_str()}</option> })
+                            .collect_view()}
+                    </select>
+                </div>
+                <div class="field">
+                    <label for="token-days">"Expires in (days)"</label>
+                    <input id="token-days" name="expires_in_days" placeholder="never" bind:value=days />
+                    <FieldError errors field="expires_in_days" />
+                </div>
+                <button class="btn btn-primary align-end" type="submit" data-test="token-submit">"Create token"</button>
+            </div>
+        </form>
+    }
+}
+
+#[component]
+fn TokensTable(
+    tokens: Vec<ApiToken>,
+    refresh: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    view! {
+        <table class="table" data-test="tokens">
+            <thead>
+                <tr>
+                    <th>"Name"</th>
+                    <th>"Role"</th>
+                    <th>"Created"</th>
+                    <th>"Expires"</th>
+                    <th>"Last used"</th>
+                    <th></th>
+                </tr>
+            </thead>
+            <tbody>
+                {tokens
+                    .into_iter()
+                    .map(|t| {
+                        let id = t.id;
+                        let revoked = t.revoked_at.is_some();
+                        let revoke = move |_| {
+                            if confirm("Revoke this token? Anything using it stops working.") {
+                                spawn_local(async move {
+                                    if api::revoke_token(id).await.is_ok() {
+                                        refresh();
+                                    }
+                                });
+                            }
+                        };
+                        view! {
+                            <tr data-test=format!("token-row-{}", t.name) class:revoked=revoked>
+                                <td>{t.name.clone()}</td>
+                                <td><span class="role-badge">{t.role.as_str()}</span></td>
+                                <td class="muted small">{format!("{} by {}", fmt_time(&t.created_at), t.created_by)}</td>
+                                <td class="muted small">{fmt_opt_time(&t.expires_at)}</td>
+                                <td class="muted small">{fmt_opt_time(&t.last_used_at)}</td>
+                                <td class="right">
+                                    {if revoked {
+                                        view! { <span class="badge badge-cancelled">"revoked"</span> }.into_any()
+                                    } else {
+                                        view! {
+                                            <button class="btn btn-ghost btn-sm" data-test="revoke-token" on:click=revoke>
+                                                "Revoke"
+                                            </button>
+                                        }
+                                            .into_any()
+                                    }}
+                                </td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+}

@@ -1,0 +1,108 @@
+//! Project build tasks.
+//!
+//! `cargo run -p xtask -- build-frontend [--release]` compiles the dashboard to
+//! `wasm32-unknown-unknown` in its own target dir (`$CARGO_TARGET_DIR/wasm`, so
+//! a wasm build never waits on the cargo lock of a host build) and runs
+//! wasm-bindgen *as a library* (web target) into `static/pkg/`. No trunk, no
+//! downloaded binaries.
+use anyhow::{bail, Context, Result};
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+const CRATE: &str = "slipway-frontend";
+const WASM_NAME: &str = "slipway_frontend";
+const TARGET: &str = "wasm32-unknown-unknown";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("build-frontend") => {
+            let release = args[1..].iter().any(|a| a == "--release");
+            if let Some(bad) = args[1..].iter().find(|a| *a != "--release") {
+                bail!("unknown option {bad:?} (usage: build-frontend [--release])");
+            }
+            build_frontend(release)
+        }
+        _ => {
+            eprintln!("usage: cargo run -p xtask -- build-frontend [--release]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    // xtask/ lives directly under the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn wasm_target_dir(root: &Path) -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("wasm"),
+        _ => root.join("target").join("wasm"),
+    }
+}
+
+fn build_frontend(release: bool) -> Result<()> {
+    let root = workspace_root();
+    let target_dir = wasm_target_dir(&root);
+    let profile = if release { "wasm-release" } else { "dev" };
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "-p",
+            CRATE,
+            "--target",
+            TARGET,
+            "--profile",
+            profile,
+        ])
+        .env("CARGO_TARGET_DIR", &target_dir);
+    eprintln!(
+        "xtask: cargo build -p {CRATE} --target {TARGET} --profile {profile} (CARGO_TARGET_DIR={})",
+        target_dir.display()
+    );
+    let status = cmd.status().context("running cargo")?;
+    if !status.success() {
+        bail!("cargo build of {CRATE} failed ({status})");
+    }
+
+    // cargo names the output dir "debug" for the dev profile.
+    let profile_dir = if release { "wasm-release" } else { "debug" };
+    let wasm = target_dir
+        .join(TARGET)
+        .join(profile_dir)
+        .join(format!("{WASM_NAME}.wasm"));
+    if !wasm.is_file() {
+        bail!("expected {} after the build", wasm.display());
+    }
+
+    let out_dir = root.join("static").join("pkg");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    eprintln!("xtask: wasm-bindgen --target web → {}", out_dir.display());
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&wasm)
+        .web(true)?
+        .typescript(false)
+        .debug(!release)
+        .out_name(WASM_NAME)
+        .generate(&out_dir)
+        .context("wasm-bindgen")?;
+
+    for name in [format!("{WASM_NAME}_bg.wasm"), format!("{WASM_NAME}.js")] {
+        let path = out_dir.join(&name);
+        let size = std::fs::metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        eprintln!("xtask:   {name}: {} KiB", size / 1024);
+    }
+    Ok(())
+}
