@@ -1,7 +1,5 @@
 //! Request and response bodies of `/api/v1`.
-use crate::{
-    error::FieldError, Capability, EnvVarName, ImageRef, Port, ResourceName, Role,
-};
+use crate::{error::FieldError, Capability, EnvVarName, ImageRef, Port, ResourceName, Role};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -386,17 +384,26 @@ impl ServiceSpec {
             }
         }
         if let Some(h) = &self.health_check {
-            if !h.path.starts_with('/') || h.path.len() > 512 || h.path.contains(char::is_whitespace) {
+            if !h.path.starts_with('/')
+                || h.path.len() > 512
+                || h.path.contains(char::is_whitespace)
+            {
                 return Err(FieldError::new(
                     "health_check.path",
                     "must start with '/' and contain no spaces",
                 ));
             }
             if !(1..=3600).contains(&h.interval_secs) {
-                return Err(FieldError::new("health_check.interval_secs", "must be 1–3600"));
+                return Err(FieldError::new(
+                    "health_check.interval_secs",
+                    "must be 1–3600",
+                ));
             }
             if !(1..=300).contains(&h.timeout_secs) {
-                return Err(FieldError::new("health_check.timeout_secs", "must be 1–300"));
+                return Err(FieldError::new(
+                    "health_check.timeout_secs",
+                    "must be 1–300",
+                ));
             }
             if h.timeout_secs > h.interval_secs {
                 return Err(FieldError::new(
@@ -424,7 +431,8 @@ impl ServiceSpec {
         if let Some(u) = &self.hardening.user {
             let ok = !u.is_empty()
                 && u.len() <= 64
-                && u.chars().all(|c| c.is_ascii_alphanumeric() || "_-:".contains(c));
+                && u.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-:".contains(c));
             if !ok {
                 return Err(FieldError::new(
                     "hardening.user",
@@ -538,7 +546,8 @@ pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), FieldErr
     for (k, v) in labels {
         let ok = !k.is_empty()
             && k.len() <= 63
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
         if !ok {
             return Err(FieldError::new(
                 format!("labels.{k}"),
@@ -546,7 +555,10 @@ pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), FieldErr
             ));
         }
         if v.len() > 255 {
-            return Err(FieldError::new(format!("labels.{k}"), "value too long (max 255)"));
+            return Err(FieldError::new(
+                format!("labels.{k}"),
+                "value too long (max 255)",
+            ));
         }
     }
     Ok(())
@@ -669,7 +681,10 @@ pub struct CreateDeployment {
 impl CreateDeployment {
     pub fn validate(&self) -> Result<(), FieldError> {
         if self.image.is_some() && self.release_id.is_some() {
-            return Err(FieldError::new("release_id", "give either image or release_id, not both"));
+            return Err(FieldError::new(
+                "release_id",
+                "give either image or release_id, not both",
+            ));
         }
         if let Some(sha) = &self.git_sha {
             let ok = (7..=64).contains(&sha.len()) && sha.chars().all(|c| c.is_ascii_hexdigit());
@@ -678,8 +693,14 @@ impl CreateDeployment {
             }
         }
         if let Some(r) = &self.git_ref {
-            if r.is_empty() || r.len() > 255 || r.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(FieldError::new("git_ref", "must be 1–255 characters without spaces"));
+            if r.is_empty()
+                || r.len() > 255
+                || r.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(FieldError::new(
+                    "git_ref",
+                    "must be 1–255 characters without spaces",
+                ));
             }
         }
         Ok(())
@@ -765,7 +786,10 @@ mod tests {
             protocol: Protocol::Tcp,
         };
         s.ports = vec![p.clone(), p];
-        assert_eq!(s.validate().map_err(|e| e.field), Err("ports[1].published".into()));
+        assert_eq!(
+            s.validate().map_err(|e| e.field),
+            Err("ports[1].published".into())
+        );
     }
 
     #[test]
@@ -778,14 +802,20 @@ mod tests {
             timeout_secs: 3,
             retries: 3,
         });
-        assert_eq!(s.validate().map_err(|e| e.field), Err("health_check.path".into()));
+        assert_eq!(
+            s.validate().map_err(|e| e.field),
+            Err("health_check.path".into())
+        );
         let mut s = spec();
         s.volumes = vec![VolumeMount {
             source: "../etc".into(),
             target: "/data".into(),
             read_only: false,
         }];
-        assert_eq!(s.validate().map_err(|e| e.field), Err("volumes[0].source".into()));
+        assert_eq!(
+            s.validate().map_err(|e| e.field),
+            Err("volumes[0].source".into())
+        );
     }
 
     #[test]

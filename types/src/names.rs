@@ -199,7 +199,11 @@ pub fn check_image_ref(s: &str) -> Result<(), String> {
         let hex = d
             .strip_prefix("sha256:")
             .ok_or("digest must start with 'sha256:'")?;
-        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
+        if hex.len() != 64
+            || !hex
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        {
             return Err("digest must be sha256: followed by 64 lowercase hex digits".into());
         }
     }
@@ -213,9 +217,12 @@ pub fn check_image_ref(s: &str) -> Result<(), String> {
         let ok = !t.is_empty()
             && t.len() <= 128
             && t.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-            && t.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !ok {
-            return Err(format!("invalid tag {t:?}: use letters, digits, '_', '.', '-' (max 128)"));
+            return Err(format!(
+                "invalid tag {t:?}: use letters, digits, '_', '.', '-' (max 128)"
+            ));
         }
     }
     let mut parts: Vec<&str> = name.split('/').collect();
@@ -284,7 +291,17 @@ mod tests {
         for ok in ["a", "web", "api-v2", "x1", &"a".repeat(63)] {
             assert!(ResourceName::try_from(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Web", "1abc", "-a", "a-", "a_b", "a.b", "ü", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Web",
+            "1abc",
+            "-a",
+            "a-",
+            "a_b",
+            "a.b",
+            "ü",
+            &"a".repeat(64),
+        ] {
             assert!(ResourceName::try_from(bad).is_err(), "{bad}");
         }
     }

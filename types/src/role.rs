@@ -40,7 +40,9 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role `{s}` (expected viewer, deployer, approver or admin)"))
+            .ok_or_else(|| {
+                format!("unknown role `{s}` (expected viewer, deployer, approver or admin)")
+            })
     }
 }
 

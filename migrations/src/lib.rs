@@ -1,0 +1,16 @@
+//! Schema migrations. Each migration is written once and never edited after it
+//! has landed; the SeaORM entities in `server/src/store/entities` mirror them.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_init;
+
+pub use m20261123_000001_init::GENESIS_HASH;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_init::Migration)]
+    }
+}

@@ -1,0 +1,197 @@
+//! Environments of a project (development, staging, production…).
+use super::{
+    conflict_on_duplicate,
+    extract::{PageQuery, ValidJson},
+    projects,
+};
+use crate::{
+    audit::{AuditTx, Event},
+    auth::{Admin, Auth, Viewer},
+    error::{ApiError, ApiResult},
+    startup::AppState,
+    store::entities::{environment, host_environment, service, variable},
+};
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use serde_json::json;
+use slipway_types::api::{Environment, NewEnvironment, Page, UpdateEnvironment};
+use uuid::Uuid;
+
+pub fn to_api(m: environment::Model) -> Result<Environment, ApiError> {
+    Ok(Environment {
+        id: m.id,
+        project_id: m.project_id,
+        name: super::stored_name(m.name)?,
+        protected: m.protected,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+pub async fn find<C: ConnectionTrait>(db: &C, id: Uuid) -> ApiResult<environment::Model> {
+    environment::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(ApiError::NotFound("environment"))
+}
+
+pub async fn list(
+    _auth: Auth<Viewer>,
+    state: web::Data<AppState>,
+    project_id: web::Path<Uuid>,
+    q: web::Query<PageQuery>,
+) -> ApiResult<web::Json<Page<Environment>>> {
+    let (limit, offset) = q.resolve()?;
+    let p = projects::find(&state.db, project_id.into_inner()).await?;
+    let base = environment::Entity::find()
+        .filter(environment::Column::ProjectId.eq(p.id))
+        .order_by_asc(environment::Column::CreatedAt);
+    let total = base.clone().count(&state.db).await?;
+    let rows = base.limit(limit).offset(offset).all(&state.db).await?;
+    Ok(web::Json(Page {
+        items: rows.into_iter().map(to_api).collect::<Result<_, _>>()?,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+pub async fn create(
+    auth: Auth<Admin>,
+    state: web::Data<AppState>,
+    project_id: web::Path<Uuid>,
+    body: ValidJson<NewEnvironment>,
+) -> ApiResult<HttpResponse> {
+    let actor = auth.scope(None)?;
+    let body = body.0;
+    let mut tx = AuditTx::begin(&state.db).await?;
+    let p = projects::find(&tx.txn, project_id.into_inner()).await?;
+    let now = Utc::now();
+    let id = Uuid::new_v4();
+    environment::Entity::insert(environment::ActiveModel {
+        id: Set(id),
+        project_id: Set(p.id),
+        name: Set(body.name.to_string()),
+        protected: Set(body.protected),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(&tx.txn)
+    .await
+    .map_err(|e| {
+        conflict_on_duplicate(
+            e,
+            format!(
+                "project {} already has an environment named {}",
+                p.name, body.name
+            ),
+        )
+    })?;
+    tx.record(
+        &actor,
+        Event::new(
+            "environment.create",
+            "environment",
+            id,
+            json!({"project": p.name, "name": body.name, "protected": body.protected}),
+        ),
+    )
+    .await?;
+    let m = find(&tx.txn, id).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created().json(to_api(m)?))
+}
+
+pub async fn get(
+    _auth: Auth<Viewer>,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> ApiResult<web::Json<Environment>> {
+    Ok(web::Json(to_api(find(&state.db, id.into_inner()).await?)?))
+}
+
+pub async fn update(
+    auth: Auth<Admin>,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: ValidJson<UpdateEnvironment>,
+) -> ApiResult<web::Json<Environment>> {
+    let body = body.0;
+    let mut tx = AuditTx::begin(&state.db).await?;
+    let old = find(&tx.txn, id.into_inner()).await?;
+    let actor = auth.scope(Some(old.id))?;
+    let mut am: environment::ActiveModel = old.clone().into();
+    if let Some(n) = &body.name {
+        am.name = Set(n.to_string());
+    }
+    if let Some(p) = body.protected {
+        am.protected = Set(p);
+    }
+    am.updated_at = Set(Utc::now());
+    environment::Entity::update(am)
+        .exec(&tx.txn)
+        .await
+        .map_err(|e| {
+            conflict_on_duplicate(e, "the project already has an environment with that name")
+        })?;
+    tx.record(
+        &actor,
+        Event::new(
+            "environment.update",
+            "environment",
+            old.id,
+            json!({"name": body.name, "protected": body.protected}),
+        ),
+    )
+    .await?;
+    let m = find(&tx.txn, old.id).await?;
+    tx.commit().await?;
+    Ok(web::Json(to_api(m)?))
+}
+
+pub async fn delete(
+    auth: Auth<Admin>,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let mut tx = AuditTx::begin(&state.db).await?;
+    let env = find(&tx.txn, id.into_inner()).await?;
+    let actor = auth.scope(Some(env.id))?;
+    let services = service::Entity::find()
+        .filter(service::Column::EnvironmentId.eq(env.id))
+        .count(&tx.txn)
+        .await?;
+    if services > 0 {
+        return Err(ApiError::Conflict(format!(
+            "environment {} still has {services} service(s): delete them first",
+            env.name
+        )));
+    }
+    variable::Entity::delete_many()
+        .filter(variable::Column::EnvironmentId.eq(env.id))
+        .exec(&tx.txn)
+        .await?;
+    host_environment::Entity::delete_many()
+        .filter(host_environment::Column::EnvironmentId.eq(env.id))
+        .exec(&tx.txn)
+        .await?;
+    environment::Entity::delete_by_id(env.id)
+        .exec(&tx.txn)
+        .await?;
+    tx.record(
+        &actor,
+        Event::new(
+            "environment.delete",
+            "environment",
+            env.id,
+            json!({"name": env.name}),
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,237 @@
+//! Services of an environment: what runs, and how.
+use super::{
+    conflict_on_duplicate, environments,
+    extract::{PageQuery, ValidJson},
+};
+use crate::{
+    audit::{AuditTx, Event},
+    auth::{Admin, Auth, Viewer},
+    error::{ApiError, ApiResult},
+    startup::AppState,
+    store::entities::{deployment, deployment_step, release, service},
+};
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use serde_json::json;
+use slipway_types::api::{DeploymentState, NewService, Page, Service, ServiceSpec, UpdateService};
+use uuid::Uuid;
+
+pub fn spec_of(m: &service::Model) -> Result<ServiceSpec, ApiError> {
+    serde_json::from_str(&m.spec).map_err(|e| {
+        ApiError::Internal(anyhow::anyhow!(
+            "stored spec of service {} is unreadable: {e}",
+            m.id
+        ))
+    })
+}
+
+pub fn to_api(m: service::Model) -> Result<Service, ApiError> {
+    Ok(Service {
+        id: m.id,
+        environment_id: m.environment_id,
+        project_id: m.project_id,
+        spec: spec_of(&m)?,
+        name: super::stored_name(m.name)?,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+pub async fn find<C: ConnectionTrait>(db: &C, id: Uuid) -> ApiResult<service::Model> {
+    service::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(ApiError::NotFound("service"))
+}
+
+fn spec_json(spec: &ServiceSpec) -> ApiResult<String> {
+    serde_json::to_string(spec).map_err(|e| ApiError::Internal(e.into()))
+}
+
+pub async fn list(
+    _auth: Auth<Viewer>,
+    state: web::Data<AppState>,
+    env_id: web::Path<Uuid>,
+    q: web::Query<PageQuery>,
+) -> ApiResult<web::Json<Page<Service>>> {
+    let (limit, offset) = q.resolve()?;
+    let env_id = env_id.into_inner();
+    let base = service::Entity::find()
+        .filter(service::Column::EnvironmentId.eq(env_id))
+        .order_by_asc(service::Column::Name);
+    let total = base.clone().count(&state.db).await?;
+    if total == 0 {
+        environments::find(&state.db, env_id).await?;
+    }
+    let rows = base.limit(limit).offset(offset).all(&state.db).await?;
+    Ok(web::Json(Page {
+        items: rows.into_iter().map(to_api).collect::<Result<_, _>>()?,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+pub async fn create(
+    auth: Auth<Admin>,
+    state: web::Data<AppState>,
+    env_id: web::Path<Uuid>,
+    body: ValidJson<NewService>,
+) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let env_id = env_id.into_inner();
+    let actor = auth.scope(Some(env_id))?;
+    body.spec
+        .validate()
+        .map_err(|e| ApiError::invalid(format!("spec.{}", e.field), e.message))?;
+    let mut tx = AuditTx::begin(&state.db).await?;
+    let env = environments::find(&tx.txn, env_id).await?;
+    let now = Utc::now();
+    let id = Uuid::new_v4();
+    service::Entity::insert(service::ActiveModel {
+        id: Set(id),
+        environment_id: Set(env.id),
+        project_id: Set(env.project_id),
+        name: Set(body.name.to_string()),
+        spec: Set(spec_json(&body.spec)?),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(&tx.txn)
+    .await
+    .map_err(|e| {
+        conflict_on_duplicate(
+            e,
+            format!(
+                "environment {} already has a service named {}",
+                env.name, body.name
+            ),
+        )
+    })?;
+    tx.record(
+        &actor,
+        Event::new(
+            "service.create",
+            "service",
+            id,
+            json!({"name": body.name, "environment": env.name, "spec": body.spec}),
+        ),
+    )
+    .await?;
+    let m = find(&tx.txn, id).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created().json(to_api(m)?))
+}
+
+pub async fn get(
+    _auth: Auth<Viewer>,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> ApiResult<web::Json<Service>> {
+    Ok(web::Json(to_api(find(&state.db, id.into_inner()).await?)?))
+}
+
+pub async fn update(
+    auth: Auth<Admin>,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: ValidJson<UpdateService>,
+) -> ApiResult<web::Json<Service>> {
+    let body = body.0;
+    if let Some(spec) = &body.spec {
+        spec.validate()
+            .map_err(|e| ApiError::invalid(format!("spec.{}", e.field), e.message))?;
+    }
+    let mut tx = AuditTx::begin(&state.db).await?;
+    let old = find(&tx.txn, id.into_inner()).await?;
+    let actor = auth.scope(Some(old.environment_id))?;
+    let mut am: service::ActiveModel = old.clone().into();
+    if let Some(n) = &body.name {
+        am.name = Set(n.to_string());
+    }
+    if let Some(spec) = &body.spec {
+        am.spec = Set(spec_json(spec)?);
+    }
+    am.updated_at = Set(Utc::now());
+    service::Entity::update(am)
+        .exec(&tx.txn)
+        .await
+        .map_err(|e| {
+            conflict_on_duplicate(e, "the environment already has a service with that name")
+        })?;
+    tx.record(
+        &actor,
+        Event::new(
+            "service.update",
+            "service",
+            old.id,
+            json!({"name": body.name, "spec": body.spec}),
+        ),
+    )
+    .await?;
+    let m = find(&tx.txn, old.id).await?;
+    tx.commit().await?;
+    Ok(web::Json(to_api(m)?))
+}
+
+/// Deletes a service with its release and deployment history; refused while
+/// a deployment of it is queued or running.
+pub async fn delete(
+    auth: Auth<Admin>,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let mut tx = AuditTx::begin(&state.db).await?;
+    let svc = find(&tx.txn, id.into_inner()).await?;
+    let actor = auth.scope(Some(svc.environment_id))?;
+    let active = deployment::Entity::find()
+        .filter(deployment::Column::ServiceId.eq(svc.id))
+        .filter(deployment::Column::State.is_in([
+            DeploymentState::Queued.as_str(),
+            DeploymentState::Running.as_str(),
+        ]))
+        .count(&tx.txn)
+        .await?;
+    if active > 0 {
+        return Err(ApiError::Conflict(format!(
+            "service {} has a deployment in progress: cancel it first",
+            svc.name
+        )));
+    }
+    let deployment_ids: Vec<Uuid> = deployment::Entity::find()
+        .filter(deployment::Column::ServiceId.eq(svc.id))
+        .select_only()
+        .column(deployment::Column::Id)
+        .into_tuple()
+        .all(&tx.txn)
+        .await?;
+    deployment_step::Entity::delete_many()
+        .filter(deployment_step::Column::DeploymentId.is_in(deployment_ids))
+        .exec(&tx.txn)
+        .await?;
+    deployment::Entity::delete_many()
+        .filter(deployment::Column::ServiceId.eq(svc.id))
+        .exec(&tx.txn)
+        .await?;
+    release::Entity::delete_many()
+        .filter(release::Column::ServiceId.eq(svc.id))
+        .exec(&tx.txn)
+        .await?;
+    service::Entity::delete_by_id(svc.id).exec(&tx.txn).await?;
+    tx.record(
+        &actor,
+        Event::new(
+            "service.delete",
+            "service",
+            svc.id,
+            json!({"name": svc.name}),
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,226 @@
+//! Who is calling and what they may do. Two credentials exist: a session
+//! cookie (browsers, CSRF-protected) and a bearer API token (CI, scripts).
+//! Every route takes an [`Auth<R>`] extractor naming its minimum role; routes
+//! that change something in one environment narrow it with [`Auth::scope`],
+//! which also yields the [`ActorInfo`] the audit log needs — so a mutation
+//! cannot be written without passing the scope check.
+pub mod password;
+pub mod ratelimit;
+pub mod routes;
+pub mod sessions;
+pub mod tokens;
+
+use crate::{audit::ActorInfo, error::ApiError, ops::RequestId, startup::AppState};
+use actix_web::{dev::Payload, http::Method, web, FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use slipway_types::Role;
+use std::marker::PhantomData;
+use uuid::Uuid;
+
+pub const SESSION_COOKIE: &str = "slipway_session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// User name, or `token:<name>` for API tokens.
+    pub name: String,
+    pub user_id: Option<Uuid>,
+    pub role: Role,
+    /// `Some` for tokens limited to these environments (read-only elsewhere).
+    pub environments: Option<Vec<Uuid>>,
+    pub session: Option<sessions::SessionRef>,
+}
+
+impl Principal {
+    /// The role this principal holds in `env` (or globally when `env` is None).
+    pub fn effective_role(&self, env: Option<Uuid>) -> Role {
+        match (&self.environments, env) {
+            (None, _) => self.role,
+            (Some(list), Some(e)) if list.contains(&e) => self.role,
+            (Some(_), _) => Role::Viewer,
+        }
+    }
+}
+
+/// Marker types naming a route's minimum role.
+pub trait MinRole {
+    const ROLE: Role;
+}
+pub struct Viewer;
+pub struct Deployer;
+pub struct Approver;
+pub struct Admin;
+impl MinRole for Viewer {
+    const ROLE: Role = Role::Viewer;
+}
+impl MinRole for Deployer {
+    const ROLE: Role = Role::Deployer;
+}
+impl MinRole for Approver {
+    const ROLE: Role = Role::Approver;
+}
+impl MinRole for Admin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// Extractor: 401 without valid credentials, 403 below role `R`, 403 on a
+/// cookie-authenticated mutation without the CSRF header.
+pub struct Auth<R: MinRole> {
+    pub principal: Principal,
+    source_ip: Option<String>,
+    request_id: Option<String>,
+    _role: PhantomData<R>,
+}
+
+impl<R: MinRole> Auth<R> {
+    /// Checks `R` against the principal's role in `env` (None = a change not
+    /// tied to one environment) and returns the actor for the audit entry.
+    pub fn scope(&self, env: Option<Uuid>) -> Result<ActorInfo, ApiError> {
+        if self.principal.effective_role(env) < R::ROLE {
+            return Err(forbidden(R::ROLE, env));
+        }
+        Ok(ActorInfo {
+            name: self.principal.name.clone(),
+            source_ip: self.source_ip.clone(),
+            request_id: self.request_id.clone(),
+        })
+    }
+}
+
+impl<R: MinRole> Auth<R> {
+    /// The actor for actions on the caller's own session (logout), which
+    /// every role may do whatever its environment scope.
+    pub fn own_actor(&self) -> ActorInfo {
+        ActorInfo {
+            name: self.principal.name.clone(),
+            source_ip: self.source_ip.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+fn forbidden(role: Role, env: Option<Uuid>) -> ApiError {
+    match env {
+        Some(e) => ApiError::Forbidden(format!("this needs the {role} role in environment {e}")),
+        None => ApiError::Forbidden(format!("this needs the {role} role")),
+    }
+}
+
+/// Request context for audit entries of unauthenticated actions (login, setup).
+pub fn request_context(req: &HttpRequest) -> (Option<String>, Option<String>) {
+    let ip = req.peer_addr().map(|a| a.ip().to_string());
+    let rid = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    (ip, rid)
+}
+
+impl<R: MinRole + 'static> FromRequest for Auth<R> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))?;
+            let principal = authenticate(&state, &req).await?;
+            if principal.role < R::ROLE {
+                return Err(forbidden(R::ROLE, None));
+            }
+            let (source_ip, request_id) = request_context(&req);
+            Ok(Auth {
+                principal,
+                source_ip,
+                request_id,
+                _role: PhantomData,
+            })
+        })
+    }
+}
+
+async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Principal, ApiError> {
+    if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        let value = h.to_str().map_err(|_| ApiError::Unauthenticated)?;
+        let secret = value
+            .strip_prefix("Bearer ")
+            .ok_or(ApiError::Unauthenticated)?;
+        return tokens::authenticate(&state.db, secret.trim()).await;
+    }
+    let cookie = req
+        .cookie(SESSION_COOKIE)
+        .ok_or(ApiError::Unauthenticated)?;
+    let principal = sessions::authenticate(state, cookie.value()).await?;
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let sent = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let expected = principal
+            .session
+            .as_ref()
+            .map(|s| s.csrf_token.as_str())
+            .unwrap_or("");
+        if expected.is_empty() || !constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
+            return Err(ApiError::Csrf);
+        }
+    }
+    Ok(principal)
+}
+
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// 32 random bytes, URL-safe base64.
+pub fn random_secret() -> String {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Hex SHA-256, how session ids and token secrets are stored.
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(role: Role, envs: Option<Vec<Uuid>>) -> Principal {
+        Principal {
+            name: "t".into(),
+            user_id: None,
+            role,
+            environments: envs,
+            session: None,
+        }
+    }
+
+    #[test]
+    fn scoped_tokens_are_read_only_outside_their_environments() {
+        let staging = Uuid::new_v4();
+        let prod = Uuid::new_v4();
+        let p = principal(Role::Deployer, Some(vec![staging]));
+        assert_eq!(p.effective_role(Some(staging)), Role::Deployer);
+        assert_eq!(p.effective_role(Some(prod)), Role::Viewer);
+        assert_eq!(p.effective_role(None), Role::Viewer);
+        let unscoped = principal(Role::Admin, None);
+        assert_eq!(unscoped.effective_role(Some(prod)), Role::Admin);
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

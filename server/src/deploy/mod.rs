@@ -1,0 +1,85 @@
+//! Deployments: the state machine every deployment follows. Pure logic, no
+//! IO; the API and (next) the deploy engine drive it.
+//!
+//! ```text
+//! queued ──start──▶ running ──succeed──▶ succeeded
+//!   │                  ├──fail──────▶ failed        (new release removed, old one serving)
+//!   │                  ├──roll_back─▶ rolled_back   (switched, then reverted)
+//!   └──cancel──▶ cancelled ◀──cancel──┘
+//! ```
+use slipway_types::api::DeploymentState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployEvent {
+    Start,
+    Succeed,
+    Fail,
+    RollBack,
+    Cancel,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a {from} deployment cannot {event}", from = from.as_str(), event = event_name(*event))]
+pub struct TransitionError {
+    pub from: DeploymentState,
+    pub event: DeployEvent,
+}
+
+fn event_name(e: DeployEvent) -> &'static str {
+    match e {
+        DeployEvent::Start => "start",
+        DeployEvent::Succeed => "succeed",
+        DeployEvent::Fail => "fail",
+        DeployEvent::RollBack => "be rolled back",
+        DeployEvent::Cancel => "be cancelled",
+    }
+}
+
+pub fn transition(
+    from: DeploymentState,
+    event: DeployEvent,
+) -> Result<DeploymentState, TransitionError> {
+    use DeployEvent as E;
+    use DeploymentState as S;
+    match (from, event) {
+        (S::Queued, E::Start) => Ok(S::Running),
+        (S::Queued | S::Running, E::Cancel) => Ok(S::Cancelled),
+        (S::Running, E::Succeed) => Ok(S::Succeeded),
+        (S::Running, E::Fail) => Ok(S::Failed),
+        (S::Running, E::RollBack) => Ok(S::RolledBack),
+        _ => Err(TransitionError { from, event }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DeployEvent as E;
+    use DeploymentState as S;
+
+    #[test]
+    fn happy_path() {
+        let s = transition(S::Queued, E::Start).and_then(|s| transition(s, E::Succeed));
+        assert_eq!(s, Ok(S::Succeeded));
+    }
+
+    #[test]
+    fn terminal_states_accept_nothing() {
+        for s in S::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for e in [E::Start, E::Succeed, E::Fail, E::RollBack, E::Cancel] {
+                assert!(transition(s, e).is_err(), "{s:?} + {e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn queued_cannot_finish_without_running() {
+        assert!(transition(S::Queued, E::Succeed).is_err());
+        assert!(transition(S::Queued, E::Fail).is_err());
+        assert_eq!(transition(S::Queued, E::Cancel), Ok(S::Cancelled));
+        assert_eq!(
+            transition(S::Succeeded, E::Cancel).map_err(|e| e.to_string()),
+            Err("a succeeded deployment cannot be cancelled".into())
+        );
+    }
+}

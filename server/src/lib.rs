@@ -1,0 +1,16 @@
+//! Slipway control plane. `main.rs` only parses the command line; everything
+//! else lives here so tests drive the same code.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod deploy;
+pub mod error;
+pub mod ops;
+pub mod secrets;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

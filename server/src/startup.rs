@@ -1,0 +1,147 @@
+//! Wires the application once: state, middleware, routes, static dashboard.
+//! `Application::build` binds (port 0 works) and exposes the port, so tests
+//! start the real server exactly as production does.
+use crate::{
+    api::{self, extract},
+    auth::{password, ratelimit::RateLimiter},
+    config::Settings,
+    error::ApiError,
+    ops::{self, Metrics},
+    secrets::MasterKey,
+    store,
+};
+use actix_files::{Files, NamedFile};
+use actix_web::{
+    dev::{fn_service, Server, ServiceRequest, ServiceResponse},
+    middleware::{from_fn, Compress},
+    web, App, HttpResponse, HttpServer,
+};
+use anyhow::Context;
+use sea_orm::DatabaseConnection;
+use std::net::TcpListener;
+
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub settings: Settings,
+    pub key: MasterKey,
+    pub metrics: Metrics,
+    pub login_limiter: RateLimiter,
+    /// Verified against when a login names an unknown user, to equalise timing.
+    pub dummy_hash: String,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pub state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Connects the store, applies migrations, loads the master key and binds.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = store::connect(&settings).await?;
+        store::migrate(&db).await?;
+        let key = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
+        let dummy_hash = password::hash(crate::auth::random_secret()).await?;
+        let state = web::Data::new(AppState {
+            db,
+            key,
+            metrics: Metrics::new().context("metrics registry")?,
+            login_limiter: RateLimiter::new(settings.login_attempts_per_minute),
+            dummy_hash,
+            settings: settings.clone(),
+        });
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("cannot listen on {} (setting `bind`)", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let server = server(listener, state.clone())?;
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn cors(settings: &Settings) -> actix_cors::Cors {
+    let mut c = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            "authorization",
+            "content-type",
+            "x-csrf-token",
+            "x-request-id",
+        ])
+        .expose_headers(["x-request-id"])
+        .supports_credentials()
+        .max_age(600);
+    for o in &settings.cors_origins {
+        c = c.allowed_origin(o);
+    }
+    c
+}
+
+async fn api_not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("route"))
+}
+
+fn server(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<Server> {
+    let settings = state.settings.clone();
+    let server = HttpServer::new(move || {
+        let static_dir = settings.static_dir.clone();
+        let index = static_dir.join("index.html");
+        App::new()
+            .app_data(state.clone())
+            .app_data(extract::BodyLimit(settings.max_body_bytes))
+            .app_data(web::PayloadConfig::new(settings.max_body_bytes))
+            .configure(extract::configure_errors)
+            .wrap(cors(&settings))
+            .wrap(Compress::default())
+            .wrap(from_fn(ops::middleware))
+            .route("/health", web::get().to(ops::health))
+            .route("/ready", web::get().to(ops::ready))
+            .route("/metrics", web::get().to(ops::metrics))
+            .service(
+                web::scope("/api/v1")
+                    .configure(api::configure)
+                    .default_service(web::to(api_not_found)),
+            )
+            .service(
+                Files::new("/", static_dir)
+                    .index_file("index.html")
+                    .default_handler(fn_service(move |req: ServiceRequest| {
+                        let index = index.clone();
+                        async move { spa_index(req, index).await }
+                    })),
+            )
+    })
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// Client-side routes (`/projects/…`) get the SPA's index.html.
+async fn spa_index(
+    req: ServiceRequest,
+    index: std::path::PathBuf,
+) -> Result<ServiceResponse, actix_web::Error> {
+    let (req, _) = req.into_parts();
+    let res = match NamedFile::open_async(&index).await {
+        Ok(f) => f.into_response(&req),
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!(
+                "The dashboard is not built: {} is missing. Run ./scripts/dev (or `cargo run -p xtask -- build-frontend`).",
+                index.display()
+            )),
+    };
+    Ok(ServiceResponse::new(req, res))
+}

@@ -1,0 +1,36 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "deployments")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub release_id: Uuid,
+    pub service_id: Uuid,
+    pub environment_id: Uuid,
+    pub project_id: Uuid,
+    pub state: String,
+    pub reason: Option<String>,
+    pub requested_by: String,
+    pub created_at: DateTimeUtc,
+    pub started_at: Option<DateTimeUtc>,
+    pub finished_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::release::Entity",
+        from = "Column::ReleaseId",
+        to = "super::release::Column::Id"
+    )]
+    Release,
+}
+
+impl Related<super::release::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Release.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

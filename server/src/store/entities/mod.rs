@@ -1,0 +1,16 @@
+//! SeaORM entities, one per table of `migrations/`. Only `store` and the
+//! modules' store functions see these; the API speaks `slipway_types`.
+pub mod api_token;
+pub mod audit_entry;
+pub mod audit_head;
+pub mod deployment;
+pub mod deployment_step;
+pub mod environment;
+pub mod host;
+pub mod host_environment;
+pub mod project;
+pub mod release;
+pub mod service;
+pub mod session;
+pub mod user;
+pub mod variable;

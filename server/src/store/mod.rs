@@ -1,0 +1,87 @@
+//! The store: connection, migrations and the entities. SQLite is the embedded
+//! default; PostgreSQL is the production store.
+pub mod entities;
+
+use crate::config::{redact_url, Settings};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqlErr};
+use slipway_migrations::{Migrator, MigratorTrait};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {url}: {source}")]
+    Connect { url: String, source: DbErr },
+    #[error("migrations failed: {0}")]
+    Migrate(DbErr),
+}
+
+/// Opens the pool (creating the SQLite file and its directory if needed).
+pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, StoreError> {
+    let url = settings.database_url.clone();
+    if let Some(path) = sqlite_path(&url) {
+        if let Some(dir) = std::path::Path::new(&path).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+    }
+    let mut opts = ConnectOptions::new(url.clone());
+    opts.max_connections(settings.db_max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .create_if_missing(true)
+        });
+    Database::connect(opts)
+        .await
+        .map_err(|source| StoreError::Connect {
+            url: redact_url(&url),
+            source,
+        })
+}
+
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| path.to_owned())
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
+    Migrator::up(db, None).await.map_err(StoreError::Migrate)
+}
+
+/// True when the store answers and every migration has been applied.
+pub async fn ready(db: &DatabaseConnection) -> Result<(), String> {
+    db.execute_unprepared("SELECT 1")
+        .await
+        .map_err(|e| format!("store unreachable: {e}"))?;
+    let pending = Migrator::get_pending_migrations(db)
+        .await
+        .map_err(|e| format!("cannot read migrations: {e}"))?;
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} migration(s) pending", pending.len()))
+    }
+}
+
+/// True if the error is a unique-constraint violation (a duplicate name).
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
