@@ -93,6 +93,8 @@ fn build_frontend(release: bool) -> Result<()> {
         .web(true)?
         .typescript(false)
         .debug(!release)
+        .remove_name_section(release)
+        .remove_producers_section(release)
         .out_name(WASM_NAME)
         .generate(&out_dir)
         .context("wasm-bindgen")?;
