@@ -41,6 +41,20 @@ fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
+/// A minimal HTTP/1.0 GET on loopback; the status code.
+fn http_status(port: u16, path: &str) -> Result<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head)?;
+    let line = String::from_utf8_lossy(&head);
+    line.get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("bad status line {line:?}"))
+}
+
 struct Server {
     url: String,
     _proc: Proc,
@@ -86,17 +100,14 @@ async fn start_server() -> Result<Server> {
         .spawn()
         .with_context(|| format!("starting {}", Path::new(&bin).display()))?;
     let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait()? {
             let log = std::fs::read_to_string(data.path().join("server.log")).unwrap_or_default();
             bail!("the server exited with {status} before it was ready:\n{log}");
         }
-        if let Ok(r) = http.get(format!("{url}/ready")).send().await {
-            if r.status().is_success() {
-                break;
-            }
+        if http_status(port, "/ready").is_ok_and(|s| s == 200) {
+            break;
         }
         if Instant::now() > deadline {
             bail!("the server was not ready after 60 s");
@@ -375,11 +386,63 @@ async fn scenario(ui: &mut Ui) -> Result<()> {
     Ok(())
 }
 
+/// The rest of the pages: variables & secrets, the service page and a
+/// deployment, hosts and tokens.
+async fn tour(ui: &mut Ui) -> Result<()> {
+    ui.click_link(&css("nav"), "Overview").await?;
+    ui.click_link(&css("env-staging"), "staging").await?;
+    ui.fill("#var-name", "LOG_LEVEL").await?;
+    ui.fill("#var-value", "debug").await?;
+    ui.click(&css("variable-submit")).await?;
+    ui.find(&css("var-row-LOG_LEVEL")).await?;
+    ui.fill("#var-name", "DATABASE_URL").await?;
+    ui.click(&css("variable-secret")).await?;
+    ui.fill("#var-value", "postgres://shop:hunter2@db/shop")
+        .await?;
+    ui.click(&css("variable-submit")).await?;
+    ui.expect_text(&css("var-row-DATABASE_URL"), "secret")
+        .await?;
+    let page = ui.c.source().await?;
+    if page.contains("hunter2") {
+        bail!("a secret value is shown on the environment page");
+    }
+    ui.shot("variables").await?;
+
+    ui.click_link(&css("service-row-web"), "web").await?;
+    ui.expect_text(&css("service-name"), "web").await?;
+    ui.expect_text(&css("spec"), "8080:80").await?;
+    ui.click(&css("deploy")).await?;
+    ui.expect_text(&css("deployment-1"), "#1").await?;
+    ui.shot("service-deployed").await?;
+    ui.click(&css("edit-service")).await?;
+    ui.fill("#svc-replicas", "3").await?;
+    ui.click(&css("edit-service-submit")).await?;
+    ui.expect_text(&css("spec"), "3").await?;
+    ui.shot("service-edited").await?;
+
+    ui.click_link(&css("nav"), "Hosts").await?;
+    ui.fill("#host-name", "worker-1").await?;
+    ui.click(&css("host-submit")).await?;
+    ui.expect_text(&css("host-row-worker-1"), "pending").await?;
+    ui.shot("hosts").await?;
+
+    ui.click_link(&css("nav"), "API tokens").await?;
+    ui.fill("#token-name", "ci").await?;
+    ui.click(&css("token-submit")).await?;
+    ui.expect_text(&css("token-secret-value"), "slp_").await?;
+    ui.find(&css("token-row-ci")).await?;
+    ui.shot("token-created").await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_first_run_to_audit() -> Result<()> {
+    // Err only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let server = start_server().await?;
     let browser = start_browser().await?;
     let shots = repo_root().join("e2e").join("screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots)?;
     let mut ui = Ui {
         c: browser.client.clone(),
@@ -387,7 +450,10 @@ async fn dashboard_first_run_to_audit() -> Result<()> {
         shots,
         step: 0,
     };
-    let result = scenario(&mut ui).await;
+    let mut result = scenario(&mut ui).await;
+    if result.is_ok() {
+        result = tour(&mut ui).await;
+    }
     if result.is_err() {
         let _ = ui.shot("failure").await;
         if let Ok(src) = ui.c.source().await {

@@ -113,14 +113,14 @@ pub fn AuditPage() -> impl IntoView {
                             <div class="actions">
                                 <button
                                     class="btn btn-sm"
-                                    disabled=offset == 0
+                                    disabled={offset == 0}
                                     on:click=move |_| query.update(|q| q.offset = q.offset.saturating_sub(PAGE))
                                 >
                                     "← Newer"
                                 </button>
                                 <button
                                     class="btn btn-sm"
-                                    disabled=offset + n >= total
+                                    disabled={offset + n >= total}
                                     on:click=move |_| query.update(|q| q.offset += PAGE)
                                 >
                                     "Older →"
@@ -169,7 +169,13 @@ fn AuditTable(items: Vec<AuditEntry>) -> impl IntoView {
                                 <td><span class="badge badge-action">{e.action.clone()}</span></td>
                                 <td class="small">
                                     {e.target_type.clone()}
-                                    {e.target_id.clone().map(|t| view! { <span class="muted mono">" " {t}</span> })}
+                                    {e
+                                        .target_id
+                                        .clone()
+                                        .map(|t| {
+                                            let short: String = t.chars().take(8).collect();
+                                            view! { <span class="muted mono" title=t>" " {short}</span> }
+                                        })}
                                 </td>
                                 <td class="mono small summary" title=summary.clone()>{summary.clone()}</td>
                             </tr>

@@ -86,7 +86,7 @@ fn ServiceView(
                 <p class="muted mono">{svc.spec.image.to_string()}</p>
             </div>
             <div class="actions">
-                <Show when=move || session.role().is_some_and(|r| r >= Role::Deployer)>
+                <Show when={move || session.role().is_some_and(|r| r >= Role::Deployer)}>
                     <DeployButton service=sid on_done=move || deploys.update(|v| *v += 1) />
                 </Show>
                 <Show when=move || session.is_admin()>
