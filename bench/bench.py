@@ -366,6 +366,17 @@ def report(d, out):
             f"| … latency p50 / p99 / max | {H['p50']:.2f} / {H['p99']:.2f} / {H['max']:.1f} ms | | |",
             f"| list ÷ health throughput | {L['rps'] / H['rps']:.2f} | | |",
         ]
+        diag = (
+            ("wrk-me.json", "diagnostic: `GET /api/v1/auth/me` (token auth only)"),
+            ("wrk-list1.json", "diagnostic: the list with `limit=1`"),
+        )
+        for fname, label in diag:
+            w = load(d, fname)
+            if w:
+                r = wrk_row(w)
+                lines.append(
+                    f"| {label} req/s, p50 / p99 | {r['rps']:,.0f}, {r['p50']:.2f} / {r['p99']:.2f} ms | | |"
+                )
         if seedr:
             lines.append(
                 f"| seeding {seedr['services']} services via the API (one client) | {seedr['seed_seconds']:.1f} s, "
@@ -381,7 +392,7 @@ def report(d, out):
     if bundle:
         lines.append(
             f"| dashboard bundle (wasm + js) raw / gzip -9 | {bundle['raw'] / 1024:.0f} KiB / "
-            f"{bundle['gz'] / 1024:.0f} KiB | ≤ 400 KB gz | {ok(bundle['gz'] <= 400_000)} |"
+            f"{bundle['gz'] / 1024:.0f} KiB (= {bundle['gz'] / 1000:.0f} kB) | ≤ 400 kB gz | {ok(bundle['gz'] <= 400_000)} |"
         )
         for f in bundle["files"]:
             lines.append(f"| … `{f['name']}` | {f['raw'] / 1024:.0f} KiB / {f['gz'] / 1024:.0f} KiB | | |")
@@ -390,9 +401,10 @@ def report(d, out):
     if tt:
         fcp = tt.get("median_fcp_ms")
         fcp_s = f", first contentful paint {fcp:.0f} ms" if fcp is not None else ""
+        runs_s = ", ".join(f"{r['ttfr_ms']:.0f}" for r in tt["runs"])
         lines.append(
             f"| time to first render of `/login` (cold profile, median of {len(tt['runs'])}) "
-            f"| {tt['median_ms']:.0f} ms{fcp_s} | | |"
+            f"| {tt['median_ms']:.0f} ms{fcp_s} (runs: {runs_s} ms) | | |"
         )
     else:
         lines.append("| time to first render | not measured | | |")
