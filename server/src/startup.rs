@@ -111,6 +111,7 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<S
             .route("/metrics", web::get().to(ops::metrics))
             .service(
                 web::scope("/api/v1")
+                    .wrap(from_fn(crate::auth::middleware))
                     .configure(api::configure)
                     .default_service(web::to(api_not_found)),
             )

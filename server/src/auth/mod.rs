@@ -11,8 +11,14 @@ pub mod sessions;
 pub mod tokens;
 
 use crate::{audit::ActorInfo, error::ApiError, ops::RequestId, startup::AppState};
-use actix_web::{dev::Payload, http::Method, web, FromRequest, HttpMessage, HttpRequest};
-use futures_util::future::LocalBoxFuture;
+use actix_web::{
+    body::MessageBody,
+    dev::{Payload, ServiceRequest, ServiceResponse},
+    http::Method,
+    middleware::Next,
+    web, FromRequest, HttpMessage, HttpRequest,
+};
+use futures_util::future::{ready, Ready};
 use slipway_types::Role;
 use std::marker::PhantomData;
 use uuid::Uuid;
@@ -114,28 +120,61 @@ pub fn request_context(req: &HttpRequest) -> (Option<String>, Option<String>) {
     (ip, rid)
 }
 
+/// What the authentication middleware found, kept in request extensions.
+#[derive(Clone)]
+enum Authn {
+    Ok(Principal),
+    Unauthenticated,
+    Csrf,
+    Failed(String),
+}
+
+/// Resolves the caller's credentials once per `/api/v1` request, before any
+/// extractor runs, so that `Auth<R>` answers synchronously and a role check
+/// always wins over body validation (a viewer gets 403, not a 422 hint).
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let outcome = match req.app_data::<web::Data<AppState>>() {
+        Some(state) => match authenticate(state, req.request()).await {
+            Ok(p) => Authn::Ok(p),
+            Err(ApiError::Unauthenticated) => Authn::Unauthenticated,
+            Err(ApiError::Csrf) => Authn::Csrf,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:?}"), "authentication failed");
+                Authn::Failed(e.to_string())
+            }
+        },
+        None => Authn::Failed("app state missing".into()),
+    };
+    req.extensions_mut().insert(outcome);
+    next.call(req).await
+}
+
 impl<R: MinRole + 'static> FromRequest for Auth<R> {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+    type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))?;
-            let principal = authenticate(&state, &req).await?;
-            if principal.role < R::ROLE {
-                return Err(forbidden(R::ROLE, None));
+        let outcome = req.extensions().get::<Authn>().cloned();
+        ready(match outcome {
+            Some(Authn::Ok(principal)) if principal.role >= R::ROLE => {
+                let (source_ip, request_id) = request_context(req);
+                Ok(Auth {
+                    principal,
+                    source_ip,
+                    request_id,
+                    _role: PhantomData,
+                })
             }
-            let (source_ip, request_id) = request_context(&req);
-            Ok(Auth {
-                principal,
-                source_ip,
-                request_id,
-                _role: PhantomData,
-            })
+            Some(Authn::Ok(_)) => Err(forbidden(R::ROLE, None)),
+            Some(Authn::Unauthenticated) => Err(ApiError::Unauthenticated),
+            Some(Authn::Csrf) => Err(ApiError::Csrf),
+            Some(Authn::Failed(m)) => Err(ApiError::Internal(anyhow::anyhow!(m))),
+            None => Err(ApiError::Internal(anyhow::anyhow!(
+                "auth middleware not installed"
+            ))),
         })
     }
 }

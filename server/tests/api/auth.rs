@@ -1,0 +1,220 @@
+use crate::{
+    helpers::{spawn_app_with, Backend, TestApp, ADMIN, PASSWORD},
+    store_test,
+};
+use reqwest::Method;
+use serde_json::json;
+
+store_test!(setup_login_logout_and_csrf, scoped_tokens);
+
+async fn setup_login_logout_and_csrf(mut app: TestApp) {
+    assert_eq!(
+        app.get("/api/v1/setup").await.expect(200).body["needs_setup"],
+        true
+    );
+    // Weak passwords are refused before anything is written.
+    let weak = app
+        .post(
+            "/api/v1/setup",
+            &json!({"username": "admin", "password": "short"}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(weak.body["field"], "password");
+    app.setup_admin().await;
+    assert_eq!(
+        app.get("/api/v1/setup").await.expect(200).body["needs_setup"],
+        false
+    );
+    let again = app
+        .post(
+            "/api/v1/setup",
+            &json!({"username": "eve", "password": "another long password"}),
+        )
+        .await;
+    assert_eq!(again.expect(409).error_code(), "setup_already_done");
+
+    // Cookie flags.
+    let fresh = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let res = fresh
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({"username": ADMIN, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "plain-http public_url: no Secure flag"
+    );
+    let me: serde_json::Value = res.json().await.unwrap();
+    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    // A mutation with the cookie but no CSRF header is refused.
+    let no_csrf = fresh
+        .post(app.url("/api/v1/projects"))
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_csrf.status(), 403);
+    let wrong = fresh
+        .post(app.url("/api/v1/projects"))
+        .header("x-csrf-token", "nope")
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    let ok = fresh
+        .post(app.url("/api/v1/projects"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 201);
+    // Logout ends the session server-side.
+    let out = fresh
+        .post(app.url("/api/v1/auth/logout"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    assert_eq!(
+        fresh
+            .get(app.url("/api/v1/auth/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    let bad = app
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": ADMIN, "password": "not the password"}),
+        )
+        .await;
+    assert_eq!(bad.expect(401).error_code(), "invalid_credentials");
+    let unknown = app
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "ghost", "password": "whatever it is"}),
+        )
+        .await;
+    assert_eq!(unknown.expect(401).error_code(), "invalid_credentials");
+}
+
+async fn scoped_tokens(mut app: TestApp) {
+    app.setup_admin().await;
+    let (_, staging, web_staging) = app.seed_service("shop", "staging", "web").await;
+    let (_, _prod, web_prod) = app.seed_service("shop", "production", "web").await;
+    let deployer = app.token("deployer", &[&staging]).await;
+    let deploy = |svc: String| {
+        let app = &app;
+        let t = deployer.clone();
+        async move {
+            app.send(
+                Method::POST,
+                &format!("/api/v1/services/{svc}/deployments"),
+                Some(&json!({})),
+                Some(&t),
+            )
+            .await
+        }
+    };
+    deploy(web_staging).await.expect(202);
+    let denied = deploy(web_prod).await.expect(403);
+    assert_eq!(denied.error_code(), "forbidden");
+    // Reads work everywhere; admin actions nowhere.
+    app.send(Method::GET, "/api/v1/overview", None, Some(&deployer))
+        .await
+        .expect(200);
+    app.send(
+        Method::POST,
+        "/api/v1/projects",
+        Some(&json!({"name": "nope"})),
+        Some(&deployer),
+    )
+    .await
+    .expect(403);
+    // Malformed bearer values are 401, never 500.
+    for t in ["", "slp_", "garbage", &"slp_x".repeat(100)] {
+        app.send(Method::GET, "/api/v1/projects", None, Some(t))
+            .await
+            .expect(401);
+    }
+    // Token secrets are shown once: the list has no secret.
+    let list = app.get("/api/v1/tokens").await.expect(200);
+    assert!(!list.text.contains(&deployer));
+    assert!(list.body["items"][0]["last_used_at"].is_string());
+    // Bad token input.
+    app.post("/api/v1/tokens", &json!({"name": "", "role": "viewer"}))
+        .await
+        .expect(422);
+    app.post("/api/v1/tokens", &json!({"name": "x", "role": "root"}))
+        .await
+        .expect(422);
+    app.post(
+        "/api/v1/tokens",
+        &json!({"name": "x", "role": "viewer", "expires_in_days": 0}),
+    )
+    .await
+    .expect(422);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_rate_limited() {
+    let mut app = spawn_app_with(
+        Backend::Sqlite,
+        &[("SLIPWAY_LOGIN_ATTEMPTS_PER_MINUTE", "3")],
+    )
+    .await;
+    app.setup_admin().await;
+    for _ in 0..3 {
+        app.post(
+            "/api/v1/auth/login",
+            &json!({"username": ADMIN, "password": "wrong wrong wrong"}),
+        )
+        .await
+        .expect(401);
+    }
+    let limited = app
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": ADMIN, "password": PASSWORD}),
+        )
+        .await;
+    let limited = limited.expect(429);
+    assert_eq!(limited.error_code(), "rate_limited");
+    assert!(limited.headers.contains_key("retry-after"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_public_url_makes_cookies_secure() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[("SLIPWAY_PUBLIC_URL", "https://deploy.example.com")],
+    )
+    .await;
+    let r = app
+        .post(
+            "/api/v1/setup",
+            &json!({"username": ADMIN, "password": PASSWORD}),
+        )
+        .await
+        .expect(201);
+    let cookie = r.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("Secure"), "{cookie}");
+    assert!(r.headers.contains_key("strict-transport-security"));
+}

@@ -1,0 +1,142 @@
+use crate::{
+    helpers::{spawn_app, Backend, TestApp},
+    store_test,
+};
+use reqwest::Method;
+
+store_test!(cli_token_create_works_against_the_api);
+
+async fn cli_token_create_works_against_the_api(mut app: TestApp) {
+    app.setup_admin().await;
+    let out = app.cli(&[
+        "token",
+        "create",
+        "--role",
+        "deployer",
+        "--expires",
+        "30d",
+        "--name",
+        "ci",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(secret.starts_with("slp_"));
+    let me = app
+        .send(Method::GET, "/api/v1/auth/me", None, Some(&secret))
+        .await
+        .expect(200);
+    assert_eq!(me.body["role"], "deployer");
+    assert_eq!(me.body["username"], "token:ci");
+    let tokens = app.get("/api/v1/tokens").await.expect(200);
+    let ci = tokens.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ci")
+        .unwrap()
+        .clone();
+    assert!(ci["expires_at"].is_string());
+    assert!(ci["created_by"].as_str().unwrap().starts_with("cli:"));
+    let audit = app
+        .get("/api/v1/audit?action=token.create")
+        .await
+        .expect(200);
+    assert_eq!(audit.body["total"], 1);
+
+    // Bad input: clear message, non-zero exit, nothing created.
+    let bad = app.cli(&["token", "create", "--role", "root"]);
+    assert_ne!(bad.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("root"));
+    let bad = app.cli(&[
+        "token",
+        "create",
+        "--role",
+        "viewer",
+        "--expires",
+        "forever",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid expiry"));
+    let bad = app.cli(&[
+        "token",
+        "create",
+        "--role",
+        "viewer",
+        "--env",
+        &uuid::Uuid::new_v4().to_string(),
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    let tokens = app.get("/api/v1/tokens").await.expect(200);
+    assert_eq!(tokens.body["total"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_version_migrate_and_config_errors() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let v = app.cli(&["--version"]);
+    assert_eq!(v.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("slipway "));
+    let m = app.cli(&["migrate"]);
+    assert_eq!(
+        m.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&m.stderr)
+    );
+    // Unknown and invalid settings are named.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .arg("migrate")
+        .env("SLIPWAY_DATBASE_URL", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SLIPWAY_DATBASE_URL"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .arg("serve")
+        .env("SLIPWAY_BIND", "not-an-address")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SLIPWAY_BIND"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_first_run_admin_then_login() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["user", "create-admin", "--username", "ops"])
+        .env("SLIPWAY_DATABASE_URL", &app.database_url)
+        .env("SLIPWAY_DATA_DIR", app.data_dir.path())
+        .env("SLIPWAY_ADMIN_PASSWORD", "a long enough password")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        app.get("/api/v1/setup").await.expect(200).body["needs_setup"],
+        false
+    );
+    app.post(
+        "/api/v1/auth/login",
+        &serde_json::json!({"username": "ops", "password": "a long enough password"}),
+    )
+    .await
+    .expect(200);
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["user", "create-admin", "--username", "ops2"])
+        .env("SLIPWAY_DATABASE_URL", &app.database_url)
+        .env("SLIPWAY_DATA_DIR", app.data_dir.path())
+        .env("SLIPWAY_ADMIN_PASSWORD", "a long enough password")
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+}

@@ -1,0 +1,15 @@
+//! Black-box API tests: one binary (fast linking), each store test run on
+//! SQLite and on a real PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod audit;
+mod auth;
+mod cli;
+mod crud;
+mod deployments;
+mod ops;
+mod routes;
+mod secrets;
+mod validation;
