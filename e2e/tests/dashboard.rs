@@ -311,6 +311,10 @@ async fn scenario(ui: &mut Ui) -> Result<()> {
     ui.click(&css("logout")).await?;
     ui.find(&css("login-form")).await?;
     ui.expect_path("/login").await?;
+    // Any page without a session ends on /login.
+    ui.goto("/audit").await?;
+    ui.expect_path("/login").await?;
+    ui.find(&css("login-form")).await?;
     ui.fill("#login-username", USER).await?;
     ui.fill("#login-password", "wrong-password-123").await?;
     ui.click(&css("login-submit")).await?;

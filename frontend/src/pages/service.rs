@@ -168,6 +168,23 @@ fn DeploymentsList(service: Uuid, version: RwSignal<u32>) -> impl IntoView {
         version.track();
         api::deployments(service)
     });
+    // While a deployment is queued or running, refresh every 3 s.
+    let poll = set_interval_with_handle(
+        move || {
+            let active = list.with_untracked(
+                |l| matches!(l, Some(Ok(d)) if d.iter().any(|d| !d.state.is_terminal())),
+            );
+            if active {
+                version.update(|v| *v += 1);
+            }
+        },
+        std::time::Duration::from_secs(3),
+    );
+    on_cleanup(move || {
+        if let Ok(h) = poll {
+            h.clear();
+        }
+    });
     view! {
         <section class="card">
             <div class="card-header">
