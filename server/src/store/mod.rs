@@ -62,8 +62,32 @@ fn sqlite_path(url: &str) -> Option<String> {
     (!path.is_empty() && path != ":memory:").then(|| path.to_owned())
 }
 
+/// Applies pending migrations. On PostgreSQL an advisory lock, held on a
+/// dedicated connection, makes replicas starting together migrate one at a
+/// time (the later ones then find nothing pending).
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
-    Migrator::up(db, None).await.map_err(StoreError::Migrate)
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Migrator::up(db, None).await.map_err(StoreError::Migrate);
+    }
+    const LOCK_KEY: i64 = 0x5_11b_3a7; // "slipway" migrations
+    let pool = db.get_postgres_connection_pool();
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| StoreError::Migrate(DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))))?;
+    let lock_err = |e| StoreError::Migrate(DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)));
+    sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(LOCK_KEY)
+        .execute(&mut *conn)
+        .await
+        .map_err(lock_err)?;
+    let result = Migrator::up(db, None).await.map_err(StoreError::Migrate);
+    sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LOCK_KEY)
+        .execute(&mut *conn)
+        .await
+        .map_err(lock_err)?;
+    result
 }
 
 /// True when the store answers and every migration has been applied.

@@ -300,3 +300,35 @@ macro_rules! store_test {
         }
     )*};
 }
+
+impl TestApp {
+    /// A second control-plane replica on the same store (own port, own client).
+    pub async fn replica(&self) -> TestApp {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let env = vec![
+            ("SLIPWAY_BIND", "127.0.0.1:0".to_string()),
+            ("SLIPWAY_DATA_DIR", data_dir.path().display().to_string()),
+            ("SLIPWAY_DATABASE_URL", self.database_url.clone()),
+            // Replicas share the master key, as they would in production.
+            (
+                "SLIPWAY_MASTER_KEY",
+                std::fs::read_to_string(self.data_dir.path().join("master.key")).expect("key"),
+            ),
+        ];
+        let app = Application::build(settings_for(&env))
+            .await
+            .expect("build replica");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        TestApp {
+            base,
+            database_url: self.database_url.clone(),
+            data_dir,
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .expect("client"),
+            csrf: None,
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod cli;
 mod crud;
 mod deployments;
 mod ops;
+mod replicas;
 mod routes;
 mod secrets;
 mod validation;
