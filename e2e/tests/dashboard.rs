@@ -345,6 +345,15 @@ async fn scenario(ui: &mut Ui) -> Result<()> {
     ui.click(&css("environment-submit")).await?;
     ui.find(&css("env-row-staging")).await?;
     ui.shot("environment-created").await?;
+    // The server's own error (409 conflict) shows next to the name.
+    ui.fill("#env-name", "staging").await?;
+    ui.click(&css("environment-submit")).await?;
+    ui.expect_text(
+        &css("error-name"),
+        "already has an environment named staging",
+    )
+    .await?;
+    ui.shot("environment-conflict").await?;
 
     // A service, with a bad port first.
     ui.click_link(&css("env-row-staging"), "staging").await?;

@@ -1,7 +1,7 @@
 //! Form error state: client-side validation and the server's
 //! `{error, message, field}` shown next to the named field.
 use leptos::prelude::*;
-use slipway_types::ApiErrorBody;
+use slipway_types::{ApiErrorBody, ErrorCode};
 
 /// The current error of one form. `fields` are the field names the form
 /// shows; an error for any other field (or none) is shown at the top.
@@ -44,13 +44,26 @@ impl FormErrors {
         self.error.with(Option::is_some)
     }
 
+    /// The field an error is about. A `conflict` (duplicate name) names no
+    /// field; it is shown at the form's `name` input when there is one.
+    fn field_of(&self, e: &ApiErrorBody) -> Option<String> {
+        match &e.field {
+            Some(f) => Some(f.clone()),
+            None if e.error == ErrorCode::Conflict && self.fields.contains(&"name") => {
+                Some("name".to_owned())
+            }
+            None => None,
+        }
+    }
+
     /// The message for `name`, if the current error is about that field.
     pub fn message_for(&self, name: &str) -> Option<String> {
         self.error.with(|e| {
-            e.as_ref().and_then(|e| match &e.field {
-                Some(f) if matches(f, name) => Some(e.message.clone()),
+            let e = e.as_ref()?;
+            match self.field_of(e) {
+                Some(f) if matches(&f, name) => Some(e.message.clone()),
                 _ => None,
-            })
+            }
         })
     }
 
@@ -60,7 +73,7 @@ impl FormErrors {
         let fields = self.fields;
         self.error.with(|e| {
             let e = e.as_ref()?;
-            match &e.field {
+            match &self.field_of(e) {
                 Some(f) if fields.iter().any(|n| matches(f, n)) => None,
                 Some(f) => Some(format!("{f}: {}", e.message)),
                 None => Some(e.message.clone()),

@@ -59,6 +59,14 @@ pub fn OverviewPage() -> impl IntoView {
     }
 }
 
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 #[component]
 fn ProjectCard(p: ProjectOverview) -> impl IntoView {
     let name = p.project.name.to_string();
@@ -71,7 +79,11 @@ fn ProjectCard(p: ProjectOverview) -> impl IntoView {
                     <p class="muted small">{p.project.description.clone()}</p>
                 </div>
                 <span class="muted small">
-                    {format!("{} environments · {count} services", p.environments.len())}
+                    {format!(
+                        "{} · {}",
+                        plural(p.environments.len(), "environment"),
+                        plural(count, "service"),
+                    )}
                 </span>
             </div>
             {if p.environments.is_empty() {
