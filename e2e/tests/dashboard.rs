@@ -423,14 +423,14 @@ async fn tour(ui: &mut Ui) -> Result<()> {
 
     ui.click_link(&css("service-row-web"), "web").await?;
     ui.expect_text(&css("service-name"), "web").await?;
-    ui.expect_text(&css("spec"), "8080:80").await?;
+    ui.expect_text(&css("spec-ports"), "8080:80").await?;
     ui.click(&css("deploy")).await?;
     ui.expect_text(&css("deployment-1"), "#1").await?;
     ui.shot("service-deployed").await?;
     ui.click(&css("edit-service")).await?;
     ui.fill("#svc-replicas", "3").await?;
     ui.click(&css("edit-service-submit")).await?;
-    ui.expect_text(&css("spec"), "3").await?;
+    ui.expect_text(&css("spec-replicas"), "3").await?;
     ui.shot("service-edited").await?;
 
     ui.click_link(&css("nav"), "Hosts").await?;
@@ -445,6 +445,10 @@ async fn tour(ui: &mut Ui) -> Result<()> {
     ui.expect_text(&css("token-secret-value"), "slp_").await?;
     ui.find(&css("token-row-ci")).await?;
     ui.shot("token-created").await?;
+    ui.click(&css("revoke-token")).await?;
+    ui.c.accept_alert().await?;
+    ui.expect_text(&css("token-row-ci"), "revoked").await?;
+    ui.shot("token-revoked").await?;
     Ok(())
 }
 

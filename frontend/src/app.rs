@@ -145,15 +145,19 @@ fn TopNav() -> impl IntoView {
                         <a href="/" class=move || if section("/") { "active" } else { "" }>
                             "Overview"
                         </a>
-                        <a href="/audit" class=move || if section("/audit") { "active" } else { "" }>
-                            "Audit log"
-                        </a>
+                        <Show when=move || session.role().is_some_and(|r| r >= Role::Approver)>
+                            <a href="/audit" class=move || if section("/audit") { "active" } else { "" }>
+                                "Audit log"
+                            </a>
+                        </Show>
                         <a href="/hosts" class=move || if section("/hosts") { "active" } else { "" }>
                             "Hosts"
                         </a>
-                        <a href="/tokens" class=move || if section("/tokens") { "active" } else { "" }>
-                            "API tokens"
-                        </a>
+                        <Show when=move || session.is_admin()>
+                            <a href="/tokens" class=move || if section("/tokens") { "active" } else { "" }>
+                                "API tokens"
+                            </a>
+                        </Show>
                     </nav>
                 </Show>
                 <div class="spacer"></div>

@@ -236,7 +236,9 @@ fn SpecView(spec: ServiceSpec) -> impl IntoView {
     let row = |k: &'static str, v: String| {
         view! {
             <dt>{k}</dt>
-            <dd class="mono">{if v.is_empty() { "—".to_owned() } else { v }}</dd>
+            <dd class="mono" data-test=format!("spec-{}", k.to_lowercase().replace(' ', "-"))>
+                {if v.is_empty() { "—".to_owned() } else { v }}
+            </dd>
         }
     };
     let h = &spec.hardening;
