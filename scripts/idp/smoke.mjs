@@ -142,11 +142,11 @@ function pkcePair() {
   return { verifier, challenge };
 }
 
-function authUrl({ state, nonce, challenge, method = 'S256', omitChallenge = false, prompt }) {
+function authUrl({ state, nonce, challenge, method = 'S256', omitChallenge = false, prompt, scope = SCOPE }) {
   const u = new URL('/auth', issuer);
   u.searchParams.set('client_id', CLIENT_ID);
   u.searchParams.set('response_type', 'code');
-  u.searchParams.set('scope', SCOPE);
+  u.searchParams.set('scope', scope);
   u.searchParams.set('redirect_uri', REDIRECT_URI);
   u.searchParams.set('state', state);
   u.searchParams.set('nonce', nonce);
@@ -158,11 +158,11 @@ function authUrl({ state, nonce, challenge, method = 'S256', omitChallenge = fal
   return u.toString();
 }
 
-async function startLogin(jar, { omitChallenge = false, method } = {}) {
+async function startLogin(jar, { omitChallenge = false, method, scope, prompt } = {}) {
   const { verifier, challenge } = pkcePair();
   const state = b64url(crypto.randomBytes(12));
   const nonce = b64url(crypto.randomBytes(12));
-  const url = authUrl({ state, nonce, challenge, omitChallenge, method });
+  const url = authUrl({ state, nonce, challenge, omitChallenge, method, scope, prompt });
   const out = await follow(jar, await request(jar, url), url);
   return { ...out, verifier, state, nonce };
 }
@@ -335,6 +335,23 @@ async function run() {
   {
     const s = await startLogin(jar);
     check('same browser session: /auth goes straight to redirect_uri with a code', !!s.callback?.searchParams.get('code'), s.res?.status);
+  }
+
+  // consent for more scopes on an existing session is granted automatically
+  {
+    const j = new Jar();
+    const s1 = await startLogin(j, { scope: 'openid' });
+    const d1 = await submitLogin(j, await formUrlOf(j, s1), 'bob', 'bob-pw');
+    const t1 = await tokenRequest({ code: d1.callback.searchParams.get('code'), verifier: s1.verifier });
+    const c1 = jose.decodeJwt(t1.json.id_token);
+    check('scope=openid only: no groups/email in id_token', c1.sub === 'sub-bob' && c1.groups === undefined && c1.email === undefined, c1);
+    const s2 = await startLogin(j, { scope: SCOPE });
+    check('wider scope on existing session: auto-consent, straight to redirect_uri', !!s2.callback?.searchParams.get('code'), s2.res?.status);
+    const t2 = await tokenRequest({ code: s2.callback.searchParams.get('code'), verifier: s2.verifier });
+    const c2 = jose.decodeJwt(t2.json.id_token);
+    check('... and that id_token has groups and email', Array.isArray(c2.groups) && c2.email === 'bob@example.test', c2);
+    const s3 = await startLogin(j, { prompt: 'login' });
+    check('prompt=login on an existing session shows the login form again', s3.res?.status === 200 && (await s3.res.text()).includes('name="password"'), s3.callback?.toString());
   }
 
   // group change takes effect at next login
