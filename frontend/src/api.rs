@@ -439,3 +439,42 @@ pub async fn create_token(t: &CreateToken) -> ApiResult<CreatedToken> {
 pub async fn revoke_token(id: Uuid) -> ApiResult<()> {
     delete(&format!("/tokens/{id}")).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(enc("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
+
+    #[test]
+    fn audit_query_skips_empty_filters() {
+        let q = AuditQuery {
+            action: "project.create".into(),
+            since: "2026-11-23T10:00:00Z".into(),
+            limit: 50,
+            offset: 100,
+            ..Default::default()
+        };
+        assert_eq!(
+            q.query_string("json"),
+            "format=json&action=project.create&since=2026-11-23T10%3A00%3A00Z&limit=50&offset=100"
+        );
+        assert_eq!(
+            q.csv_url(),
+            "/api/v1/audit?format=csv&action=project.create&since=2026-11-23T10%3A00%3A00Z"
+        );
+    }
+
+    #[test]
+    fn lists_accept_a_page_or_a_bare_array() {
+        let page: ListBody<u32> =
+            serde_json::from_str(r#"{"items":[1,2],"total":2,"limit":50,"offset":0}"#)
+                .unwrap_or(ListBody::List(vec![]));
+        assert_eq!(Vec::from(page), vec![1, 2]);
+        let list: ListBody<u32> = serde_json::from_str("[3]").unwrap_or(ListBody::List(vec![]));
+        assert_eq!(Vec::from(list), vec![3]);
+    }
+}

@@ -101,3 +101,18 @@ pub fn FormAlert(errors: FormErrors) -> impl IntoView {
             .map(|m| view! { <div class="alert alert-error" data-test="form-error">{m}</div> })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn server_fields_match_their_inputs() {
+        assert!(matches("name", "name"));
+        assert!(matches("spec.image", "image"));
+        assert!(matches("spec.ports[1].published", "ports"));
+        assert!(matches("health_check.path", "health_check.path"));
+        assert!(!matches("names", "name"));
+        assert!(!matches("image", "name"));
+    }
+}

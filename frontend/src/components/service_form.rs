@@ -390,3 +390,32 @@ pub fn ServiceFields(state: ServiceFormState, errors: FormErrors) -> impl IntoVi
         </fieldset>
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_parse_like_docker_run_p() {
+        let p = parse_ports("8080:80, 9000 53:53/udp").unwrap_or_default();
+        assert_eq!(ports_to_text(&p), "8080:80, 9000, 53:53/udp");
+        assert_eq!(parse_ports("").map(|p| p.len()), Ok(0));
+    }
+
+    #[test]
+    fn bad_ports_name_the_ports_field() {
+        for bad in ["8080:70000", "http", "80/sctp", "0"] {
+            let e = parse_ports(bad).err().and_then(|e| e.field);
+            assert_eq!(e.as_deref(), Some("ports"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn env_lines_round_trip_and_reject_bad_names() {
+        let env = parse_env("A=1\n\n  B_2=x=y \n").unwrap_or_default();
+        assert_eq!(env_to_text(&env), "A=1\nB_2=x=y");
+        let e = parse_env("1A=2").err().and_then(|e| e.field);
+        assert_eq!(e.as_deref(), Some("env"));
+        assert!(parse_env("NOEQUALS").is_err());
+    }
+}
