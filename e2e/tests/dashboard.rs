@@ -433,6 +433,10 @@ async fn tour(ui: &mut Ui) -> Result<()> {
     ui.expect_text(&css("spec-replicas"), "3").await?;
     ui.shot("service-edited").await?;
 
+    ui.click_link(&css("nav"), "Overview").await?;
+    ui.expect_text(&css("service-web"), "queued").await?;
+    ui.shot("overview-deployed").await?;
+
     ui.click_link(&css("nav"), "Hosts").await?;
     ui.fill("#host-name", "worker-1").await?;
     ui.click(&css("host-submit")).await?;
