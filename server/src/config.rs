@@ -64,7 +64,84 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Failed logins allowed per client IP and per user name per minute",
     ),
     ("db_max_connections", "16", "Connection pool size"),
+    (
+        "oidc_providers",
+        "(none)",
+        "JSON array of OpenID Connect providers (see README)",
+    ),
+    (
+        "local_login",
+        "true",
+        "Allow user name + password login (first-run setup always works)",
+    ),
 ];
+
+/// One OpenID Connect provider. The redirect URI to register at the
+/// provider is `<public_url>/auth/oidc/<id>/callback`.
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// Short id used in URLs (a DNS label).
+    pub id: String,
+    /// Button text on the login page.
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Scopes besides `openid`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// Claim used as the user name (falls back to preferred_username, email, sub).
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["profile".into(), "email".into(), "groups".into()]
+}
+
+fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+
+impl std::fmt::Debug for OidcProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProvider")
+            .field("id", &self.id)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_providers(s: &str) -> Result<Vec<OidcProviderConfig>, ConfigError> {
+    let list: Vec<OidcProviderConfig> =
+        serde_json::from_str(s).map_err(|e| invalid("oidc_providers", e.to_string()))?;
+    let mut ids = std::collections::BTreeSet::new();
+    for p in &list {
+        slipway_types::names::check_dns_label(&p.id)
+            .map_err(|e| invalid("oidc_providers", format!("id {:?} {e}", p.id)))?;
+        if !ids.insert(p.id.clone()) {
+            return Err(invalid(
+                "oidc_providers",
+                format!("id {:?} is used twice", p.id),
+            ));
+        }
+        if !(p.issuer.starts_with("https://") || p.issuer.starts_with("http://")) {
+            return Err(invalid(
+                "oidc_providers",
+                format!("issuer of {:?} must be an http(s) URL", p.id),
+            ));
+        }
+        if p.client_id.is_empty() || p.client_secret.is_empty() || p.name.is_empty() {
+            return Err(invalid(
+                "oidc_providers",
+                format!("{:?} needs name, client_id and client_secret", p.id),
+            ));
+        }
+    }
+    Ok(list)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -101,6 +178,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub login_attempts_per_minute: u32,
     pub db_max_connections: u32,
+    pub oidc_providers: Vec<OidcProviderConfig>,
+    pub local_login: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -264,6 +343,20 @@ impl Settings {
             1,
             1000,
         )? as u32;
+        let oidc_providers = match take("oidc_providers") {
+            Some(s) => parse_providers(&s)?,
+            None => Vec::new(),
+        };
+        let local_login = match take("local_login").as_deref() {
+            None | Some("true") | Some("1") => true,
+            Some("false") | Some("0") => false,
+            Some(other) => {
+                return Err(invalid(
+                    "local_login",
+                    format!("{other:?}: expected true or false"),
+                ))
+            }
+        };
         if let Some((k, _)) = v.into_iter().next() {
             return Err(ConfigError::Unknown(k));
         }
@@ -282,6 +375,8 @@ impl Settings {
             max_body_bytes,
             login_attempts_per_minute,
             db_max_connections,
+            oidc_providers,
+            local_login,
         })
     }
 
@@ -346,6 +441,9 @@ fn read_file(path: &str) -> Result<BTreeMap<String, String>, ConfigError> {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(a) if k == "oidc_providers" => {
+                serde_json::to_string(&a).map_err(|e| invalid(&k, e.to_string()))?
+            }
             toml::Value::Array(a) => a
                 .into_iter()
                 .map(|x| {
@@ -424,6 +522,30 @@ mod tests {
             Settings::from_sources(&env(&[("SLIPWAY_CONFIG", &p)])),
             Err(ConfigError::Unknown(_))
         ));
+    }
+
+    #[test]
+    fn oidc_providers_are_parsed_and_checked() {
+        let ok = r#"[{"id":"corp","name":"Corp SSO","issuer":"https://id.example.com","client_id":"slipway","client_secret":"s"}]"#;
+        let s = Settings::from_sources(&env(&[("SLIPWAY_OIDC_PROVIDERS", ok)])).expect("loads");
+        assert_eq!(s.oidc_providers[0].scopes, ["profile", "email", "groups"]);
+        assert!(!format!("{:?}", s.oidc_providers[0]).contains("client_secret"));
+        for bad in [
+            "not json",
+            r#"[{"id":"Corp","name":"x","issuer":"https://a","client_id":"c","client_secret":"s"}]"#,
+            r#"[{"id":"corp","name":"x","issuer":"ftp://a","client_id":"c","client_secret":"s"}]"#,
+            r#"[{"id":"corp","name":"x","issuer":"https://a","client_id":"c","client_secret":"s","extra":1}]"#,
+        ] {
+            let e = Settings::from_sources(&env(&[("SLIPWAY_OIDC_PROVIDERS", bad)]))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("oidc_providers"), "{bad}: {e}");
+        }
+        let e = Settings::from_sources(&env(&[("SLIPWAY_LOCAL_LOGIN", "maybe")]))
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("local_login"));
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub struct AppState {
     pub login_limiter: RateLimiter,
     /// Verified against when a login names an unknown user, to equalise timing.
     pub dummy_hash: String,
+    pub oidc: crate::auth::oidc::Oidc,
 }
 
 pub struct Application {
@@ -49,6 +50,10 @@ impl Application {
             metrics: Metrics::new().context("metrics registry")?,
             login_limiter: RateLimiter::new(settings.login_attempts_per_minute),
             dummy_hash,
+            oidc: crate::auth::oidc::Oidc::new(
+                settings.oidc_providers.clone(),
+                &settings.public_url,
+            )?,
             settings: settings.clone(),
         });
         let listener = TcpListener::bind(settings.bind)
@@ -109,6 +114,14 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<S
             .route("/health", web::get().to(ops::health))
             .route("/ready", web::get().to(ops::ready))
             .route("/metrics", web::get().to(ops::metrics))
+            .route(
+                "/auth/oidc/{id}/login",
+                web::get().to(crate::auth::sso::begin),
+            )
+            .route(
+                "/auth/oidc/{id}/callback",
+                web::get().to(crate::auth::sso::callback),
+            )
             .service(
                 web::scope("/api/v1")
                     .wrap(from_fn(crate::auth::middleware))

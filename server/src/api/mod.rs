@@ -59,7 +59,9 @@ routes! {
     get "/setup" => auth::routes::setup_status, PUBLIC, "Whether first-run setup is needed", None => "SetupStatus";
     post "/setup" => auth::routes::setup, PUBLIC, "Create the first admin (only while no user exists)", Some("SetupRequest") => "Me";
     post "/auth/login" => auth::routes::login, PUBLIC, "Log in with a local account (rate limited)", Some("LoginRequest") => "Me";
+    get "/auth/options" => auth::sso::login_options, PUBLIC, "Login methods: local and OIDC providers", None => "LoginOptions";
     post "/auth/logout" => auth::routes::logout, VIEWER, "End this session", None => "empty";
+    post "/auth/logout-everywhere" => auth::users::logout_everywhere, VIEWER, "End all of the caller's sessions", None => "empty";
     get "/auth/me" => auth::routes::me, VIEWER, "The caller, with the CSRF token of its session", None => "Me";
     get "/overview" => overview::overview, VIEWER, "Projects × environments × services with their last deployment", None => "Overview";
     get "/projects" => projects::list, VIEWER, "List projects", None => "Page<Project>";
@@ -92,6 +94,16 @@ routes! {
     get "/deployments/{id}" => deployments::get, VIEWER, "Get a deployment with its step log", None => "Deployment";
     post "/deployments/{id}/cancel" => deployments::cancel, DEPLOYER, "Cancel a queued or running deployment", None => "Deployment";
     get "/audit" => audit::routes::list, APPROVER, "Audit log (filters: actor, action, target_type, target_id, since, until; format=json|csv)", None => "Page<AuditEntry>";
+    get "/users" => auth::users::list, ADMIN, "List users with their roles, grants and sessions", None => "Page<User>";
+    get "/users/{id}" => auth::users::get, ADMIN, "Get a user", None => "User";
+    patch "/users/{id}" => auth::users::update, ADMIN, "Disable/enable a user or set a local user's role", Some("UpdateUser") => "User";
+    post "/users/{id}/grants" => auth::users::add_grant, ADMIN, "Grant a role (everywhere or in one environment)", Some("NewRoleGrant") => "RoleGrant";
+    delete "/users/{id}/grants/{grant}" => auth::users::remove_grant, ADMIN, "Remove a role grant", None => "empty";
+    delete "/users/{id}/sessions" => auth::users::revoke_sessions, ADMIN, "End every session of a user", None => "empty";
+    get "/role-mappings" => auth::users::list_mappings, ADMIN, "Claim → role mapping rules", None => "Vec<RoleMapping>";
+    post "/role-mappings" => auth::users::create_mapping, ADMIN, "Add a mapping rule", Some("NewRoleMapping") => "RoleMapping";
+    delete "/role-mappings/{id}" => auth::users::delete_mapping, ADMIN, "Delete a mapping rule", None => "empty";
+    post "/role-mappings/preview" => auth::users::preview_mapping, ADMIN, "Which roles would these claims get?", Some("ClaimsPreviewRequest") => "ClaimsPreview";
     get "/tokens" => auth::routes::list_tokens, ADMIN, "List API tokens", None => "Page<ApiToken>";
     post "/tokens" => auth::routes::create_token, ADMIN, "Create an API token (secret shown once)", Some("CreateToken") => "CreatedToken";
     delete "/tokens/{id}" => auth::routes::revoke_token, ADMIN, "Revoke an API token", None => "empty";

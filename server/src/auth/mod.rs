@@ -4,11 +4,15 @@
 //! that change something in one environment narrow it with [`Auth::scope`],
 //! which also yields the [`ActorInfo`] the audit log needs — so a mutation
 //! cannot be written without passing the scope check.
+pub mod oidc;
 pub mod password;
 pub mod ratelimit;
+pub mod rbac;
 pub mod routes;
 pub mod sessions;
+pub mod sso;
 pub mod tokens;
+pub mod users;
 
 use crate::{audit::ActorInfo, error::ApiError, ops::RequestId, startup::AppState};
 use actix_web::{
@@ -20,7 +24,7 @@ use actix_web::{
 };
 use futures_util::future::{ready, Ready};
 use slipway_types::Role;
-use std::marker::PhantomData;
+use std::{collections::BTreeMap, marker::PhantomData};
 use uuid::Uuid;
 
 pub const SESSION_COOKIE: &str = "slipway_session";
@@ -32,7 +36,10 @@ pub struct Principal {
     /// User name, or `token:<name>` for API tokens.
     pub name: String,
     pub user_id: Option<Uuid>,
+    /// Role everywhere.
     pub role: Role,
+    /// Users: higher roles held in single environments (role grants).
+    pub env_roles: BTreeMap<Uuid, Role>,
     /// `Some` for tokens limited to these environments (read-only elsewhere).
     pub environments: Option<Vec<Uuid>>,
     pub session: Option<sessions::SessionRef>,
@@ -41,11 +48,20 @@ pub struct Principal {
 impl Principal {
     /// The role this principal holds in `env` (or globally when `env` is None).
     pub fn effective_role(&self, env: Option<Uuid>) -> Role {
+        let granted = match env.and_then(|e| self.env_roles.get(&e)) {
+            Some(r) => self.role.max(*r),
+            None => self.role,
+        };
         match (&self.environments, env) {
-            (None, _) => self.role,
-            (Some(list), Some(e)) if list.contains(&e) => self.role,
+            (None, _) => granted,
+            (Some(list), Some(e)) if list.contains(&e) => granted,
             (Some(_), _) => Role::Viewer,
         }
+    }
+
+    /// The highest role held anywhere: the gate every route checks first.
+    pub fn max_role(&self) -> Role {
+        self.env_roles.values().copied().fold(self.role, Role::max)
     }
 }
 
@@ -159,7 +175,7 @@ impl<R: MinRole + 'static> FromRequest for Auth<R> {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let outcome = req.extensions().get::<Authn>().cloned();
         ready(match outcome {
-            Some(Authn::Ok(principal)) if principal.role >= R::ROLE => {
+            Some(Authn::Ok(principal)) if principal.max_role() >= R::ROLE => {
                 let (source_ip, request_id) = request_context(req);
                 Ok(Auth {
                     principal,
@@ -239,9 +255,22 @@ mod tests {
             name: "t".into(),
             user_id: None,
             role,
+            env_roles: BTreeMap::new(),
             environments: envs,
             session: None,
         }
+    }
+
+    #[test]
+    fn environment_grants_raise_the_role_only_there() {
+        let staging = Uuid::new_v4();
+        let prod = Uuid::new_v4();
+        let mut p = principal(Role::Viewer, None);
+        p.env_roles.insert(staging, Role::Deployer);
+        assert_eq!(p.effective_role(Some(staging)), Role::Deployer);
+        assert_eq!(p.effective_role(Some(prod)), Role::Viewer);
+        assert_eq!(p.effective_role(None), Role::Viewer);
+        assert_eq!(p.max_role(), Role::Deployer);
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub async fn create_user(
         disabled: false,
         created_at: Utc::now(),
         last_login_at: None,
+        issuer: None,
+        subject: None,
+        email: None,
+        display_name: None,
     };
     user::Entity::insert(user::ActiveModel {
         id: Set(model.id),
@@ -62,6 +66,10 @@ pub async fn create_user(
         disabled: Set(false),
         created_at: Set(model.created_at),
         last_login_at: Set(None),
+        issuer: Set(None),
+        subject: Set(None),
+        email: Set(None),
+        display_name: Set(None),
     })
     .exec_without_returning(&tx.txn)
     .await?;
@@ -119,25 +127,33 @@ pub async fn setup(
     ))
 }
 
+/// The session cookie. `Lax`, not `Strict`: the OIDC callback is a
+/// cross-site navigation that must carry it to the dashboard; mutations are
+/// protected by the CSRF header either way.
+pub fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
+    Cookie::build(SESSION_COOKIE, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.settings.secure_cookies())
+        .max_age(CookieDuration::hours(state.settings.session_ttl_hours))
+        .finish()
+}
+
 fn session_response(
     state: &AppState,
     u: &user::Model,
     s: sessions::NewSession,
     mut builder: actix_web::HttpResponseBuilder,
 ) -> HttpResponse {
-    let cookie = Cookie::build(SESSION_COOKIE, s.cookie_value)
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(state.settings.secure_cookies())
-        .max_age(CookieDuration::hours(state.settings.session_ttl_hours))
-        .finish();
-    builder.cookie(cookie).json(Me {
-        user_id: u.id,
-        username: u.username.clone(),
-        role: u.role.parse().unwrap_or(Role::Viewer),
-        csrf_token: Some(s.csrf_token),
-    })
+    builder
+        .cookie(session_cookie(state, s.cookie_value))
+        .json(Me {
+            user_id: u.id,
+            username: u.username.clone(),
+            role: u.role.parse().unwrap_or(Role::Viewer),
+            csrf_token: Some(s.csrf_token),
+        })
 }
 
 pub async fn login(
@@ -145,6 +161,7 @@ pub async fn login(
     state: web::Data<AppState>,
     body: ValidJson<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
+    super::sso::local_login_allowed(&state)?;
     let body = body.0;
     let (ip, rid) = request_context(&req);
     let ip_key = format!("ip:{}", ip.as_deref().unwrap_or("?"));

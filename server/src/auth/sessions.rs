@@ -11,7 +11,6 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
     QueryFilter,
 };
-use slipway_types::Role;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -77,14 +76,12 @@ pub async fn authenticate(state: &AppState, cookie_value: &str) -> Result<Princi
             .exec(&state.db)
             .await?;
     }
-    let role: Role = u
-        .role
-        .parse()
-        .map_err(|e: String| ApiError::Internal(anyhow::anyhow!(e)))?;
+    let (role, env_roles) = super::users::roles_of(&state.db, &u).await?;
     Ok(Principal {
         name: u.username,
         user_id: Some(u.id),
         role,
+        env_roles,
         environments: None,
         session: Some(SessionRef {
             id_hash,

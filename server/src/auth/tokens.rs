@@ -103,6 +103,7 @@ pub async fn authenticate(db: &DatabaseConnection, secret: &str) -> Result<Princ
         name: format!("token:{}", t.name),
         user_id: None,
         role,
+        env_roles: Default::default(),
         environments: (!envs.is_empty()).then_some(envs),
         session: None,
     })

@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod crud;
 mod deployments;
+mod oidc;
 mod ops;
 mod replicas;
 mod routes;

@@ -11,6 +11,11 @@ pub struct Model {
     pub disabled: bool,
     pub created_at: DateTimeUtc,
     pub last_login_at: Option<DateTimeUtc>,
+    /// OIDC users: (issuer, subject) identifies them; local users have neither.
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
