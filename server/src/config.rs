@@ -74,6 +74,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "true",
         "Allow user name + password login (first-run setup always works)",
     ),
+    (
+        "trusted_proxies",
+        "(none)",
+        "Comma-separated proxy IPs whose X-Forwarded-For/-Proto headers are believed",
+    ),
 ];
 
 /// One OpenID Connect provider. The redirect URI to register at the
@@ -180,6 +185,7 @@ pub struct Settings {
     pub db_max_connections: u32,
     pub oidc_providers: Vec<OidcProviderConfig>,
     pub local_login: bool,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -357,6 +363,16 @@ impl Settings {
                 ))
             }
         };
+        let trusted_proxies = take("trusted_proxies")
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| parse::<std::net::IpAddr>("trusted_proxies", p.to_owned()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
         if let Some((k, _)) = v.into_iter().next() {
             return Err(ConfigError::Unknown(k));
         }
@@ -377,6 +393,7 @@ impl Settings {
             db_max_connections,
             oidc_providers,
             local_login,
+            trusted_proxies,
         })
     }
 

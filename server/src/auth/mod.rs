@@ -24,7 +24,7 @@ use actix_web::{
 };
 use futures_util::future::{ready, Ready};
 use slipway_types::Role;
-use std::{collections::BTreeMap, marker::PhantomData};
+use std::{collections::BTreeMap, marker::PhantomData, net::IpAddr};
 use uuid::Uuid;
 
 pub const SESSION_COOKIE: &str = "slipway_session";
@@ -131,9 +131,50 @@ fn forbidden(role: Role, env: Option<Uuid>) -> ApiError {
 
 /// Request context for audit entries of unauthenticated actions (login, setup).
 pub fn request_context(req: &HttpRequest) -> (Option<String>, Option<String>) {
-    let ip = req.peer_addr().map(|a| a.ip().to_string());
+    let trusted = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.settings.trusted_proxies.clone())
+        .unwrap_or_default();
+    let xff = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let ip = req
+        .peer_addr()
+        .map(|a| client_ip(a.ip(), xff, &trusted).to_string());
     let rid = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     (ip, rid)
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy, in
+/// which case the right-most `X-Forwarded-For` hop that is not itself a
+/// trusted proxy (hops further left could be forged by the client).
+pub fn client_ip(peer: IpAddr, xff: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let Some(xff) = xff else {
+        return peer;
+    };
+    let mut last = peer;
+    for hop in xff.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => last = ip,
+            Ok(ip) => return ip,
+            Err(_) => return last,
+        }
+    }
+    last
+}
+
+/// True when a trusted proxy says the client used https.
+pub fn forwarded_https(req: &HttpRequest, trusted: &[IpAddr]) -> bool {
+    req.peer_addr().is_some_and(|p| trusted.contains(&p.ip()))
+        && req
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
 /// What the authentication middleware found, kept in request extensions.
@@ -283,6 +324,29 @@ mod tests {
         assert_eq!(p.effective_role(None), Role::Viewer);
         let unscoped = principal(Role::Admin, None);
         assert_eq!(unscoped.effective_role(Some(prod)), Role::Admin);
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let proxy = ip("10.0.0.2");
+        let trusted = [proxy];
+        // Untrusted peer: its header is ignored.
+        assert_eq!(
+            client_ip(ip("198.51.100.7"), Some("203.0.113.9"), &trusted),
+            ip("198.51.100.7")
+        );
+        // Trusted peer: the right-most untrusted hop; a forged left part is skipped.
+        assert_eq!(
+            client_ip(proxy, Some("1.2.3.4, 203.0.113.9"), &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_ip(proxy, Some("203.0.113.9, 10.0.0.2"), &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(client_ip(proxy, None, &trusted), proxy);
+        assert_eq!(client_ip(proxy, Some("garbage"), &trusted), proxy);
     }
 
     #[test]

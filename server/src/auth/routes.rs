@@ -121,6 +121,7 @@ pub async fn setup(
     tx.commit().await?;
     Ok(session_response(
         &state,
+        &req,
         &u,
         session,
         HttpResponse::Created(),
@@ -130,24 +131,27 @@ pub async fn setup(
 /// The session cookie. `Lax`, not `Strict`: the OIDC callback is a
 /// cross-site navigation that must carry it to the dashboard; mutations are
 /// protected by the CSRF header either way.
-pub fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
+pub fn session_cookie(state: &AppState, req: &HttpRequest, value: String) -> Cookie<'static> {
+    let secure = state.settings.secure_cookies()
+        || super::forwarded_https(req, &state.settings.trusted_proxies);
     Cookie::build(SESSION_COOKIE, value)
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(state.settings.secure_cookies())
+        .secure(secure)
         .max_age(CookieDuration::hours(state.settings.session_ttl_hours))
         .finish()
 }
 
 fn session_response(
     state: &AppState,
+    req: &HttpRequest,
     u: &user::Model,
     s: sessions::NewSession,
     mut builder: actix_web::HttpResponseBuilder,
 ) -> HttpResponse {
     builder
-        .cookie(session_cookie(state, s.cookie_value))
+        .cookie(session_cookie(state, req, s.cookie_value))
         .json(Me {
             user_id: u.id,
             username: u.username.clone(),
@@ -233,7 +237,13 @@ pub async fn login(
     )
     .await?;
     tx.commit().await?;
-    Ok(session_response(&state, &u, session, HttpResponse::Ok()))
+    Ok(session_response(
+        &state,
+        &req,
+        &u,
+        session,
+        HttpResponse::Ok(),
+    ))
 }
 
 pub async fn logout(auth: Auth<Viewer>, state: web::Data<AppState>) -> ApiResult<HttpResponse> {

@@ -100,7 +100,7 @@ pub async fn callback(
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let (ip, rid) = request_context(&req);
-    match complete(&state, &id, &q, ip.clone(), rid.clone()).await {
+    match complete(&state, &req, &id, &q, ip.clone(), rid.clone()).await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(f)) => {
             tracing::warn!(provider = %id, reason = f.reason, detail = %f.detail, "OIDC login failed");
@@ -129,6 +129,7 @@ pub async fn callback(
 /// `Ok(Err(_))` is a refused login (audited by the caller); `Err` a store failure.
 async fn complete(
     state: &AppState,
+    req: &HttpRequest,
     id: &str,
     q: &Callback,
     ip: Option<String>,
@@ -294,7 +295,7 @@ async fn complete(
     tx.commit().await?;
     Ok(Ok(HttpResponse::Found()
         .insert_header((LOCATION, "/"))
-        .cookie(session_cookie(state, session.cookie_value))
+        .cookie(session_cookie(state, req, session.cookie_value))
         .finish()))
 }
 

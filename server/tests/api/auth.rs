@@ -218,3 +218,34 @@ async fn https_public_url_makes_cookies_secure() {
     assert!(cookie.contains("Secure"), "{cookie}");
     assert!(r.headers.contains_key("strict-transport-security"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
+    for (trusted, expect_ip, expect_secure) in
+        [(true, "203.0.113.9", true), (false, "127.0.0.1", false)]
+    {
+        let extra: &[(&str, &str)] = if trusted {
+            &[("SLIPWAY_TRUSTED_PROXIES", "127.0.0.1")]
+        } else {
+            &[]
+        };
+        let mut app = spawn_app_with(Backend::Sqlite, extra).await;
+        app.setup_admin().await;
+        let r = reqwest::Client::new()
+            .post(app.url("/api/v1/auth/login"))
+            .header("x-forwarded-for", "198.51.100.1, 203.0.113.9")
+            .header("x-forwarded-proto", "https")
+            .json(&json!({"username": ADMIN, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert_eq!(cookie.contains("Secure"), expect_secure, "{cookie}");
+        let audit = app.get("/api/v1/audit?action=auth.login").await.expect(200);
+        assert_eq!(
+            audit.body["items"][0]["source_ip"], expect_ip,
+            "trusted={trusted}"
+        );
+    }
+}

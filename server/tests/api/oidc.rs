@@ -285,7 +285,10 @@ async fn code_flow_maps_groups_to_environment_roles(backend: Backend) {
     assert_eq!(bob.sso_login(&app, "bob", "bob-password").await, "/");
     let (s, me) = bob.api(&app, Method::GET, "/api/v1/auth/me", None).await;
     assert_eq!(s, 200);
-    assert_eq!(me["username"], "bob@example.test", "no preferred_username: the email is the user name");
+    assert_eq!(
+        me["username"], "bob@example.test",
+        "no preferred_username: the email is the user name"
+    );
     assert_eq!(me["role"], "viewer");
     // Deployer on staging, not on production.
     let (s, _) = bob
