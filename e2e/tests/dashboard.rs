@@ -3,11 +3,14 @@
 //! Needs: `SLIPWAY_BIN` (the built `slipway` binary; the test fails without
 //! it), the dashboard built into `static/pkg` (`cargo run -p xtask --
 //! build-frontend`), and Debian's `chromium` + `chromium-driver` (override
-//! with `CHROMIUM`, `CHROMEDRIVER`). Screenshots of every step go to
-//! `e2e/screenshots/NN-name.png`.
+//! with `CHROMIUM`, `CHROMEDRIVER`). The single sign-on test also runs the
+//! test OpenID provider in `scripts/idp` with `node` (after `npm ci --prefix
+//! scripts/idp`). Screenshots of every step go to `e2e/screenshots/NN-name.png`
+//! (`sso-NN-name.png` for the single sign-on test).
 use anyhow::{anyhow, bail, Context, Result};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use std::{
+    io::{BufRead, BufReader},
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -61,7 +64,8 @@ struct Server {
     _data: tempfile::TempDir,
 }
 
-async fn start_server() -> Result<Server> {
+/// Starts `slipway serve` on `port` with extra `SLIPWAY_*` settings.
+async fn start_server(port: u16, settings: &[(&str, String)]) -> Result<Server> {
     let bin = std::env::var_os("SLIPWAY_BIN").ok_or_else(|| {
         anyhow!(
             "SLIPWAY_BIN is not set: build the server (`cargo build -p slipway`) and run \
@@ -80,7 +84,6 @@ async fn start_server() -> Result<Server> {
         );
     }
     let data = tempfile::tempdir()?;
-    let port = free_port()?;
     let log = std::fs::File::create(data.path().join("server.log"))?;
     let mut cmd = Command::new(&bin);
     // The server refuses unknown SLIPWAY_* variables (SLIPWAY_BIN among them).
@@ -93,6 +96,7 @@ async fn start_server() -> Result<Server> {
         .env("SLIPWAY_BIND", format!("127.0.0.1:{port}"))
         .env("SLIPWAY_DATA_DIR", data.path())
         .env("SLIPWAY_STATIC_DIR", &static_dir)
+        .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -190,6 +194,8 @@ struct Ui {
     c: Client,
     base: String,
     shots: PathBuf,
+    /// Screenshot file name prefix: "" or "sso-".
+    prefix: &'static str,
     step: u32,
 }
 
@@ -217,6 +223,37 @@ impl Ui {
         el.clear().await?;
         el.send_keys(text).await?;
         Ok(())
+    }
+
+    /// Picks the option with this visible text once the options have loaded.
+    async fn select_label(&self, selector: &str, label: &str) -> Result<()> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let select = self.find(selector).await?;
+            for o in select.find_all(Locator::Css("option")).await? {
+                if o.text().await?.trim() == label {
+                    o.click().await?;
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("no option {label:?} in {selector}");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    /// Opens the user menu and picks "Log out" (or "Log out everywhere").
+    async fn logout(&self, everywhere: bool) -> Result<()> {
+        self.click(&css("user-menu")).await?;
+        let item = if everywhere {
+            "logout-everywhere"
+        } else {
+            "logout"
+        };
+        self.click(&css(item)).await?;
+        self.find(&css("login-form")).await?;
+        self.expect_path("/login").await
     }
 
     async fn click(&self, selector: &str) -> Result<()> {
@@ -278,7 +315,9 @@ impl Ui {
         // let the last render and fonts settle
         tokio::time::sleep(Duration::from_millis(300)).await;
         let png = self.c.screenshot().await?;
-        let path = self.shots.join(format!("{:02}-{name}.png", self.step));
+        let path = self
+            .shots
+            .join(format!("{}{:02}-{name}.png", self.prefix, self.step));
         std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
@@ -308,9 +347,7 @@ async fn scenario(ui: &mut Ui) -> Result<()> {
     ui.shot("overview-empty").await?;
 
     // Log out, then back in.
-    ui.click(&css("logout")).await?;
-    ui.find(&css("login-form")).await?;
-    ui.expect_path("/login").await?;
+    ui.logout(false).await?;
     // Any page without a session ends on /login.
     ui.goto("/audit").await?;
     ui.expect_path("/login").await?;
@@ -460,27 +497,281 @@ async fn tour(ui: &mut Ui) -> Result<()> {
 async fn dashboard_first_run_to_audit() -> Result<()> {
     // Err only means a provider is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let server = start_server().await?;
+    let server = start_server(free_port()?, &[]).await?;
     let browser = start_browser().await?;
-    let shots = repo_root().join("e2e").join("screenshots");
-    let _ = std::fs::remove_dir_all(&shots);
-    std::fs::create_dir_all(&shots)?;
     let mut ui = Ui {
         c: browser.client.clone(),
         base: server.url.clone(),
-        shots,
+        shots: screenshots_dir("")?,
+        prefix: "",
         step: 0,
     };
     let mut result = scenario(&mut ui).await;
     if result.is_ok() {
         result = tour(&mut ui).await;
     }
+    finish(&mut ui, result).await
+}
+
+/// `e2e/screenshots`, emptied of this test's earlier screenshots (the other
+/// test's stay: the two run in parallel).
+fn screenshots_dir(prefix: &str) -> Result<PathBuf> {
+    let shots = repo_root().join("e2e").join("screenshots");
+    std::fs::create_dir_all(&shots)?;
+    for entry in std::fs::read_dir(&shots)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = if prefix.is_empty() {
+            !name.starts_with("sso-")
+        } else {
+            name.starts_with(prefix)
+        };
+        if ours {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(shots)
+}
+
+/// On failure: a last screenshot and the page source. Closes the browser.
+async fn finish(ui: &mut Ui, result: Result<()>) -> Result<()> {
     if result.is_err() {
         let _ = ui.shot("failure").await;
         if let Ok(src) = ui.c.source().await {
-            let _ = std::fs::write(ui.shots.join("failure.html"), src);
+            let _ = std::fs::write(ui.shots.join(format!("{}failure.html", ui.prefix)), src);
         }
     }
-    let _ = browser.client.clone().close().await;
+    let _ = ui.c.clone().close().await;
     result
+}
+
+// ------------------------------------------------------------------ single sign-on
+
+const IDP_SECRET: &str = "slipway-e2e-secret";
+
+/// The test OpenID provider of `scripts/idp`; its issuer URL.
+struct Idp {
+    issuer: String,
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `node scripts/idp/idp.mjs` with client `slipway` (redirect to
+/// `callback`) and two users: alice in `slipway-admins`, bob in no mapped group.
+fn start_idp(callback: &str) -> Result<Idp> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("idp.json");
+    std::fs::write(
+        &config,
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "clients": [{
+                "client_id": "slipway",
+                "client_secret": IDP_SECRET,
+                "redirect_uris": [callback],
+            }],
+            "users": [
+                {
+                    "username": "alice", "password": "alice-pw", "sub": "sub-alice",
+                    "email": "alice@example.test", "name": "Alice Admin",
+                    "groups": ["slipway-admins", "eng"],
+                },
+                {
+                    "username": "bob", "password": "bob-pw", "sub": "sub-bob",
+                    "email": "bob@example.test", "name": "Bob Builder",
+                    "groups": ["contractors"],
+                },
+            ],
+        }))?,
+    )?;
+    let script = repo_root().join("scripts").join("idp").join("idp.mjs");
+    let log = std::fs::File::create(dir.path().join("idp.log"))?;
+    let mut child = Command::new(std::env::var("NODE").unwrap_or_else(|_| "node".into()))
+        .arg(&script)
+        .args(["--port", "0", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .context("starting node scripts/idp/idp.mjs (is Node.js installed?)")?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no stdout from the identity provider"))?;
+    let proc = Proc(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(issuer) = line.strip_prefix("IDP_READY ") {
+                let _ = tx.send(issuer.trim().to_owned());
+            }
+        }
+    });
+    let issuer = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| {
+        let log = std::fs::read_to_string(dir.path().join("idp.log")).unwrap_or_default();
+        anyhow!("the identity provider did not print IDP_READY (did `npm ci --prefix scripts/idp` run?):\n{log}")
+    })?;
+    Ok(Idp {
+        issuer,
+        _proc: proc,
+        _dir: dir,
+    })
+}
+
+/// Clicks "Sign in with Test SSO" and signs in on the provider's own form.
+async fn sso_login(ui: &Ui, user: &str, password: &str) -> Result<()> {
+    // The provider remembers its last login in a cookie; on 127.0.0.1 it
+    // shares the jar with Slipway, so start from none.
+    ui.c.delete_all_cookies().await?;
+    ui.goto("/login").await?;
+    ui.click(&css("sso-test")).await?;
+    ui.fill("#username", user).await?;
+    ui.fill("#password", password).await?;
+    ui.click("#submit").await
+}
+
+async fn sso_scenario(ui: &mut Ui, issuer: &str) -> Result<()> {
+    // First run: a local admin.
+    ui.goto("/").await?;
+    ui.find(&css("setup-form")).await?;
+    ui.fill("#setup-username", USER).await?;
+    ui.fill("#setup-password", PASSWORD).await?;
+    ui.fill("#setup-confirm", PASSWORD).await?;
+    ui.click(&css("setup-submit")).await?;
+    ui.expect_text(&css("username"), USER).await?;
+
+    // An environment, for an environment-scoped rule.
+    ui.click(&css("new-project")).await?;
+    ui.fill("#project-name", "payments").await?;
+    ui.click(&css("project-submit")).await?;
+    ui.click_link(&css("project-payments"), "payments").await?;
+    ui.fill("#env-name", "production").await?;
+    ui.click(&css("environment-submit")).await?;
+    ui.find(&css("env-row-production")).await?;
+
+    // Role mappings, through the Roles page.
+    ui.click_link(&css("nav"), "Roles").await?;
+    ui.expect_path("/settings/roles").await?;
+    ui.find(&css("mappings-empty")).await?;
+    ui.fill("#mapping-value", "slipway-admins").await?;
+    ui.select_label("#mapping-role", "admin").await?;
+    ui.click(&css("mapping-submit")).await?;
+    ui.expect_text(&css("mapping-row-slipway-admins"), "admin")
+        .await?;
+    ui.expect_text(&css("mapping-row-slipway-admins"), "Everywhere")
+        .await?;
+    ui.fill("#mapping-value", "payments-oncall").await?;
+    ui.select_label("#mapping-role", "deployer").await?;
+    ui.select_label("#mapping-env", "payments / production")
+        .await?;
+    ui.click(&css("mapping-submit")).await?;
+    ui.expect_text(&css("mapping-row-payments-oncall"), "payments / production")
+        .await?;
+    // "Test these claims" with the example: only the scoped rule matches.
+    ui.click(&css("claims-test")).await?;
+    ui.expect_text(&css("claims-result"), "1 rule matches")
+        .await?;
+    ui.expect_text(&css("claims-result"), "payments / production")
+        .await?;
+    ui.find(&format!(
+        "{} {}",
+        css("mapping-row-payments-oncall"),
+        css("matched")
+    ))
+    .await?;
+    ui.shot("role-mappings").await?;
+    ui.fill("#claims-json", r#"{"groups": ["contractors"]}"#)
+        .await?;
+    ui.click(&css("claims-test")).await?;
+    ui.expect_text(&css("claims-verdict"), "refused").await?;
+
+    // The login page offers the provider next to the password form.
+    ui.logout(false).await?;
+    ui.find(&css("sso-test")).await?;
+    ui.expect_text(&css("sso-test"), "Test SSO").await?;
+    ui.shot("login-with-sso").await?;
+
+    // Bob is in no mapped group: back on the login page, told why.
+    sso_login(ui, "bob", "bob-pw").await?;
+    ui.expect_path("/login").await?;
+    ui.expect_text(&css("sso-error"), "no access").await?;
+    ui.shot("sso-no-role").await?;
+
+    // Alice is in slipway-admins: signed in as an admin.
+    sso_login(ui, "alice", "alice-pw").await?;
+    ui.expect_path("/").await?;
+    ui.expect_text(&css("username"), "alice").await?;
+    ui.expect_text(&css("nav"), "Users").await?;
+    ui.expect_text(&css("nav"), "Roles").await?;
+    ui.shot("sso-logged-in").await?;
+
+    // She shows on the Users page with the issuer as her source.
+    ui.click_link(&css("nav"), "Users").await?;
+    let alice = css("user-row-alice@example.test");
+    ui.expect_text(&format!("{alice} {}", css("user-source")), issuer)
+        .await?;
+    ui.expect_text(&alice, "Alice Admin").await?;
+    ui.expect_text(&alice, "ADMIN").await?; // the badge is upper-cased by CSS
+                                            // A manual grant for the local admin, in one environment.
+    let admin = css("user-row-admin");
+    ui.click(&format!("{admin} {}", css("add-grant"))).await?;
+    ui.select_label(
+        &format!("{admin} .grant-form select:nth-of-type(1)"),
+        "approver",
+    )
+    .await?;
+    ui.select_label(
+        &format!("{admin} .grant-form select:nth-of-type(2)"),
+        "payments / production",
+    )
+    .await?;
+    ui.click(&format!("{admin} {}", css("grant-submit")))
+        .await?;
+    ui.expect_text(&admin, "payments / production").await?;
+    ui.expect_text(&admin, "MANUAL").await?;
+    ui.shot("users").await?;
+
+    // The user menu; log out everywhere.
+    ui.click(&css("user-menu")).await?;
+    ui.find(&css("logout-everywhere")).await?;
+    ui.shot("user-menu").await?;
+    ui.click(&css("logout-everywhere")).await?;
+    ui.find(&css("login-form")).await?;
+    ui.expect_path("/login").await?;
+    ui.goto("/users").await?;
+    ui.expect_path("/login").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_single_sign_on() -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let idp = start_idp(&format!("{base}/auth/oidc/test/callback"))?;
+    let providers = serde_json::json!([{
+        "id": "test",
+        "name": "Test SSO",
+        "issuer": idp.issuer,
+        "client_id": "slipway",
+        "client_secret": IDP_SECRET,
+    }]);
+    let server = start_server(
+        port,
+        &[
+            ("SLIPWAY_OIDC_PROVIDERS", providers.to_string()),
+            ("SLIPWAY_PUBLIC_URL", base.clone()),
+        ],
+    )
+    .await?;
+    let browser = start_browser().await?;
+    let mut ui = Ui {
+        c: browser.client.clone(),
+        base: server.url.clone(),
+        shots: screenshots_dir("sso-")?,
+        prefix: "sso-",
+        step: 0,
+    };
+    let result = sso_scenario(&mut ui, &idp.issuer).await;
+    finish(&mut ui, result).await
 }

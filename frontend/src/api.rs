@@ -10,10 +10,11 @@ use gloo_net::http::{Method, RequestBuilder, Response};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use slipway_types::{
     api::{
-        ApiToken, AuditEntry, CreateDeployment, CreateToken, CreatedToken, Deployment, Environment,
-        Host, LoginRequest, Me, NewEnvironment, NewHost, NewProject, NewService, Overview, Page,
-        Project, PutVariable, Service, SetupRequest, SetupStatus, UpdateEnvironment, UpdateProject,
-        UpdateService, Variable,
+        ApiToken, AuditEntry, ClaimsPreview, ClaimsPreviewRequest, CreateDeployment, CreateToken,
+        CreatedToken, Deployment, Environment, Host, LoginOptions, LoginRequest, Me,
+        NewEnvironment, NewHost, NewProject, NewRoleGrant, NewRoleMapping, NewService, Overview,
+        Page, Project, PutVariable, RoleGrant, RoleMapping, Service, SetupRequest, SetupStatus,
+        UpdateEnvironment, UpdateProject, UpdateService, UpdateUser, User, Variable,
     },
     ApiErrorBody, ErrorCode,
 };
@@ -298,6 +299,32 @@ pub async fn logout() -> ApiResult<()> {
     r
 }
 
+/// Ends every session of the caller, this one included.
+pub async fn logout_everywhere() -> ApiResult<()> {
+    let r = send(Call {
+        method: Method::POST,
+        path: "/auth/logout-everywhere",
+        body: None,
+        public: false,
+    })
+    .await
+    .map(drop);
+    forget_csrf();
+    r
+}
+
+/// Which login methods the login page offers (public).
+pub async fn login_options() -> ApiResult<LoginOptions> {
+    let resp = send(Call {
+        method: Method::GET,
+        path: "/auth/options",
+        body: None,
+        public: true,
+    })
+    .await?;
+    decode(resp).await
+}
+
 pub async fn me() -> ApiResult<Me> {
     let me: Me = get("/auth/me").await?;
     remember(&me);
@@ -308,6 +335,9 @@ pub async fn overview() -> ApiResult<Overview> {
     get("/overview").await
 }
 
+pub async fn projects() -> ApiResult<Vec<Project>> {
+    get_list("/projects?limit=500").await
+}
 pub async fn create_project(p: &NewProject) -> ApiResult<Project> {
     post("/projects", p).await
 }
@@ -438,6 +468,56 @@ pub async fn create_token(t: &CreateToken) -> ApiResult<CreatedToken> {
 }
 pub async fn revoke_token(id: Uuid) -> ApiResult<()> {
     delete(&format!("/tokens/{id}")).await
+}
+
+/// An environment as pickers and lists show it: `project / environment`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvChoice {
+    pub id: Uuid,
+    pub label: String,
+}
+
+/// Every environment of every project, labelled with its project's name.
+pub async fn environment_choices() -> ApiResult<Vec<EnvChoice>> {
+    let mut out = Vec::new();
+    for p in projects().await? {
+        for e in environments(p.id).await? {
+            out.push(EnvChoice {
+                id: e.id,
+                label: format!("{} / {}", p.name, e.name),
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub async fn users() -> ApiResult<Vec<User>> {
+    get_list("/users?limit=500").await
+}
+pub async fn update_user(id: Uuid, u: &UpdateUser) -> ApiResult<User> {
+    patch(&format!("/users/{id}"), u).await
+}
+pub async fn add_grant(user: Uuid, g: &NewRoleGrant) -> ApiResult<RoleGrant> {
+    post(&format!("/users/{user}/grants"), g).await
+}
+pub async fn remove_grant(user: Uuid, grant: Uuid) -> ApiResult<()> {
+    delete(&format!("/users/{user}/grants/{grant}")).await
+}
+pub async fn end_sessions(user: Uuid) -> ApiResult<()> {
+    delete(&format!("/users/{user}/sessions")).await
+}
+
+pub async fn role_mappings() -> ApiResult<Vec<RoleMapping>> {
+    get_list("/role-mappings").await
+}
+pub async fn create_role_mapping(m: &NewRoleMapping) -> ApiResult<RoleMapping> {
+    post("/role-mappings", m).await
+}
+pub async fn delete_role_mapping(id: Uuid) -> ApiResult<()> {
+    delete(&format!("/role-mappings/{id}")).await
+}
+pub async fn preview_claims(claims: serde_json::Value) -> ApiResult<ClaimsPreview> {
+    post("/role-mappings/preview", &ClaimsPreviewRequest { claims }).await
 }
 
 #[cfg(test)]

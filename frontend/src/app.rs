@@ -4,8 +4,8 @@ use crate::{
     components::Loading,
     pages::{
         audit::AuditPage, environment::EnvironmentPage, hosts::HostsPage, login::LoginPage,
-        not_found::NotFound, overview::OverviewPage, project::ProjectPage, service::ServicePage,
-        setup::SetupPage, tokens::TokensPage,
+        not_found::NotFound, overview::OverviewPage, project::ProjectPage, roles::RolesPage,
+        service::ServicePage, setup::SetupPage, tokens::TokensPage, users::UsersPage,
     },
 };
 use leptos::{prelude::*, task::spawn_local};
@@ -63,6 +63,8 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/audit") view=AuditPage />
                         <Route path=path!("/hosts") view=HostsPage />
                         <Route path=path!("/tokens") view=TokensPage />
+                        <Route path=path!("/users") view=UsersPage />
+                        <Route path=path!("/settings/roles") view=RolesPage />
                     </Routes>
                 </Show>
             </main>
@@ -112,16 +114,7 @@ fn Boot() -> impl IntoView {
 #[component]
 fn TopNav() -> impl IntoView {
     let session = use_session();
-    let navigate = use_navigate();
     let location = use_location();
-    let logout = move |_| {
-        let navigate = navigate.clone();
-        spawn_local(async move {
-            let _ = api::logout().await;
-            session.me.set(None);
-            navigate("/login", NavigateOptions::default());
-        });
-    };
     let section = move |prefix: &'static str| {
         let p = location.pathname.get();
         if prefix == "/" {
@@ -157,30 +150,90 @@ fn TopNav() -> impl IntoView {
                             <a href="/tokens" class=move || if section("/tokens") { "active" } else { "" }>
                                 "API tokens"
                             </a>
+                            <a href="/users" class=move || if section("/users") { "active" } else { "" }>
+                                "Users"
+                            </a>
+                            <a href="/settings/roles" class=move || if section("/settings") { "active" } else { "" }>
+                                "Roles"
+                            </a>
                         </Show>
                     </nav>
                 </Show>
                 <div class="spacer"></div>
-                {move || {
-                    session
-                        .me
-                        .get()
-                        .map(|me| {
-                            view! {
-                                <div class="userbox" data-test="user">
-                                    <span class="avatar">
-                                        {me.username.chars().next().unwrap_or('?').to_ascii_uppercase().to_string()}
-                                    </span>
-                                    <span class="username" data-test="username">{me.username.clone()}</span>
-                                    <span class="role-badge">{me.role.as_str()}</span>
-                                    <button class="btn btn-ghost btn-sm" data-test="logout" on:click=logout.clone()>
-                                        "Log out"
-                                    </button>
-                                </div>
-                            }
-                        })
-                }}
+                {move || session.me.get().map(|me| view! { <UserMenu me /> })}
             </div>
         </header>
+    }
+}
+
+/// The avatar menu: who is signed in, log out here or everywhere.
+#[component]
+fn UserMenu(me: Me) -> impl IntoView {
+    let session = use_session();
+    let navigate = use_navigate();
+    let open = RwSignal::new(false);
+    let end = move |everywhere: bool| {
+        open.set(false);
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            let _ = if everywhere {
+                api::logout_everywhere().await
+            } else {
+                api::logout().await
+            };
+            session.me.set(None);
+            navigate("/login", NavigateOptions::default());
+        });
+    };
+    let initial = me
+        .username
+        .chars()
+        .next()
+        .unwrap_or('?')
+        .to_uppercase()
+        .to_string();
+    let (name, role) = (me.username.clone(), me.role.as_str());
+    view! {
+        <div class="usermenu" data-test="user">
+            <button
+                class="usermenu-trigger"
+                data-test="user-menu"
+                aria-haspopup="menu"
+                aria-expanded=move || open.get().to_string()
+                on:click=move |_| open.update(|o| *o = !*o)
+            >
+                <span class="avatar">{initial}</span>
+                <span class="username" data-test="username">{me.username}</span>
+                <span class="role-badge">{role}</span>
+                <span class="caret" aria-hidden="true">"▾"</span>
+            </button>
+            {move || {
+                let (here, everywhere) = (end.clone(), end.clone());
+                open.get()
+                    .then(|| {
+                        view! {
+                            <div class="menu-backdrop" on:click=move |_| open.set(false)></div>
+                            <div class="menu" role="menu" data-test="user-menu-items">
+                                <div class="menu-head">
+                                    <div class="menu-name">{name.clone()}</div>
+                                    <div class="muted small">{format!("Signed in as {role}")}</div>
+                                </div>
+                                <button class="menu-item" role="menuitem" data-test="logout" on:click=move |_| here(false)>
+                                    "Log out"
+                                </button>
+                                <button
+                                    class="menu-item"
+                                    role="menuitem"
+                                    data-test="logout-everywhere"
+                                    on:click=move |_| everywhere(true)
+                                >
+                                    "Log out everywhere"
+                                    <span class="menu-hint">"Ends your sessions on every device"</span>
+                                </button>
+                            </div>
+                        }
+                    })
+            }}
+        </div>
     }
 }

@@ -1,4 +1,5 @@
 //! Small building blocks shared by the pages.
+pub mod envs;
 pub mod forms;
 pub mod service_form;
 pub mod ui;

@@ -6,9 +6,11 @@ pub mod login;
 pub mod not_found;
 pub mod overview;
 pub mod project;
+pub mod roles;
 pub mod service;
 pub mod setup;
 pub mod tokens;
+pub mod users;
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;

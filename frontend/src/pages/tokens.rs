@@ -3,7 +3,10 @@ use super::confirm;
 use crate::{
     api::{self, invalid},
     components::{
-        ui::fmt_opt_time, ui::fmt_time, ErrorBox, FieldError, FormAlert, FormErrors, Loading,
+        envs::{Envs, RoleSelect},
+        ui::fmt_opt_time,
+        ui::fmt_time,
+        ErrorBox, FieldError, FormAlert, FormErrors, Loading,
     },
 };
 use leptos::{prelude::*, task::spawn_local};
@@ -11,6 +14,7 @@ use slipway_types::{
     api::{ApiToken, CreateToken},
     Role,
 };
+use uuid::Uuid;
 
 #[component]
 pub fn TokensPage() -> impl IntoView {
@@ -19,6 +23,7 @@ pub fn TokensPage() -> impl IntoView {
         version.track();
         api::tokens()
     });
+    let envs = Envs::load();
     let created = RwSignal::new(None::<String>);
     let refresh = move || version.update(|v| *v += 1);
     view! {
@@ -29,7 +34,7 @@ pub fn TokensPage() -> impl IntoView {
             </div>
         </div>
         {move || created.get().map(|secret| view! { <SecretOnce secret on_close=move || created.set(None) /> })}
-        <NewTokenForm on_created=move |s| {
+        <NewTokenForm envs on_created=move |s| {
             created.set(Some(s));
             refresh();
         } />
@@ -38,7 +43,7 @@ pub fn TokensPage() -> impl IntoView {
                 None => view! { <Loading /> }.into_any(),
                 Some(Err(e)) => view! { <ErrorBox error=e /> }.into_any(),
                 Some(Ok(t)) if t.is_empty() => view! { <p class="muted card-body">"No tokens yet."</p> }.into_any(),
-                Some(Ok(t)) => view! { <TokensTable tokens=t refresh /> }.into_any(),
+                Some(Ok(t)) => view! { <TokensTable tokens=t envs refresh /> }.into_any(),
             }}
         </section>
     }
@@ -72,9 +77,10 @@ fn SecretOnce(secret: String, on_close: impl Fn() + Copy + 'static) -> impl Into
 }
 
 #[component]
-fn NewTokenForm(on_created: impl Fn(String) + Copy + 'static) -> impl IntoView {
+fn NewTokenForm(envs: Envs, on_created: impl Fn(String) + Copy + 'static) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let role = RwSignal::new(Role::Deployer);
+    let chosen = RwSignal::new(Vec::<Uuid>::new());
     let days = RwSignal::new("90".to_owned());
     let errors = FormErrors::new(&["name", "role", "expires_in_days"]);
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -101,13 +107,14 @@ fn NewTokenForm(on_created: impl Fn(String) + Copy + 'static) -> impl IntoView {
         let body = CreateToken {
             name: n,
             role: role.get_untracked(),
-            environments: Vec::new(),
+            environments: chosen.get_untracked(),
             expires_in_days,
         };
         spawn_local(async move {
             match api::create_token(&body).await {
                 Ok(t) => {
                     name.set(String::new());
+                    chosen.set(Vec::new());
                     on_created(t.secret);
                 }
                 Err(e) => errors.set(e),
@@ -125,20 +132,7 @@ fn NewTokenForm(on_created: impl Fn(String) + Copy + 'static) -> impl IntoView {
                 </div>
                 <div class="field">
                     <label for="token-role">"Role"</label>
-                    <select
-                        id="token-role"
-                        name="role"
-                        on:change=move |ev| {
-                            if let Ok(r) = event_target_value(&ev).parse::<Role>() {
-                                role.set(r);
-                            }
-                        }
-                    >
-                        {Role::ALL
-                            .into_iter()
-                            .map(|r| view! { <option value=r.as_str() selected=move || role.get() == r>{r.as_str()}</option> })
-                            .collect_view()}
-                    </select>
+                    <RoleSelect id="token-role" value=role />
                 </div>
                 <div class="field">
                     <label for="token-days">"Expires in (days)"</label>
@@ -147,12 +141,63 @@ fn NewTokenForm(on_created: impl Fn(String) + Copy + 'static) -> impl IntoView {
                 </div>
                 <button class="btn btn-primary align-end" type="submit" data-test="token-submit">"Create token"</button>
             </div>
+            <EnvPicker envs chosen />
         </form>
+    }
+}
+
+/// Toggle chips: the environments a token's role is limited to.
+#[component]
+fn EnvPicker(envs: Envs, chosen: RwSignal<Vec<Uuid>>) -> impl IntoView {
+    let toggle = move |id: Uuid| {
+        chosen.update(|c| {
+            if let Some(i) = c.iter().position(|x| *x == id) {
+                c.remove(i);
+            } else {
+                c.push(id);
+            }
+        })
+    };
+    view! {
+        <div class="field env-picker">
+            <label>"Limit to environments"</label>
+            <div class="chips" data-test="token-envs">
+                <For
+                    each=move || envs.list()
+                    key=|c| c.id
+                    children=move |c| {
+                        let id = c.id;
+                        let test = format!("token-env-{}", c.label);
+                        let on = move || chosen.with(|l| l.contains(&id));
+                        view! {
+                            <button
+                                type="button"
+                                class="chip chip-toggle"
+                                class:on=on
+                                aria-pressed=move || on().to_string()
+                                data-test=test
+                                on:click=move |_| toggle(id)
+                            >
+                                {c.label}
+                            </button>
+                        }
+                    }
+                />
+            </div>
+            <p class="hint">
+                {move || if chosen.with(Vec::is_empty) {
+                    "None chosen: the role applies in every environment."
+                } else {
+                    "The role applies in the chosen environments; the token is read-only elsewhere."
+                }}
+            </p>
+        </div>
     }
 }
 
 #[component]
 fn TokensTable(
+    envs: Envs,
     tokens: Vec<ApiToken>,
     refresh: impl Fn() + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
@@ -162,6 +207,7 @@ fn TokensTable(
                 <tr>
                     <th>"Name"</th>
                     <th>"Role"</th>
+                    <th>"Environments"</th>
                     <th>"Created"</th>
                     <th>"Expires"</th>
                     <th>"Last used"</th>
@@ -187,6 +233,22 @@ fn TokensTable(
                             <tr data-test=format!("token-row-{}", t.name) class:revoked=revoked>
                                 <td>{t.name.clone()}</td>
                                 <td><span class="role-badge">{t.role.as_str()}</span></td>
+                                <td data-test="token-scope">
+                                    {if t.environments.is_empty() {
+                                        view! { <span class="muted">"All"</span> }.into_any()
+                                    } else {
+                                        let ids = t.environments.clone();
+                                        view! {
+                                            <div class="chips">
+                                                {ids
+                                                    .into_iter()
+                                                    .map(|e| view! { <span class="chip">{move || envs.name(Some(e))}</span> })
+                                                    .collect_view()}
+                                            </div>
+                                        }
+                                            .into_any()
+                                    }}
+                                </td>
                                 <td class="muted small">{format!("{} by {}", fmt_time(&t.created_at), t.created_by)}</td>
                                 <td class="muted small">{fmt_opt_time(&t.expires_at)}</td>
                                 <td class="muted small">{fmt_opt_time(&t.last_used_at)}</td>
