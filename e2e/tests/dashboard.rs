@@ -482,9 +482,12 @@ async fn tour(ui: &mut Ui) -> Result<()> {
 
     ui.click_link(&css("nav"), "API tokens").await?;
     ui.fill("#token-name", "ci").await?;
+    // Limited to one environment, shown by name.
+    ui.click(&css("token-env-shop / staging")).await?;
     ui.click(&css("token-submit")).await?;
     ui.expect_text(&css("token-secret-value"), "slp_").await?;
-    ui.find(&css("token-row-ci")).await?;
+    ui.expect_text(&css("token-row-ci"), "shop / staging")
+        .await?;
     ui.shot("token-created").await?;
     ui.click(&css("revoke-token")).await?;
     ui.c.accept_alert().await?;

@@ -146,7 +146,7 @@ fn UserRow(initial: User, ctx: RowCtx) -> impl IntoView {
             <td class="grants-cell">
                 <GrantsCell user ctx />
             </td>
-            <td data-test="user-sessions">
+            <td class="activity" data-test="user-sessions">
                 <div>
                     {move || match user.with(|u| u.active_sessions) {
                         0 => "No sessions".to_owned(),
