@@ -161,18 +161,20 @@ fn UserRow(initial: User, ctx: RowCtx) -> impl IntoView {
                     })}
                 </div>
             </td>
-            <td class="right nowrap">
-                <button
-                    class="btn btn-ghost btn-sm"
-                    data-test="end-sessions"
-                    disabled=move || user.with(|u| u.active_sessions == 0)
-                    on:click=end_sessions
-                >
-                    "End sessions"
-                </button>
-                <button class="btn btn-sm" class:btn-danger=move || !disabled() data-test="toggle-user" on:click=toggle>
-                    {move || if disabled() { "Enable" } else { "Disable" }}
-                </button>
+            <td class="right">
+                <div class="row-actions">
+                    <button
+                        class="btn btn-ghost btn-sm"
+                        data-test="end-sessions"
+                        disabled=move || user.with(|u| u.active_sessions == 0)
+                        on:click=end_sessions
+                    >
+                        "End sessions"
+                    </button>
+                    <button class="btn btn-sm" class:btn-danger=move || !disabled() data-test="toggle-user" on:click=toggle>
+                        {move || if disabled() { "Enable" } else { "Disable" }}
+                    </button>
+                </div>
             </td>
         </tr>
     }
