@@ -348,7 +348,8 @@ def report(d, out):
         "",
         f"Machine: {meta.get('machine', '?')}. Commit `{meta.get('commit', '?')}`. "
         f"Server: release build, SQLite, `SLIPWAY_LOG={meta.get('log', '?')}`. "
-        f"Load: wrk {meta.get('wrk', '')}, same machine (wrk and the server share the cores).",
+        f"Load: wrk {meta.get('wrk', '')}, same machine (wrk and the server share the cores). "
+        f"Load average (1/5/15 min): {meta.get('load', '?')}.",
         "",
         "| metric | value | goal | |",
         "|---|---|---|---|",
