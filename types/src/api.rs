@@ -923,10 +923,16 @@ impl NewRoleMapping {
     pub fn validate(&self) -> Result<(), FieldError> {
         let ok = |s: &str| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control);
         if !ok(&self.claim) {
-            return Err(FieldError::new("claim", "must be 1–256 printable characters"));
+            return Err(FieldError::new(
+                "claim",
+                "must be 1–256 printable characters",
+            ));
         }
         if !ok(&self.value) {
-            return Err(FieldError::new("value", "must be 1–256 printable characters"));
+            return Err(FieldError::new(
+                "value",
+                "must be 1–256 printable characters",
+            ));
         }
         Ok(())
     }
