@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_init;
 mod m20261123_000002_oidc_rbac;
+mod m20261123_000003_ci;
 
 pub use m20261123_000001_init::GENESIS_HASH;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_init::Migration),
             Box::new(m20261123_000002_oidc_rbac::Migration),
+            Box::new(m20261123_000003_ci::Migration),
         ]
     }
 }

@@ -244,7 +244,9 @@ impl Settings {
             };
             let key = key.to_ascii_lowercase();
             // Variables consumed by the CLI and the test harness, not settings.
-            if matches!(key.as_str(), "config" | "admin_password") || key.starts_with("test_") {
+            if matches!(key.as_str(), "config" | "admin_password" | "token" | "url")
+                || key.starts_with("test_")
+            {
                 continue;
             }
             if !SETTINGS.iter().any(|s| s.0 == key) {

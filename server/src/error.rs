@@ -35,6 +35,10 @@ pub enum ApiError {
     InvalidTransition(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    InvalidSignature(String),
+    #[error("{0}")]
+    DeployFrozen(String),
     #[error("internal error")]
     Store(#[from] DbErr),
     #[error("internal error")]
@@ -64,6 +68,8 @@ impl ApiError {
             ApiError::RateLimited(_) => ErrorCode::RateLimited,
             ApiError::InvalidTransition(_) => ErrorCode::InvalidStateTransition,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::InvalidSignature(_) => ErrorCode::InvalidSignature,
+            ApiError::DeployFrozen(_) => ErrorCode::DeployFrozen,
             ApiError::Store(_) | ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -84,13 +90,16 @@ impl ResponseError for ApiError {
             ErrorCode::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::MalformedJson => StatusCode::BAD_REQUEST,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated
+            | ErrorCode::InvalidCredentials
+            | ErrorCode::InvalidSignature => StatusCode::UNAUTHORIZED,
             ErrorCode::CsrfFailed | ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::Conflict
             | ErrorCode::SetupAlreadyDone
             | ErrorCode::SetupRequired
-            | ErrorCode::InvalidStateTransition => StatusCode::CONFLICT,
+            | ErrorCode::InvalidStateTransition
+            | ErrorCode::DeployFrozen => StatusCode::CONFLICT,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod ci;
 pub mod cli;
 pub mod config;
 pub mod deploy;

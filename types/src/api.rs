@@ -605,16 +605,22 @@ pub enum DeploymentState {
     Failed,
     RolledBack,
     Cancelled,
+    /// Waiting for the environment's required approvals before it is queued.
+    AwaitingApproval,
+    /// An approver rejected it (the reason is in `Deployment::reason`).
+    Rejected,
 }
 
 impl DeploymentState {
-    pub const ALL: [DeploymentState; 6] = [
+    pub const ALL: [DeploymentState; 8] = [
         DeploymentState::Queued,
         DeploymentState::Running,
         DeploymentState::Succeeded,
         DeploymentState::Failed,
         DeploymentState::RolledBack,
         DeploymentState::Cancelled,
+        DeploymentState::AwaitingApproval,
+        DeploymentState::Rejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -625,6 +631,8 @@ impl DeploymentState {
             DeploymentState::Failed => "failed",
             DeploymentState::RolledBack => "rolled_back",
             DeploymentState::Cancelled => "cancelled",
+            DeploymentState::AwaitingApproval => "awaiting_approval",
+            DeploymentState::Rejected => "rejected",
         }
     }
 
@@ -633,7 +641,10 @@ impl DeploymentState {
     }
 
     pub fn is_terminal(self) -> bool {
-        !matches!(self, DeploymentState::Queued | DeploymentState::Running)
+        !matches!(
+            self,
+            DeploymentState::Queued | DeploymentState::Running | DeploymentState::AwaitingApproval
+        )
     }
 }
 
@@ -676,6 +687,10 @@ pub struct CreateDeployment {
     pub git_sha: Option<String>,
     #[serde(default)]
     pub git_ref: Option<String>,
+    /// Admins only: deploy despite a freeze or outside the maintenance
+    /// windows; the reason is audited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_reason: Option<String>,
 }
 
 impl CreateDeployment {
@@ -958,4 +973,426 @@ pub struct ClaimsPreview {
 pub struct EnvironmentRole {
     pub environment_id: Uuid,
     pub role: Role,
+}
+
+// ---------------------------------------------------------------- CI webhooks, triggers, promotion, approvals, freezes
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookProvider {
+    Github,
+    Gitlab,
+    Generic,
+}
+
+impl WebhookProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookProvider::Github => "github",
+            WebhookProvider::Gitlab => "gitlab",
+            WebhookProvider::Generic => "generic",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Github, Self::Gitlab, Self::Generic]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
+/// A project's webhook endpoint. The secret is never returned after creation
+/// or rotation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub provider: WebhookProvider,
+    /// Path to configure in the CI system, e.g. `/api/v1/hooks/github/{project}`.
+    pub path: String,
+    pub secret_version: i32,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub rotated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    pub provider: WebhookProvider,
+}
+
+/// Answer of webhook creation and rotation: the only time the secret is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedWebhook {
+    pub webhook: Webhook,
+    pub secret: String,
+}
+
+/// One received webhook call and what it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub webhook_id: Option<Uuid>,
+    pub provider: WebhookProvider,
+    pub event: String,
+    /// The sender's delivery id (the idempotency key).
+    pub delivery_id: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub verified: bool,
+    /// `processed`, `ignored` or `rejected`.
+    pub status: String,
+    /// What it triggered, or why not.
+    pub outcome: String,
+    pub release_ids: Vec<Uuid>,
+    pub deployment_ids: Vec<Uuid>,
+    pub redelivery_of: Option<Uuid>,
+}
+
+/// Answer of the `/hooks/...` endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookResponse {
+    /// `processed`, `ignored` or `duplicate`.
+    pub status: String,
+    pub delivery: Uuid,
+    pub reason: String,
+    pub release_ids: Vec<Uuid>,
+    pub deployment_ids: Vec<Uuid>,
+}
+
+/// Body of the generic webhook (`X-Slipway-Signature: t=<unix>,v1=<hex>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericHookPayload {
+    /// Event id: the idempotency key.
+    pub id: String,
+    /// Service name (or id) within the project.
+    pub service: String,
+    pub image: ImageRef,
+    #[serde(default)]
+    pub git_sha: Option<String>,
+    #[serde(default, rename = "ref")]
+    pub git_ref: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerEvent {
+    /// A branch push (pattern on the branch).
+    Push,
+    /// A tag push (pattern on the tag).
+    Tag,
+    /// A published GitHub release (pattern on its tag).
+    Release,
+    /// A published container package (pattern on its tag).
+    Package,
+    /// A successful GitHub workflow run / GitLab pipeline (pattern on the branch or tag).
+    WorkflowRun,
+    /// The generic webhook (pattern on `ref`; `*` also matches no ref).
+    Generic,
+}
+
+impl TriggerEvent {
+    pub const ALL: [TriggerEvent; 6] = [
+        TriggerEvent::Push,
+        TriggerEvent::Tag,
+        TriggerEvent::Release,
+        TriggerEvent::Package,
+        TriggerEvent::WorkflowRun,
+        TriggerEvent::Generic,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerEvent::Push => "push",
+            TriggerEvent::Tag => "tag",
+            TriggerEvent::Release => "release",
+            TriggerEvent::Package => "package",
+            TriggerEvent::WorkflowRun => "workflow_run",
+            TriggerEvent::Generic => "generic",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+/// Placeholders an `image_template` may use.
+pub const IMAGE_TEMPLATE_PLACEHOLDERS: [&str; 5] =
+    ["{sha}", "{short_sha}", "{tag}", "{branch}", "{ref}"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerRule {
+    pub id: Uuid,
+    pub service_id: Uuid,
+    pub event: TriggerEvent,
+    pub pattern: String,
+    pub image_template: Option<String>,
+    pub auto_deploy: bool,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTriggerRule {
+    pub event: TriggerEvent,
+    /// Glob on the branch or tag: `*` within one path segment, `**` across `/`.
+    pub pattern: String,
+    #[serde(default)]
+    pub image_template: Option<String>,
+    #[serde(default)]
+    pub auto_deploy: bool,
+}
+
+impl NewTriggerRule {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.pattern.is_empty()
+            || self.pattern.len() > 255
+            || self
+                .pattern
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(FieldError::new(
+                "pattern",
+                "must be 1–255 characters without spaces",
+            ));
+        }
+        if let Some(t) = &self.image_template {
+            if t.is_empty() || t.len() > 512 {
+                return Err(FieldError::new(
+                    "image_template",
+                    "must be 1–512 characters",
+                ));
+            }
+            let mut rest = t.as_str();
+            while let Some(i) = rest.find('{') {
+                let tail = &rest[i..];
+                let Some(p) = IMAGE_TEMPLATE_PLACEHOLDERS
+                    .iter()
+                    .find(|p| tail.starts_with(**p))
+                else {
+                    return Err(FieldError::new(
+                        "image_template",
+                        "unknown placeholder: use {sha}, {short_sha}, {tag}, {branch} or {ref}",
+                    ));
+                };
+                rest = &tail[p.len()..];
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    pub environment_id: Uuid,
+    /// Admins only, as for `CreateDeployment`.
+    #[serde(default)]
+    pub override_reason: Option<String>,
+}
+
+/// What promoting a release to an environment would change there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromotePreview {
+    pub source_release_id: Uuid,
+    pub target_service_id: Uuid,
+    pub target_environment_id: Uuid,
+    pub image_before: ImageRef,
+    pub image_after: ImageRef,
+    pub env_added: Vec<String>,
+    pub env_removed: Vec<String>,
+    pub env_changed: Vec<String>,
+    /// Other spec fields that differ (`command`, `ports`, `secrets`, ...).
+    pub other_changes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+impl Weekday {
+    /// Monday = 0.
+    pub fn index(self) -> u32 {
+        self as u32
+    }
+}
+
+/// `HH:MM` (UTC), as minutes after midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TimeOfDay(u32);
+
+impl TimeOfDay {
+    pub fn minutes(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<String> for TimeOfDay {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a time HH:MM (00:00–24:00)");
+        let (h, m) = s.split_once(':').ok_or_else(bad)?;
+        if h.len() != 2 || m.len() != 2 {
+            return Err(bad());
+        }
+        let h: u32 = h.parse().map_err(|_| bad())?;
+        let m: u32 = m.parse().map_err(|_| bad())?;
+        if m >= 60 || h > 24 || (h == 24 && m != 0) {
+            return Err(bad());
+        }
+        Ok(TimeOfDay(h * 60 + m))
+    }
+}
+
+impl From<TimeOfDay> for String {
+    fn from(t: TimeOfDay) -> String {
+        format!("{:02}:{:02}", t.0 / 60, t.0 % 60)
+    }
+}
+
+/// Deployments are allowed only inside one of the windows (when any exist).
+/// A window whose end is not after its start runs past midnight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceWindow {
+    pub days: Vec<Weekday>,
+    pub start: TimeOfDay,
+    pub end: TimeOfDay,
+}
+
+/// No deployments from `from` (inclusive) to `to` (exclusive).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployFreeze {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentPolicy {
+    pub environment_id: Uuid,
+    pub required_approvals: u8,
+    pub approval_ttl_hours: u32,
+    pub windows: Vec<MaintenanceWindow>,
+    pub freezes: Vec<DeployFreeze>,
+    pub updated_by: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+pub const MAX_REQUIRED_APPROVALS: u8 = 5;
+pub const DEFAULT_APPROVAL_TTL_HOURS: u32 = 24;
+pub const MAX_APPROVAL_TTL_HOURS: u32 = 24 * 30;
+
+/// PATCH: absent fields keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePolicy {
+    #[serde(default)]
+    pub required_approvals: Option<u8>,
+    #[serde(default)]
+    pub approval_ttl_hours: Option<u32>,
+    #[serde(default)]
+    pub windows: Option<Vec<MaintenanceWindow>>,
+    #[serde(default)]
+    pub freezes: Option<Vec<DeployFreeze>>,
+}
+
+impl UpdatePolicy {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self
+            .required_approvals
+            .is_some_and(|n| n > MAX_REQUIRED_APPROVALS)
+        {
+            return Err(FieldError::new(
+                "required_approvals",
+                format!("must be between 0 and {MAX_REQUIRED_APPROVALS}"),
+            ));
+        }
+        if self
+            .approval_ttl_hours
+            .is_some_and(|h| h == 0 || h > MAX_APPROVAL_TTL_HOURS)
+        {
+            return Err(FieldError::new(
+                "approval_ttl_hours",
+                format!("must be between 1 and {MAX_APPROVAL_TTL_HOURS}"),
+            ));
+        }
+        for (i, w) in self.windows.iter().flatten().enumerate() {
+            if w.days.is_empty() {
+                return Err(FieldError::new(
+                    format!("windows[{i}].days"),
+                    "name at least one day",
+                ));
+            }
+            if w.start == w.end {
+                return Err(FieldError::new(
+                    format!("windows[{i}].end"),
+                    "must differ from start",
+                ));
+            }
+        }
+        for (i, f) in self.freezes.iter().flatten().enumerate() {
+            if f.to <= f.from {
+                return Err(FieldError::new(
+                    format!("freezes[{i}].to"),
+                    "must be after from",
+                ));
+            }
+            if f.reason.trim().is_empty() || f.reason.len() > 500 {
+                return Err(FieldError::new(
+                    format!("freezes[{i}].reason"),
+                    "must be 1–500 characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    /// Admins only: queue it despite a freeze or outside the windows.
+    #[serde(default)]
+    pub override_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRequest {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub approver: String,
+    pub at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// False once `expires_at` has passed: it no longer counts.
+    pub valid: bool,
+}
+
+/// A deployment awaiting approval, with the approvals it has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    pub deployment: Deployment,
+    pub required_approvals: u8,
+    pub approvals: Vec<Approval>,
 }

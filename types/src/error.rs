@@ -21,6 +21,8 @@ pub enum ErrorCode {
     InvalidStateTransition,
     Internal,
     Unavailable,
+    InvalidSignature,
+    DeployFrozen,
 }
 
 impl ErrorCode {
@@ -41,6 +43,8 @@ impl ErrorCode {
             ErrorCode::InvalidStateTransition => "invalid_state_transition",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InvalidSignature => "invalid_signature",
+            ErrorCode::DeployFrozen => "deploy_frozen",
         }
     }
 }

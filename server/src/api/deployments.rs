@@ -6,12 +6,13 @@ use super::{
     services,
 };
 use crate::{
-    audit::{AuditTx, Event},
+    audit::{ActorInfo, AuditTx, Event},
     auth::{Auth, Deployer, Viewer},
+    ci,
     deploy::{transition, DeployEvent},
     error::{ApiError, ApiResult},
     startup::AppState,
-    store::entities::{deployment, deployment_step, release},
+    store::entities::{deployment, deployment_step, release, service},
 };
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
@@ -26,7 +27,7 @@ use slipway_types::{
         CreateDeployment, Deployment, DeploymentState, DeploymentStep, Page, Release, ServiceSpec,
         Trigger,
     },
-    ImageRef,
+    ImageRef, Role,
 };
 use uuid::Uuid;
 
@@ -154,7 +155,7 @@ fn filtered(q: &ListFilter) -> ApiResult<Select<deployment::Entity>> {
         let st = DeploymentState::parse(s).ok_or_else(|| {
             ApiError::invalid(
                 "state",
-                "must be queued, running, succeeded, failed, rolled_back or cancelled",
+                "must be awaiting_approval, queued, running, succeeded, failed, rolled_back, cancelled or rejected",
             )
         })?;
         base = base.filter(deployment::Column::State.eq(st.as_str()));
@@ -189,7 +190,7 @@ pub async fn list(
     }))
 }
 
-async fn load<C: ConnectionTrait>(db: &C, id: Uuid) -> ApiResult<Deployment> {
+pub async fn load<C: ConnectionTrait>(db: &C, id: Uuid) -> ApiResult<Deployment> {
     let (d, r) = deployment::Entity::find_by_id(id)
         .find_also_related(release::Entity)
         .one(db)
@@ -218,7 +219,7 @@ pub async fn get(
     Ok(web::Json(load(&state.db, id.into_inner()).await?))
 }
 
-async fn add_step<C: ConnectionTrait>(
+pub async fn add_step<C: ConnectionTrait>(
     db: &C,
     deployment_id: Uuid,
     message: String,
@@ -232,6 +233,74 @@ async fn add_step<C: ConnectionTrait>(
     .exec_without_returning(db)
     .await?;
     Ok(())
+}
+
+/// Where a new release comes from.
+pub struct NewRelease {
+    pub git_sha: Option<String>,
+    pub git_ref: Option<String>,
+    /// `manual`, `api`, `webhook`, `promotion`.
+    pub trigger: &'static str,
+}
+
+/// Cuts release N+1 of `svc` with `spec` as its snapshot and records
+/// `release.create`.
+pub async fn insert_release(
+    tx: &mut AuditTx,
+    actor: &ActorInfo,
+    svc: &service::Model,
+    spec: &ServiceSpec,
+    from: NewRelease,
+) -> ApiResult<release::Model> {
+    let last: Option<i64> = release::Entity::find()
+        .filter(release::Column::ServiceId.eq(svc.id))
+        .select_only()
+        .column_as(release::Column::Number.max(), "n")
+        .into_tuple::<Option<i64>>()
+        .one(&tx.txn)
+        .await?
+        .flatten();
+    let m = release::Model {
+        id: Uuid::new_v4(),
+        service_id: svc.id,
+        environment_id: svc.environment_id,
+        project_id: svc.project_id,
+        number: last.unwrap_or(0) + 1,
+        image: spec.image.to_string(),
+        config: serde_json::to_string(spec).map_err(|e| ApiError::Internal(e.into()))?,
+        git_sha: from.git_sha,
+        git_ref: from.git_ref,
+        trigger: from.trigger.into(),
+        author: actor.name.clone(),
+        created_at: Utc::now(),
+    };
+    release::Entity::insert(release::ActiveModel {
+        id: Set(m.id),
+        service_id: Set(m.service_id),
+        environment_id: Set(m.environment_id),
+        project_id: Set(m.project_id),
+        number: Set(m.number),
+        image: Set(m.image.clone()),
+        config: Set(m.config.clone()),
+        git_sha: Set(m.git_sha.clone()),
+        git_ref: Set(m.git_ref.clone()),
+        trigger: Set(m.trigger.clone()),
+        author: Set(m.author.clone()),
+        created_at: Set(m.created_at),
+    })
+    .exec_without_returning(&tx.txn)
+    .await?;
+    tx.record(
+        actor,
+        Event::new(
+            "release.create",
+            "release",
+            m.id,
+            json!({"service": svc.name, "number": m.number, "image": m.image, "git_sha": m.git_sha, "git_ref": m.git_ref, "trigger": m.trigger}),
+        ),
+    )
+    .await?;
+    Ok(m)
 }
 
 /// `POST /services/{id}/deployments`: cut a release (or reuse an earlier one)
@@ -258,95 +327,36 @@ pub async fn create(
             if let Some(img) = &body.image {
                 spec.image = img.clone();
             }
-            let last: Option<i64> = release::Entity::find()
-                .filter(release::Column::ServiceId.eq(svc.id))
-                .select_only()
-                .column_as(release::Column::Number.max(), "n")
-                .into_tuple::<Option<i64>>()
-                .one(&tx.txn)
-                .await?
-                .flatten();
             let trigger = if auth.principal.session.is_some() {
                 "manual"
             } else {
                 "api"
             };
-            let m = release::Model {
-                id: Uuid::new_v4(),
-                service_id: svc.id,
-                environment_id: svc.environment_id,
-                project_id: svc.project_id,
-                number: last.unwrap_or(0) + 1,
-                image: spec.image.to_string(),
-                config: serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.into()))?,
-                git_sha: body.git_sha.clone(),
-                git_ref: body.git_ref.clone(),
-                trigger: trigger.into(),
-                author: actor.name.clone(),
-                created_at: Utc::now(),
-            };
-            release::Entity::insert(release::ActiveModel {
-                id: Set(m.id),
-                service_id: Set(m.service_id),
-                environment_id: Set(m.environment_id),
-                project_id: Set(m.project_id),
-                number: Set(m.number),
-                image: Set(m.image.clone()),
-                config: Set(m.config.clone()),
-                git_sha: Set(m.git_sha.clone()),
-                git_ref: Set(m.git_ref.clone()),
-                trigger: Set(m.trigger.clone()),
-                author: Set(m.author.clone()),
-                created_at: Set(m.created_at),
-            })
-            .exec_without_returning(&tx.txn)
-            .await?;
-            tx.record(
+            insert_release(
+                &mut tx,
                 &actor,
-                Event::new(
-                    "release.create",
-                    "release",
-                    m.id,
-                    json!({"service": svc.name, "number": m.number, "image": m.image, "git_sha": m.git_sha, "git_ref": m.git_ref}),
-                ),
+                &svc,
+                &spec,
+                NewRelease {
+                    git_sha: body.git_sha.clone(),
+                    git_ref: body.git_ref.clone(),
+                    trigger,
+                },
             )
-            .await?;
-            m
+            .await?
         }
     };
-    let id = Uuid::new_v4();
-    deployment::Entity::insert(deployment::ActiveModel {
-        id: Set(id),
-        release_id: Set(rel.id),
-        service_id: Set(svc.id),
-        environment_id: Set(svc.environment_id),
-        project_id: Set(svc.project_id),
-        state: Set(DeploymentState::Queued.as_str().into()),
-        reason: Set(None),
-        requested_by: Set(actor.name.clone()),
-        created_at: Set(Utc::now()),
-        started_at: Set(None),
-        finished_at: Set(None),
-    })
-    .exec_without_returning(&tx.txn)
-    .await?;
-    add_step(
-        &tx.txn,
-        id,
-        format!(
-            "queued by {}: release #{} ({})",
-            actor.name, rel.number, rel.image
-        ),
-    )
-    .await?;
-    tx.record(
+    let is_admin = auth.principal.effective_role(Some(svc.environment_id)) >= Role::Admin;
+    let id = ci::policy::enqueue(
+        &mut tx,
         &actor,
-        Event::new(
-            "deployment.create",
-            "deployment",
-            id,
-            json!({"service": svc.name, "release": rel.number, "image": rel.image, "redeploy": body.release_id.is_some()}),
-        ),
+        &svc,
+        &rel,
+        ci::policy::Gate {
+            is_admin,
+            override_reason: body.override_reason.clone(),
+            redeploy: body.release_id.is_some(),
+        },
     )
     .await?;
     let d = load(&tx.txn, id).await?;

@@ -2,6 +2,9 @@
 //! IO; the API and (next) the deploy engine drive it.
 //!
 //! ```text
+//! awaiting_approval ──approve (enough)──▶ queued
+//!   ├──reject──▶ rejected
+//!   └──cancel──▶ cancelled
 //! queued ──start──▶ running ──succeed──▶ succeeded
 //!   │                  ├──fail──────▶ failed        (new release removed, old one serving)
 //!   │                  ├──roll_back─▶ rolled_back   (switched, then reverted)
@@ -16,6 +19,9 @@ pub enum DeployEvent {
     Fail,
     RollBack,
     Cancel,
+    /// The last required approval arrived.
+    Approve,
+    Reject,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -32,6 +38,8 @@ fn event_name(e: DeployEvent) -> &'static str {
         DeployEvent::Fail => "fail",
         DeployEvent::RollBack => "be rolled back",
         DeployEvent::Cancel => "be cancelled",
+        DeployEvent::Approve => "be approved",
+        DeployEvent::Reject => "be rejected",
     }
 }
 
@@ -43,7 +51,9 @@ pub fn transition(
     use DeploymentState as S;
     match (from, event) {
         (S::Queued, E::Start) => Ok(S::Running),
-        (S::Queued | S::Running, E::Cancel) => Ok(S::Cancelled),
+        (S::Queued | S::Running | S::AwaitingApproval, E::Cancel) => Ok(S::Cancelled),
+        (S::AwaitingApproval, E::Approve) => Ok(S::Queued),
+        (S::AwaitingApproval, E::Reject) => Ok(S::Rejected),
         (S::Running, E::Succeed) => Ok(S::Succeeded),
         (S::Running, E::Fail) => Ok(S::Failed),
         (S::Running, E::RollBack) => Ok(S::RolledBack),
@@ -66,7 +76,15 @@ mod tests {
     #[test]
     fn terminal_states_accept_nothing() {
         for s in S::ALL.into_iter().filter(|s| s.is_terminal()) {
-            for e in [E::Start, E::Succeed, E::Fail, E::RollBack, E::Cancel] {
+            for e in [
+                E::Start,
+                E::Succeed,
+                E::Fail,
+                E::RollBack,
+                E::Cancel,
+                E::Approve,
+                E::Reject,
+            ] {
                 assert!(transition(s, e).is_err(), "{s:?} + {e:?}");
             }
         }
@@ -81,5 +99,17 @@ mod tests {
             transition(S::Succeeded, E::Cancel).map_err(|e| e.to_string()),
             Err("a succeeded deployment cannot be cancelled".into())
         );
+    }
+
+    #[test]
+    fn approvals_gate_the_queue() {
+        assert_eq!(transition(S::AwaitingApproval, E::Approve), Ok(S::Queued));
+        assert_eq!(transition(S::AwaitingApproval, E::Reject), Ok(S::Rejected));
+        assert_eq!(transition(S::AwaitingApproval, E::Cancel), Ok(S::Cancelled));
+        assert!(transition(S::AwaitingApproval, E::Start).is_err());
+        assert!(transition(S::Queued, E::Approve).is_err());
+        assert!(transition(S::Queued, E::Reject).is_err());
+        assert!(S::Rejected.is_terminal());
+        assert!(!S::AwaitingApproval.is_terminal());
     }
 }

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod approvals;
 mod audit;
 mod auth;
 mod cli;
@@ -15,3 +16,4 @@ mod replicas;
 mod routes;
 mod secrets;
 mod validation;
+mod webhooks;

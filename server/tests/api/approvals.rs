@@ -1,0 +1,502 @@
+//! Production approvals, deploy freezes and maintenance windows, and the
+//! `slipway deploy` CLI against the real server.
+use crate::{
+    helpers::TestApp,
+    store_test,
+    webhooks::{github, push_payload, trigger, webhook},
+};
+use chrono::{Duration, Utc};
+use reqwest::Method;
+use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{json, Value};
+use slipway_server::store::entities::deployment_approval;
+use slipway_types::api::{ApprovalRequest, Deployment, DeploymentState, EnvironmentPolicy, Page};
+
+store_test!(
+    approvals_gate_deployments,
+    freezes_and_windows_refuse_deployments,
+    cli_deploy_exit_codes
+);
+
+async fn named_token(app: &TestApp, name: &str, role: &str) -> String {
+    app.post("/api/v1/tokens", &json!({"name": name, "role": role}))
+        .await
+        .expect(201)
+        .body["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn as_token(app: &TestApp, tok: &str, path: &str, body: Value) -> crate::helpers::Resp {
+    app.send(Method::POST, path, Some(&body), Some(tok)).await
+}
+
+async fn approvals_gate_deployments(mut app: TestApp) {
+    app.setup_admin().await;
+    let (_, env, svc) = app.seed_service("acme", "production", "api").await;
+    let alice = named_token(&app, "alice", "approver").await;
+    let bob = named_token(&app, "bob", "approver").await;
+    let dep = named_token(&app, "ci", "deployer").await;
+
+    let p: EnvironmentPolicy = app
+        .patch(
+            &format!("/api/v1/environments/{env}/policy"),
+            &json!({"required_approvals": 2, "approval_ttl_hours": 24}),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!((p.required_approvals, p.approval_ttl_hours), (2, 24));
+    app.patch(
+        &format!("/api/v1/environments/{env}/policy"),
+        &json!({"required_approvals": 6}),
+    )
+    .await
+    .expect(422);
+    let r = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/environments/{env}/policy"),
+            Some(&json!({"required_approvals": 0})),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+
+    // Requested by the CI token: held for approval.
+    let path = format!("/api/v1/services/{svc}/deployments");
+    let d: Deployment = as_token(&app, &dep, &path, json!({}))
+        .await
+        .expect(202)
+        .json();
+    assert_eq!(d.state, DeploymentState::AwaitingApproval);
+    let approve = format!("/api/v1/deployments/{}/approve", d.id);
+
+    // The requester cannot approve; a deployer cannot approve at all.
+    let r = as_token(&app, &dep, &approve, json!({})).await;
+    assert_eq!(r.status, 403);
+    // An admin who requested cannot approve their own request either.
+    let own: Deployment = app.post(&path, &json!({})).await.expect(202).json();
+    let r = app
+        .post(
+            &format!("/api/v1/deployments/{}/approve", own.id),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("someone else"));
+
+    // One approval of two (twice by the same approver still counts once).
+    let a: Deployment = as_token(&app, &alice, &approve, json!({}))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(a.state, DeploymentState::AwaitingApproval);
+    let a: Deployment = app
+        .send(Method::POST, &approve, None, Some(&alice))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(a.state, DeploymentState::AwaitingApproval);
+    let pending: Page<ApprovalRequest> = app
+        .get("/api/v1/approvals?state=pending")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(pending.total, 2);
+    let mine = pending
+        .items
+        .iter()
+        .find(|p| p.deployment.id == d.id)
+        .unwrap();
+    assert_eq!((mine.required_approvals, mine.approvals.len()), (2, 1));
+    assert_eq!(mine.approvals[0].approver, "token:alice");
+    app.get("/api/v1/approvals?state=done").await.expect(422);
+
+    // The second approver queues it.
+    let q: Deployment = as_token(&app, &bob, &approve, json!({}))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(q.state, DeploymentState::Queued);
+    assert!(q.steps.iter().any(|s| s.message.contains("2/2")));
+    let r = as_token(&app, &bob, &approve, json!({})).await;
+    assert_eq!(r.status, 409);
+
+    // Reject: a reason is required.
+    let reject = format!("/api/v1/deployments/{}/reject", own.id);
+    as_token(&app, &alice, &reject, json!({"reason": "  "}))
+        .await
+        .expect(422);
+    as_token(&app, &alice, &reject, json!({})).await.expect(422);
+    let rj: Deployment = as_token(
+        &app,
+        &alice,
+        &reject,
+        json!({"reason": "change freeze talk first"}),
+    )
+    .await
+    .expect(200)
+    .json();
+    assert_eq!(rj.state, DeploymentState::Rejected);
+    assert!(rj
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("change freeze talk first"));
+    assert!(rj.finished_at.is_some());
+    as_token(
+        &app,
+        &bob,
+        &format!("/api/v1/deployments/{}/approve", own.id),
+        json!({}),
+    )
+    .await
+    .expect(409);
+
+    // Expiry: an approval older than the ttl no longer counts.
+    let e: Deployment = as_token(&app, &dep, &path, json!({}))
+        .await
+        .expect(202)
+        .json();
+    let approve_e = format!("/api/v1/deployments/{}/approve", e.id);
+    as_token(&app, &alice, &approve_e, json!({}))
+        .await
+        .expect(200);
+    let db = app.db().await;
+    deployment_approval::Entity::update_many()
+        .col_expr(
+            deployment_approval::Column::CreatedAt,
+            Expr::value(Utc::now() - Duration::hours(25)),
+        )
+        .filter(deployment_approval::Column::DeploymentId.eq(e.id))
+        .exec(&db)
+        .await
+        .unwrap();
+    let still: Deployment = as_token(&app, &bob, &approve_e, json!({}))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        still.state,
+        DeploymentState::AwaitingApproval,
+        "alice's approval expired"
+    );
+    let pending: Page<ApprovalRequest> = app.get("/api/v1/approvals").await.expect(200).json();
+    let req = pending
+        .items
+        .iter()
+        .find(|p| p.deployment.id == e.id)
+        .unwrap();
+    assert_eq!(req.approvals.iter().filter(|a| a.valid).count(), 1);
+    // Alice approving again refreshes hers.
+    let done: Deployment = as_token(&app, &alice, &approve_e, json!({}))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(done.state, DeploymentState::Queued);
+
+    // Pending deployments can be cancelled.
+    let c: Deployment = as_token(&app, &dep, &path, json!({}))
+        .await
+        .expect(202)
+        .json();
+    let c: Deployment = app
+        .post(&format!("/api/v1/deployments/{}/cancel", c.id), &json!({}))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(c.state, DeploymentState::Cancelled);
+    let listed: Page<Deployment> = app
+        .get(&format!(
+            "/api/v1/deployments?state=rejected&environment={env}"
+        ))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(listed.total, 1);
+
+    for a in [
+        "environment.policy.update",
+        "deployment.approve",
+        "deployment.reject",
+    ] {
+        let r = app
+            .get(&format!("/api/v1/audit?action={a}"))
+            .await
+            .expect(200);
+        assert!(r.body["total"].as_u64().unwrap() >= 1, "{a}");
+    }
+}
+
+async fn freezes_and_windows_refuse_deployments(mut app: TestApp) {
+    app.setup_admin().await;
+    let (project, env, svc) = app.seed_service("acme", "production", "api").await;
+    let dep = named_token(&app, "ci", "deployer").await;
+    let now = Utc::now();
+    let until = now + Duration::hours(2);
+    app.patch(&format!("/api/v1/environments/{env}/policy"), &json!({"freezes": [
+        {"from": (now - Duration::hours(1)).to_rfc3339(), "to": until.to_rfc3339(), "reason": "release party"}]}))
+        .await
+        .expect(200);
+    // Bad freezes and windows are refused.
+    app.patch(
+        &format!("/api/v1/environments/{env}/policy"),
+        &json!({"freezes": [
+        {"from": until.to_rfc3339(), "to": now.to_rfc3339(), "reason": "x"}]}),
+    )
+    .await
+    .expect(422);
+    app.patch(
+        &format!("/api/v1/environments/{env}/policy"),
+        &json!({"windows": [
+        {"days": ["sun"], "start": "25:00", "end": "04:00"}]}),
+    )
+    .await
+    .expect(422);
+    app.patch(
+        &format!("/api/v1/environments/{env}/policy"),
+        &json!({"windows": [
+        {"days": ["someday"], "start": "02:00", "end": "04:00"}]}),
+    )
+    .await
+    .expect(422);
+
+    let path = format!("/api/v1/services/{svc}/deployments");
+    let r = as_token(&app, &dep, &path, json!({})).await.expect(409);
+    assert_eq!(r.error_code(), "deploy_frozen");
+    assert!(r.text.contains("release party"), "{}", r.text);
+    assert!(r.text.contains("next allowed time"), "{}", r.text);
+    // Only an admin may override, with a reason.
+    let r = as_token(&app, &dep, &path, json!({"override_reason": "hotfix"})).await;
+    assert_eq!(r.status, 403);
+    app.post(&path, &json!({"override_reason": ""}))
+        .await
+        .expect(422);
+    let d: Deployment = app
+        .post(&path, &json!({"override_reason": "hotfix for outage"}))
+        .await
+        .expect(202)
+        .json();
+    assert_eq!(d.state, DeploymentState::Queued);
+    let audit = app
+        .get("/api/v1/audit?action=deployment.freeze_override")
+        .await
+        .expect(200);
+    assert_eq!(audit.body["total"], 1);
+    assert!(audit.text.contains("hotfix for outage"));
+    let deps: Page<Deployment> = app
+        .get(&format!("/api/v1/deployments?service={svc}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(deps.total, 1, "refused deployments leave nothing behind");
+
+    // Webhook auto-deploys during a freeze: release cut, deployment refused.
+    let secret = webhook(&app, &project, "github").await.secret;
+    trigger(
+        &app,
+        &svc,
+        json!({"event": "push", "pattern": "main",
+        "image_template": "ghcr.io/acme/api:{short_sha}", "auto_deploy": true}),
+    )
+    .await;
+    let (st, body) = github(
+        &app,
+        &project,
+        &secret,
+        "push",
+        "f-1",
+        &push_payload(
+            "refs/heads/main",
+            "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+        ),
+    )
+    .await;
+    assert_eq!(st, 202, "{body}");
+    assert_eq!(body["release_ids"].as_array().map(Vec::len), Some(1));
+    assert_eq!(body["deployment_ids"], json!([]));
+    assert!(
+        body["reason"].as_str().unwrap().contains("refused"),
+        "{body}"
+    );
+
+    // Maintenance windows: only on a day that is not today → refused.
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let today = chrono::Datelike::weekday(&Utc::now()).num_days_from_monday() as usize;
+    let other = days[(today + 3) % 7];
+    let p: EnvironmentPolicy = app
+        .patch(
+            &format!("/api/v1/environments/{env}/policy"),
+            &json!({"freezes": [],
+            "windows": [{"days": [other], "start": "02:00", "end": "04:00"}]}),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(p.windows.len(), 1);
+    let r = as_token(&app, &dep, &path, json!({})).await.expect(409);
+    assert!(r.text.contains("maintenance windows"), "{}", r.text);
+    assert!(r.text.contains("02:00:00+00:00"), "{}", r.text);
+    // A window covering the whole of today allows it.
+    app.patch(
+        &format!("/api/v1/environments/{env}/policy"),
+        &json!({
+        "windows": [{"days": [days[today]], "start": "00:00", "end": "24:00"}]}),
+    )
+    .await
+    .expect(200);
+    as_token(&app, &dep, &path, json!({})).await.expect(202);
+    let got: EnvironmentPolicy = app
+        .get(&format!("/api/v1/environments/{env}/policy"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(got.windows[0].end, "24:00".to_owned().try_into().unwrap());
+}
+
+fn slipway(app: &TestApp, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .arg("deploy")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SLIPWAY_URL", &app.base)
+        .env("SLIPWAY_TOKEN", token)
+        .output()
+        .expect("run slipway");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn cli_deploy_exit_codes(mut app: TestApp) {
+    app.setup_admin().await;
+    let (_, env, svc) = app.seed_service("acme", "staging", "web").await;
+    let tok = named_token(&app, "ci", "deployer").await;
+
+    // Accepted without --wait: 0, the deployment id on stdout.
+    let (code, out, err) = slipway(
+        &app,
+        &tok,
+        &[
+            "--service",
+            "acme/staging/web",
+            "--image",
+            "ghcr.io/acme/web:2",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim().to_owned();
+    let d: Deployment = app
+        .get(&format!("/api/v1/deployments/{id}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(d.image.as_str(), "ghcr.io/acme/web:2");
+    assert_eq!(d.service_id.to_string(), svc);
+    // Ids and --env with a bare name work too.
+    let (code, _, err) = slipway(&app, &tok, &["--service", &svc]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = slipway(&app, &tok, &["--service", "web", "--env", &env]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = slipway(&app, &tok, &["--service", "web", "--env", "acme/staging"]);
+    assert_eq!(code, 0, "{err}");
+
+    // Bad input: 2 with a message.
+    let (code, _, err) = slipway(&app, &tok, &["--service", "acme/staging/nope"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nope"), "{err}");
+    let (code, _, err) = slipway(&app, &tok, &["--service", "web"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = slipway(&app, &tok, &["--service", &svc, "--timeout", "soon"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = slipway(&app, &tok, &["--service", &svc, "--image", "NOT AN IMAGE"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid_input"), "{err}");
+    let (code, _, err) = slipway(&app, "slp_wrong", &["--service", &svc]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unauthenticated"), "{err}");
+
+    // Waiting: nothing runs deployments yet, so a short timeout → 3.
+    let (code, _, err) = slipway(
+        &app,
+        &tok,
+        &["--service", &svc, "--wait", "--timeout", "1s"],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("timed out"), "{err}");
+
+    // Refused by a freeze: 2 with the server's explanation.
+    let now = Utc::now();
+    app.patch(&format!("/api/v1/environments/{env}/policy"), &json!({"freezes": [
+        {"from": (now - Duration::hours(1)).to_rfc3339(), "to": (now + Duration::hours(1)).to_rfc3339(), "reason": "audit week"}]}))
+        .await
+        .expect(200);
+    let (code, _, err) = slipway(&app, &tok, &["--service", &svc]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("deploy_frozen") && err.contains("audit week"),
+        "{err}"
+    );
+
+    // Rejected while waiting: 1.
+    app.patch(
+        &format!("/api/v1/environments/{env}/policy"),
+        &json!({"freezes": [], "required_approvals": 1}),
+    )
+    .await
+    .expect(200);
+    let base = app.base.clone();
+    let tok2 = tok.clone();
+    let svc2 = svc.clone();
+    let child = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(["deploy", "--service", &svc2, "--wait", "--timeout", "60s"])
+            .env_clear()
+            .env("SLIPWAY_URL", base)
+            .env("SLIPWAY_TOKEN", tok2)
+            .output()
+            .expect("run slipway")
+    });
+    let pending = loop {
+        let p: Page<ApprovalRequest> = app.get("/api/v1/approvals").await.expect(200).json();
+        if let Some(p) = p.items.into_iter().next() {
+            break p;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    app.post(
+        &format!("/api/v1/deployments/{}/reject", pending.deployment.id),
+        &json!({"reason": "not today"}),
+    )
+    .await
+    .expect(200);
+    let out = child.await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not today"));
+
+    // SLIPWAY_TOKEN / SLIPWAY_URL do not upset the server's settings loader.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .arg("migrate")
+        .env("SLIPWAY_DATABASE_URL", &app.database_url)
+        .env("SLIPWAY_DATA_DIR", app.data_dir.path())
+        .env("SLIPWAY_TOKEN", "x")
+        .env("SLIPWAY_URL", "http://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
