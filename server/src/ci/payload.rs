@@ -428,6 +428,50 @@ mod tests {
     }
 
     #[test]
+    fn github_package_and_gitlab_events() {
+        let pkg =
+            br#"{"action":"published","registry_package":{"name":"api","package_type":"CONTAINER",
+            "package_version":{"version":"sha256:abc","package_url":"ghcr.io/acme/api:v1.4.0",
+            "container_metadata":{"tag":{"name":"v1.4.0","digest":"sha256:abc"}}}}}"#;
+        let Ok(Parsed::Event(e)) = parse_github("registry_package", pkg) else {
+            panic!("package")
+        };
+        assert_eq!(e.kind, TriggerEvent::Package);
+        assert_eq!(e.image.as_deref(), Some("ghcr.io/acme/api:v1.4.0"));
+        assert_eq!(e.tag.as_deref(), Some("v1.4.0"));
+        let upd = br#"{"action":"updated","registry_package":{}}"#;
+        assert!(matches!(
+            parse_github("package", upd),
+            Ok(Parsed::Ignored(_))
+        ));
+
+        let tag = br#"{"object_kind":"tag_push","ref":"refs/tags/v2","after":"82b3d5ae55f7080f1e6022629cdb57bfae7cccc7","checkout_sha":"82b3d5ae55f7080f1e6022629cdb57bfae7cccc7"}"#;
+        let Ok(Parsed::Event(e)) = parse_gitlab("Tag Push Hook", tag) else {
+            panic!("tag")
+        };
+        assert_eq!((e.kind, e.tag.as_deref()), (TriggerEvent::Tag, Some("v2")));
+        let deleted =
+            br#"{"ref":"refs/heads/x","after":"0000000000000000000000000000000000000000"}"#;
+        assert!(matches!(
+            parse_gitlab("Push Hook", deleted),
+            Ok(Parsed::Ignored(_))
+        ));
+        let pipe = br#"{"object_attributes":{"status":"success","ref":"v3","tag":true,"sha":"82b3d5ae55f7080f1e6022629cdb57bfae7cccc7"}}"#;
+        let Ok(Parsed::Event(e)) = parse_gitlab("Pipeline Hook", pipe) else {
+            panic!("pipeline")
+        };
+        assert_eq!(
+            (e.kind, e.tag.as_deref()),
+            (TriggerEvent::WorkflowRun, Some("v3"))
+        );
+        assert!(matches!(
+            parse_gitlab("Issue Hook", b"{}"),
+            Ok(Parsed::Ignored(_))
+        ));
+        assert!(parse_gitlab("Pipeline Hook", b"{}").is_err());
+    }
+
+    #[test]
     fn templates() {
         let mut e = CiEvent::new(TriggerEvent::Push);
         e.sha = Some("0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c".into());

@@ -62,8 +62,8 @@ async fn every_protected_route_checks_credentials_and_role() {
             checked += 1;
         }
     }
-    assert!(checked >= 35, "only {checked} protected routes found");
-    assert!(mutating >= 19, "only {mutating} mutating routes found");
+    assert!(checked >= 63, "only {checked} protected routes found");
+    assert!(mutating >= 37, "only {mutating} mutating routes found");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,4 +79,14 @@ async fn openapi_document_lists_every_route_with_its_role() {
         "deployer"
     );
     assert!(doc["paths"]["/api/v1/setup"]["post"]["x-min-role"].is_null());
+    // Webhook receivers are public: the signature is the credential.
+    for p in ["github", "gitlab", "generic"] {
+        let op = &doc["paths"][format!("/api/v1/hooks/{p}/{{project_id}}")]["post"];
+        assert!(op.is_object(), "{p} hook route missing");
+        assert!(op["x-min-role"].is_null());
+    }
+    assert_eq!(
+        doc["paths"]["/api/v1/deployments/{id}/approve"]["post"]["x-min-role"],
+        "approver"
+    );
 }
