@@ -497,6 +497,12 @@ async fn reject(
     )))
 }
 
+/// The unique key of a delivery within its project: provider and the
+/// sender's id, so providers cannot collide.
+fn idempotency_key(provider: WebhookProvider, delivery: &str) -> String {
+    format!("{}:{}", provider.as_str(), clip(delivery))
+}
+
 fn clip(s: &str) -> String {
     s.chars().take(200).collect()
 }
@@ -582,7 +588,7 @@ pub async fn github(
         webhook_id: Some(webhook_id),
         provider,
         event,
-        delivery_id: Some(clip(&delivery)),
+        delivery_id: Some(idempotency_key(provider, &delivery)),
         external_id: Some(clip(&delivery)),
         body: body_text(&body.0)?,
         redelivery_of: None,
@@ -648,7 +654,7 @@ pub async fn gitlab(
         webhook_id: Some(webhook_id),
         provider,
         event,
-        delivery_id: Some(clip(&delivery)),
+        delivery_id: Some(idempotency_key(provider, &delivery)),
         external_id: Some(clip(&delivery)),
         body: body_text(&body.0)?,
         redelivery_of: None,
@@ -699,7 +705,7 @@ pub async fn generic(
         webhook_id: Some(webhook_id),
         provider,
         event,
-        delivery_id: Some(clip(&delivery)),
+        delivery_id: Some(idempotency_key(provider, &delivery)),
         external_id: Some(clip(&delivery)),
         body: body_text(&body.0)?,
         redelivery_of: None,

@@ -293,6 +293,47 @@ async fn freezes_and_windows_refuse_deployments(mut app: TestApp) {
         .json();
     assert_eq!(deps.total, 1, "refused deployments leave nothing behind");
 
+    // With approvals required, the check runs again at the approval that
+    // would queue it: an approver is refused, an admin approver may override.
+    app.patch(
+        &format!("/api/v1/environments/{env}/policy"),
+        &json!({"required_approvals": 1}),
+    )
+    .await
+    .expect(200);
+    let held: Deployment = app
+        .post(&path, &json!({"override_reason": "prepare hotfix"}))
+        .await
+        .expect(202)
+        .json();
+    assert_eq!(held.state, DeploymentState::AwaitingApproval);
+    let approver = named_token(&app, "alice", "approver").await;
+    let boss = named_token(&app, "boss", "admin").await;
+    let approve = format!("/api/v1/deployments/{}/approve", held.id);
+    let r = as_token(&app, &approver, &approve, json!({}))
+        .await
+        .expect(409);
+    assert_eq!(r.error_code(), "deploy_frozen");
+    as_token(
+        &app,
+        &approver,
+        &approve,
+        json!({"override_reason": "please"}),
+    )
+    .await
+    .expect(403);
+    let q: Deployment = as_token(&app, &boss, &approve, json!({"override_reason": "outage"}))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(q.state, DeploymentState::Queued);
+    app.patch(
+        &format!("/api/v1/environments/{env}/policy"),
+        &json!({"required_approvals": 0}),
+    )
+    .await
+    .expect(200);
+
     // Webhook auto-deploys during a freeze: release cut, deployment refused.
     let secret = webhook(&app, &project, "github").await.secret;
     trigger(
