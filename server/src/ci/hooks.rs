@@ -256,11 +256,12 @@ fn rule_to_api(m: trigger_rule::Model) -> ApiResult<TriggerRule> {
 }
 
 pub async fn list_triggers(
-    _auth: Auth<Admin>,
+    auth: Auth<Admin>,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> ApiResult<web::Json<Vec<TriggerRule>>> {
     let svc = services::find(&state.db, id.into_inner()).await?;
+    auth.scope(Some(svc.environment_id))?;
     let rows = trigger_rule::Entity::find()
         .filter(trigger_rule::Column::ServiceId.eq(svc.id))
         .order_by_asc(trigger_rule::Column::CreatedAt)
