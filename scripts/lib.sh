@@ -146,8 +146,25 @@ target_dir() {
 }
 
 # build_frontend [--release]: build the dashboard into static/pkg/ via xtask.
+# xtask finds the repo through env!("CARGO_MANIFEST_DIR"), fixed at compile time: with
+# a CARGO_TARGET_DIR shared by several checkouts, cargo may reuse an xtask binary built
+# in another checkout, which then writes *that* checkout's static/pkg. Detect it and
+# force a rebuild of xtask here.
 build_frontend() {
-    (cd "$SLIPWAY_REPO" && cargo run -q -p xtask -- build-frontend "$@")
+    local marker wasm="$SLIPWAY_REPO/static/pkg/slipway_frontend_bg.wasm" rc=0
+    marker="$(mktemp)"
+    (cd "$SLIPWAY_REPO" && cargo run -q -p xtask -- build-frontend "$@") || rc=$?
+    if ((rc == 0)) && [[ ! $wasm -nt $marker ]]; then
+        log "xtask did not write $wasm (binary built in another checkout?): rebuilding xtask"
+        touch "$SLIPWAY_REPO/xtask/src/main.rs"
+        (cd "$SLIPWAY_REPO" && cargo run -q -p xtask -- build-frontend "$@") || rc=$?
+        if ((rc == 0)) && [[ ! $wasm -nt $marker ]]; then
+            log "xtask still did not write $wasm"
+            rc=1
+        fi
+    fi
+    rm -f "$marker"
+    return "$rc"
 }
 
 # ---------------------------------------------------------------- network
