@@ -26,10 +26,12 @@ pub struct RouteDoc {
     pub summary: &'static str,
     pub request: Option<&'static str>,
     pub response: &'static str,
+    /// The success status (PUT of a variable answers 201 when it creates it).
+    pub status: u16,
 }
 
 macro_rules! routes {
-    ($( $method:ident $path:literal => $handler:path, $role:expr, $summary:literal, $req:expr => $resp:literal; )*) => {
+    ($( $method:ident $path:literal => $handler:path, $role:expr, $summary:literal, $req:expr => $status:literal $resp:literal; )*) => {
         pub const ROUTES: &[RouteDoc] = &[$(
             RouteDoc {
                 method: stringify!($method),
@@ -38,6 +40,7 @@ macro_rules! routes {
                 summary: $summary,
                 request: $req,
                 response: $resp,
+                status: $status,
             },
         )*];
 
@@ -55,77 +58,77 @@ const APPROVER: Option<Role> = Some(Role::Approver);
 const ADMIN: Option<Role> = Some(Role::Admin);
 
 routes! {
-    get "/openapi.json" => openapi::document, PUBLIC, "This document", None => "OpenAPI";
-    get "/setup" => auth::routes::setup_status, PUBLIC, "Whether first-run setup is needed", None => "SetupStatus";
-    post "/setup" => auth::routes::setup, PUBLIC, "Create the first admin (only while no user exists)", Some("SetupRequest") => "Me";
-    post "/auth/login" => auth::routes::login, PUBLIC, "Log in with a local account (rate limited)", Some("LoginRequest") => "Me";
-    get "/auth/options" => auth::sso::login_options, PUBLIC, "Login methods: local and OIDC providers", None => "LoginOptions";
-    post "/auth/logout" => auth::routes::logout, VIEWER, "End this session", None => "empty";
-    post "/auth/logout-everywhere" => auth::users::logout_everywhere, VIEWER, "End all of the caller's sessions", None => "empty";
-    get "/auth/me" => auth::routes::me, VIEWER, "The caller, with the CSRF token of its session", None => "Me";
-    get "/overview" => overview::overview, VIEWER, "Projects × environments × services with their last deployment", None => "Overview";
-    get "/projects" => projects::list, VIEWER, "List projects", None => "Page<Project>";
-    post "/projects" => projects::create, ADMIN, "Create a project", Some("NewProject") => "Project";
-    get "/projects/{id}" => projects::get, VIEWER, "Get a project", None => "Project";
-    patch "/projects/{id}" => projects::update, ADMIN, "Rename or describe a project", Some("UpdateProject") => "Project";
-    delete "/projects/{id}" => projects::delete, ADMIN, "Delete an empty project", None => "empty";
-    get "/projects/{id}/environments" => environments::list, VIEWER, "List a project's environments", None => "Page<Environment>";
-    post "/projects/{id}/environments" => environments::create, ADMIN, "Create an environment", Some("NewEnvironment") => "Environment";
-    get "/environments/{id}" => environments::get, VIEWER, "Get an environment", None => "Environment";
-    patch "/environments/{id}" => environments::update, ADMIN, "Rename or (un)protect an environment", Some("UpdateEnvironment") => "Environment";
-    delete "/environments/{id}" => environments::delete, ADMIN, "Delete an environment without services", None => "empty";
-    get "/environments/{id}/services" => services::list, VIEWER, "List an environment's services", None => "Page<Service>";
-    post "/environments/{id}/services" => services::create, ADMIN, "Create a service", Some("NewService") => "Service";
-    get "/environments/{id}/variables" => variables::list, VIEWER, "List variables and secrets (secret values never)", None => "Vec<Variable>";
-    put "/environments/{id}/variables/{name}" => variables::put, ADMIN, "Set a variable or secret (new version)", Some("PutVariable") => "Variable";
-    delete "/environments/{id}/variables/{name}" => variables::delete, ADMIN, "Delete a variable or secret", None => "empty";
-    get "/services/{id}" => services::get, VIEWER, "Get a service", None => "Service";
-    patch "/services/{id}" => services::update, ADMIN, "Rename a service or replace its spec", Some("UpdateService") => "Service";
-    delete "/services/{id}" => services::delete, ADMIN, "Delete a service and its history", None => "empty";
-    post "/services/{id}/deployments" => deployments::create, DEPLOYER, "Cut a release (or reuse one) and queue its deployment", Some("CreateDeployment") => "Deployment";
-    get "/hosts" => hosts::list, VIEWER, "List hosts", None => "Page<Host>";
-    post "/hosts" => hosts::create, ADMIN, "Register a host", Some("NewHost") => "Host";
-    get "/hosts/{id}" => hosts::get, VIEWER, "Get a host", None => "Host";
-    patch "/hosts/{id}" => hosts::update, ADMIN, "Rename, relabel or reassign a host", Some("UpdateHost") => "Host";
-    delete "/hosts/{id}" => hosts::delete, ADMIN, "Remove a host", None => "empty";
-    get "/releases" => deployments::list_releases, VIEWER, "List releases (filters: service, environment, project)", None => "Page<Release>";
-    get "/releases/{id}" => deployments::get_release, VIEWER, "Get a release", None => "Release";
-    get "/deployments" => deployments::list, VIEWER, "List deployments (filters: service, environment, project, state)", None => "Page<Deployment>";
-    get "/deployments/{id}" => deployments::get, VIEWER, "Get a deployment with its step log", None => "Deployment";
-    post "/deployments/{id}/cancel" => deployments::cancel, DEPLOYER, "Cancel a queued or running deployment", None => "Deployment";
-    get "/environments/{id}/policy" => ci::policy::get, VIEWER, "Deploy policy: required approvals, maintenance windows, freezes", None => "EnvironmentPolicy";
-    patch "/environments/{id}/policy" => ci::policy::update, ADMIN, "Change the deploy policy", Some("UpdatePolicy") => "EnvironmentPolicy";
-    post "/deployments/{id}/approve" => ci::policy::approve, APPROVER, "Approve a deployment awaiting approval (not your own)", Some("ApproveRequest") => "Deployment";
-    post "/deployments/{id}/reject" => ci::policy::reject, APPROVER, "Reject a deployment awaiting approval", Some("RejectRequest") => "Deployment";
-    get "/approvals" => ci::policy::list, VIEWER, "Deployments awaiting approval (state=pending)", None => "Page<ApprovalRequest>";
-    post "/releases/{id}/promote" => ci::promote::promote, DEPLOYER, "Promote a release to another environment of its project", Some("PromoteRequest") => "Deployment";
-    get "/releases/{id}/promote-preview" => ci::promote::preview, VIEWER, "What promoting a release would change (environment_id=)", None => "PromotePreview";
-    get "/projects/{id}/webhooks" => ci::hooks::list_webhooks, ADMIN, "A project's webhook endpoints", None => "Vec<Webhook>";
-    post "/projects/{id}/webhooks" => ci::hooks::create_webhook, ADMIN, "Create a webhook endpoint (secret shown once)", Some("NewWebhook") => "CreatedWebhook";
-    post "/webhooks/{id}/rotate" => ci::hooks::rotate_webhook, ADMIN, "Rotate a webhook secret (new secret shown once)", None => "CreatedWebhook";
-    delete "/webhooks/{id}" => ci::hooks::delete_webhook, ADMIN, "Delete a webhook endpoint", None => "empty";
-    get "/projects/{id}/deliveries" => ci::hooks::list_deliveries, VIEWER, "Webhook deliveries received for a project", None => "Page<WebhookDelivery>";
-    post "/deliveries/{id}/redeliver" => ci::hooks::redeliver, ADMIN, "Process a stored delivery again (new delivery)", None => "HookResponse";
-    get "/services/{id}/triggers" => ci::hooks::list_triggers, ADMIN, "A service's trigger rules", None => "Vec<TriggerRule>";
-    post "/services/{id}/triggers" => ci::hooks::create_trigger, ADMIN, "Add a trigger rule", Some("NewTriggerRule") => "TriggerRule";
-    delete "/triggers/{id}" => ci::hooks::delete_trigger, ADMIN, "Delete a trigger rule", None => "empty";
-    post "/hooks/github/{project_id}" => ci::hooks::github, PUBLIC, "GitHub webhook (X-Hub-Signature-256)", Some("GitHub payload") => "HookResponse";
-    post "/hooks/gitlab/{project_id}" => ci::hooks::gitlab, PUBLIC, "GitLab webhook (X-Gitlab-Token)", Some("GitLab payload") => "HookResponse";
-    post "/hooks/generic/{project_id}" => ci::hooks::generic, PUBLIC, "Generic signed webhook (X-Slipway-Signature)", Some("GenericHookPayload") => "HookResponse";
-    get "/audit" => audit::routes::list, APPROVER, "Audit log (filters: actor, action, target_type, target_id, since, until; format=json|csv)", None => "Page<AuditEntry>";
-    get "/users" => auth::users::list, ADMIN, "List users with their roles, grants and sessions", None => "Page<User>";
-    get "/users/{id}" => auth::users::get, ADMIN, "Get a user", None => "User";
-    patch "/users/{id}" => auth::users::update, ADMIN, "Disable/enable a user or set a local user's role", Some("UpdateUser") => "User";
-    post "/users/{id}/grants" => auth::users::add_grant, ADMIN, "Grant a role (everywhere or in one environment)", Some("NewRoleGrant") => "RoleGrant";
-    delete "/users/{id}/grants/{grant}" => auth::users::remove_grant, ADMIN, "Remove a role grant", None => "empty";
-    delete "/users/{id}/sessions" => auth::users::revoke_sessions, ADMIN, "End every session of a user", None => "empty";
-    get "/role-mappings" => auth::users::list_mappings, ADMIN, "Claim → role mapping rules", None => "Vec<RoleMapping>";
-    post "/role-mappings" => auth::users::create_mapping, ADMIN, "Add a mapping rule", Some("NewRoleMapping") => "RoleMapping";
-    delete "/role-mappings/{id}" => auth::users::delete_mapping, ADMIN, "Delete a mapping rule", None => "empty";
-    post "/role-mappings/preview" => auth::users::preview_mapping, ADMIN, "Which roles would these claims get?", Some("ClaimsPreviewRequest") => "ClaimsPreview";
-    get "/tokens" => auth::routes::list_tokens, ADMIN, "List API tokens", None => "Page<ApiToken>";
-    post "/tokens" => auth::routes::create_token, ADMIN, "Create an API token (secret shown once)", Some("CreateToken") => "CreatedToken";
-    delete "/tokens/{id}" => auth::routes::revoke_token, ADMIN, "Revoke an API token", None => "empty";
+    get "/openapi.json" => openapi::document, PUBLIC, "This document", None => 200 "OpenAPI";
+    get "/setup" => auth::routes::setup_status, PUBLIC, "Whether first-run setup is needed", None => 200 "SetupStatus";
+    post "/setup" => auth::routes::setup, PUBLIC, "Create the first admin (only while no user exists)", Some("SetupRequest") => 201 "Me";
+    post "/auth/login" => auth::routes::login, PUBLIC, "Log in with a local account (rate limited)", Some("LoginRequest") => 200 "Me";
+    get "/auth/options" => auth::sso::login_options, PUBLIC, "Login methods: local and OIDC providers", None => 200 "LoginOptions";
+    post "/auth/logout" => auth::routes::logout, VIEWER, "End this session", None => 204 "empty";
+    post "/auth/logout-everywhere" => auth::users::logout_everywhere, VIEWER, "End all of the caller's sessions", None => 204 "empty";
+    get "/auth/me" => auth::routes::me, VIEWER, "The caller, with the CSRF token of its session", None => 200 "Me";
+    get "/overview" => overview::overview, VIEWER, "Projects × environments × services with their last deployment", None => 200 "Overview";
+    get "/projects" => projects::list, VIEWER, "List projects", None => 200 "Page<Project>";
+    post "/projects" => projects::create, ADMIN, "Create a project", Some("NewProject") => 201 "Project";
+    get "/projects/{id}" => projects::get, VIEWER, "Get a project", None => 200 "Project";
+    patch "/projects/{id}" => projects::update, ADMIN, "Rename or describe a project", Some("UpdateProject") => 200 "Project";
+    delete "/projects/{id}" => projects::delete, ADMIN, "Delete an empty project", None => 204 "empty";
+    get "/projects/{id}/environments" => environments::list, VIEWER, "List a project's environments", None => 200 "Page<Environment>";
+    post "/projects/{id}/environments" => environments::create, ADMIN, "Create an environment", Some("NewEnvironment") => 201 "Environment";
+    get "/environments/{id}" => environments::get, VIEWER, "Get an environment", None => 200 "Environment";
+    patch "/environments/{id}" => environments::update, ADMIN, "Rename or (un)protect an environment", Some("UpdateEnvironment") => 200 "Environment";
+    delete "/environments/{id}" => environments::delete, ADMIN, "Delete an environment without services", None => 204 "empty";
+    get "/environments/{id}/services" => services::list, VIEWER, "List an environment's services", None => 200 "Page<Service>";
+    post "/environments/{id}/services" => services::create, ADMIN, "Create a service", Some("NewService") => 201 "Service";
+    get "/environments/{id}/variables" => variables::list, VIEWER, "List variables and secrets (secret values never)", None => 200 "Vec<Variable>";
+    put "/environments/{id}/variables/{name}" => variables::put, ADMIN, "Set a variable or secret (new version)", Some("PutVariable") => 200 "Variable";
+    delete "/environments/{id}/variables/{name}" => variables::delete, ADMIN, "Delete a variable or secret", None => 204 "empty";
+    get "/services/{id}" => services::get, VIEWER, "Get a service", None => 200 "Service";
+    patch "/services/{id}" => services::update, ADMIN, "Rename a service or replace its spec", Some("UpdateService") => 200 "Service";
+    delete "/services/{id}" => services::delete, ADMIN, "Delete a service and its history", None => 204 "empty";
+    post "/services/{id}/deployments" => deployments::create, DEPLOYER, "Cut a release (or reuse one) and queue its deployment", Some("CreateDeployment") => 202 "Deployment";
+    get "/hosts" => hosts::list, VIEWER, "List hosts", None => 200 "Page<Host>";
+    post "/hosts" => hosts::create, ADMIN, "Register a host", Some("NewHost") => 201 "Host";
+    get "/hosts/{id}" => hosts::get, VIEWER, "Get a host", None => 200 "Host";
+    patch "/hosts/{id}" => hosts::update, ADMIN, "Rename, relabel or reassign a host", Some("UpdateHost") => 200 "Host";
+    delete "/hosts/{id}" => hosts::delete, ADMIN, "Remove a host", None => 204 "empty";
+    get "/releases" => deployments::list_releases, VIEWER, "List releases (filters: service, environment, project)", None => 200 "Page<Release>";
+    get "/releases/{id}" => deployments::get_release, VIEWER, "Get a release", None => 200 "Release";
+    get "/deployments" => deployments::list, VIEWER, "List deployments (filters: service, environment, project, state)", None => 200 "Page<Deployment>";
+    get "/deployments/{id}" => deployments::get, VIEWER, "Get a deployment with its step log", None => 200 "Deployment";
+    post "/deployments/{id}/cancel" => deployments::cancel, DEPLOYER, "Cancel a queued or running deployment", None => 200 "Deployment";
+    get "/environments/{id}/policy" => ci::policy::get, VIEWER, "Deploy policy: required approvals, maintenance windows, freezes", None => 200 "EnvironmentPolicy";
+    patch "/environments/{id}/policy" => ci::policy::update, ADMIN, "Change the deploy policy", Some("UpdatePolicy") => 200 "EnvironmentPolicy";
+    post "/deployments/{id}/approve" => ci::policy::approve, APPROVER, "Approve a deployment awaiting approval (not your own)", Some("ApproveRequest") => 200 "Deployment";
+    post "/deployments/{id}/reject" => ci::policy::reject, APPROVER, "Reject a deployment awaiting approval", Some("RejectRequest") => 200 "Deployment";
+    get "/approvals" => ci::policy::list, VIEWER, "Deployments awaiting approval (state=pending)", None => 200 "Page<ApprovalRequest>";
+    post "/releases/{id}/promote" => ci::promote::promote, DEPLOYER, "Promote a release to another environment of its project", Some("PromoteRequest") => 202 "Deployment";
+    get "/releases/{id}/promote-preview" => ci::promote::preview, VIEWER, "What promoting a release would change (environment_id=)", None => 200 "PromotePreview";
+    get "/projects/{id}/webhooks" => ci::hooks::list_webhooks, ADMIN, "A project's webhook endpoints", None => 200 "Vec<Webhook>";
+    post "/projects/{id}/webhooks" => ci::hooks::create_webhook, ADMIN, "Create a webhook endpoint (secret shown once)", Some("NewWebhook") => 201 "CreatedWebhook";
+    post "/webhooks/{id}/rotate" => ci::hooks::rotate_webhook, ADMIN, "Rotate a webhook secret (new secret shown once)", None => 200 "CreatedWebhook";
+    delete "/webhooks/{id}" => ci::hooks::delete_webhook, ADMIN, "Delete a webhook endpoint", None => 204 "empty";
+    get "/projects/{id}/deliveries" => ci::hooks::list_deliveries, VIEWER, "Webhook deliveries received for a project", None => 200 "Page<WebhookDelivery>";
+    post "/deliveries/{id}/redeliver" => ci::hooks::redeliver, ADMIN, "Process a stored delivery again (new delivery)", None => 202 "HookResponse";
+    get "/services/{id}/triggers" => ci::hooks::list_triggers, ADMIN, "A service's trigger rules", None => 200 "Vec<TriggerRule>";
+    post "/services/{id}/triggers" => ci::hooks::create_trigger, ADMIN, "Add a trigger rule", Some("NewTriggerRule") => 201 "TriggerRule";
+    delete "/triggers/{id}" => ci::hooks::delete_trigger, ADMIN, "Delete a trigger rule", None => 204 "empty";
+    post "/hooks/github/{project_id}" => ci::hooks::github, PUBLIC, "GitHub webhook (X-Hub-Signature-256)", Some("GitHub payload") => 202 "HookResponse";
+    post "/hooks/gitlab/{project_id}" => ci::hooks::gitlab, PUBLIC, "GitLab webhook (X-Gitlab-Token)", Some("GitLab payload") => 202 "HookResponse";
+    post "/hooks/generic/{project_id}" => ci::hooks::generic, PUBLIC, "Generic signed webhook (X-Slipway-Signature)", Some("GenericHookPayload") => 202 "HookResponse";
+    get "/audit" => audit::routes::list, APPROVER, "Audit log (filters: actor, action, target_type, target_id, since, until; format=json|csv)", None => 200 "Page<AuditEntry>";
+    get "/users" => auth::users::list, ADMIN, "List users with their roles, grants and sessions", None => 200 "Page<User>";
+    get "/users/{id}" => auth::users::get, ADMIN, "Get a user", None => 200 "User";
+    patch "/users/{id}" => auth::users::update, ADMIN, "Disable/enable a user or set a local user's role", Some("UpdateUser") => 200 "User";
+    post "/users/{id}/grants" => auth::users::add_grant, ADMIN, "Grant a role (everywhere or in one environment)", Some("NewRoleGrant") => 201 "RoleGrant";
+    delete "/users/{id}/grants/{grant}" => auth::users::remove_grant, ADMIN, "Remove a role grant", None => 204 "empty";
+    delete "/users/{id}/sessions" => auth::users::revoke_sessions, ADMIN, "End every session of a user", None => 204 "empty";
+    get "/role-mappings" => auth::users::list_mappings, ADMIN, "Claim → role mapping rules", None => 200 "Vec<RoleMapping>";
+    post "/role-mappings" => auth::users::create_mapping, ADMIN, "Add a mapping rule", Some("NewRoleMapping") => 201 "RoleMapping";
+    delete "/role-mappings/{id}" => auth::users::delete_mapping, ADMIN, "Delete a mapping rule", None => 204 "empty";
+    post "/role-mappings/preview" => auth::users::preview_mapping, ADMIN, "Which roles would these claims get?", Some("ClaimsPreviewRequest") => 200 "ClaimsPreview";
+    get "/tokens" => auth::routes::list_tokens, ADMIN, "List API tokens", None => 200 "Page<ApiToken>";
+    post "/tokens" => auth::routes::create_token, ADMIN, "Create an API token (secret shown once)", Some("CreateToken") => 201 "CreatedToken";
+    delete "/tokens/{id}" => auth::routes::revoke_token, ADMIN, "Revoke an API token", None => 204 "empty";
 }
 
 /// Names read back from the store were validated on the way in.

@@ -15,16 +15,10 @@ fn operation(r: &RouteDoc) -> Value {
             params.push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
         }
     }
-    let ok = match r.method {
-        "post" if r.response == "Deployment" => "202",
-        "post" if r.path.ends_with("/cancel") || r.path.ends_with("/login") => "200",
-        "post" if r.response != "empty" => "201",
-        _ if r.response == "empty" => "204",
-        _ => "200",
-    };
+    let ok = r.status.to_string();
     let err = json!({"$ref": "#/components/responses/Error"});
     let mut responses = Map::new();
-    responses.insert(ok.into(), json!({"description": r.response}));
+    responses.insert(ok, json!({"description": r.response}));
     responses.insert("4XX".into(), err);
     let mut op = json!({
         "summary": r.summary,

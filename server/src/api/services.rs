@@ -179,7 +179,7 @@ pub async fn update(
 }
 
 /// Deletes a service with its release and deployment history; refused while
-/// a deployment of it is queued or running.
+/// a deployment of it awaits approval, is queued or is running.
 pub async fn delete(
     auth: Auth<Admin>,
     state: web::Data<AppState>,
@@ -191,6 +191,7 @@ pub async fn delete(
     let active = deployment::Entity::find()
         .filter(deployment::Column::ServiceId.eq(svc.id))
         .filter(deployment::Column::State.is_in([
+            DeploymentState::AwaitingApproval.as_str(),
             DeploymentState::Queued.as_str(),
             DeploymentState::Running.as_str(),
         ]))

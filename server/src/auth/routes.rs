@@ -112,6 +112,15 @@ pub async fn setup(
         return Err(ApiError::SetupDone);
     }
     let u = create_user(&mut tx, &actor, &body.username, hash, Role::Admin).await?;
+    // Setup logs the new admin in.
+    user::Entity::update_many()
+        .col_expr(
+            user::Column::LastLoginAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(user::Column::Id.eq(u.id))
+        .exec(&tx.txn)
+        .await?;
     let session = sessions::create(&tx.txn, u.id, state.settings.session_ttl_hours).await?;
     tx.record(
         &actor,
