@@ -33,12 +33,15 @@ fn main() -> Result<()> {
     }
 }
 
+/// The checkout being built: the nearest directory, from the current one up,
+/// holding `xtask/Cargo.toml`. Found at run time, not compile time, because a
+/// target dir shared between checkouts may run an xtask built in another one.
 fn workspace_root() -> PathBuf {
-    // xtask/ lives directly under the workspace root.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+    let cwd = env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    cwd.ancestors()
+        .find(|d| d.join("xtask").join("Cargo.toml").is_file())
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+        .unwrap_or(cwd)
 }
 
 fn wasm_target_dir(root: &Path) -> PathBuf {
