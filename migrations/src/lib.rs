@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_init;
 mod m20261123_000002_oidc_rbac;
 mod m20261123_000003_ci;
+mod m20261123_000004_token_actions;
 
 pub use m20261123_000001_init::GENESIS_HASH;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_init::Migration),
             Box::new(m20261123_000002_oidc_rbac::Migration),
             Box::new(m20261123_000003_ci::Migration),
+            Box::new(m20261123_000004_token_actions::Migration),
         ]
     }
 }

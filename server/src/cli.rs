@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
 use slipway_types::{
-    api::{validate_password, validate_username},
+    api::{validate_password, validate_username, TokenAction},
     Role,
 };
 use std::io::Read;
@@ -108,7 +108,17 @@ pub enum TokenCommand {
         /// A name to recognise the token by.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// Limit the token to a kind of change (repeatable): deploy, approve, configure.
+        #[arg(long = "action", value_parser = parse_action)]
+        actions: Vec<TokenAction>,
     },
+}
+
+fn parse_action(s: &str) -> Result<TokenAction, String> {
+    TokenAction::ALL
+        .into_iter()
+        .find(|a| a.as_str() == s)
+        .ok_or_else(|| format!("unknown action `{s}` (expected deploy, approve or configure)"))
 }
 
 #[derive(Subcommand)]
@@ -155,6 +165,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     environments,
                     expires,
                     name,
+                    actions,
                 },
         } => {
             let days = expires
@@ -174,15 +185,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             let actor = ActorInfo::cli();
             let mut tx = AuditTx::begin(&db).await?;
-            let created =
-                tokens::create(&tx.txn, &name, role, &environments, days, &actor.name).await?;
+            let created = tokens::create(
+                &tx.txn,
+                &name,
+                role,
+                &environments,
+                days,
+                &actions,
+                &actor.name,
+            )
+            .await?;
             tx.record(
                 &actor,
                 Event::new(
                     "token.create",
                     "token",
                     created.model.id,
-                    json!({"name": name, "role": role, "environments": environments, "expires_at": created.model.expires_at}),
+                    json!({"name": name, "role": role, "environments": environments, "actions": actions, "expires_at": created.model.expires_at}),
                 ),
             )
             .await?;

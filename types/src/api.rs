@@ -97,6 +97,53 @@ pub struct CreateToken {
     /// Lifetime in days; none = never expires.
     #[serde(default)]
     pub expires_in_days: Option<u32>,
+    /// Limit the token's changes to these kinds; empty = whatever its role allows.
+    #[serde(default)]
+    pub actions: Vec<TokenAction>,
+}
+
+/// Kinds of change a token may be limited to. Reads are always allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenAction {
+    /// Create, cancel and promote deployments.
+    Deploy,
+    /// Approve or reject deployments awaiting approval.
+    Approve,
+    /// Every other change (projects, services, variables, hosts, users…).
+    Configure,
+}
+
+impl TokenAction {
+    pub const ALL: [TokenAction; 3] = [
+        TokenAction::Deploy,
+        TokenAction::Approve,
+        TokenAction::Configure,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenAction::Deploy => "deploy",
+            TokenAction::Approve => "approve",
+            TokenAction::Configure => "configure",
+        }
+    }
+
+    /// The kind of change a mutating request makes, from its route pattern.
+    pub fn of_route(route: &str) -> TokenAction {
+        if route.ends_with("/deployments/{id}/approve")
+            || route.ends_with("/deployments/{id}/reject")
+        {
+            TokenAction::Approve
+        } else if route.ends_with("/services/{id}/deployments")
+            || route.ends_with("/deployments/{id}/cancel")
+            || route.ends_with("/releases/{id}/promote")
+        {
+            TokenAction::Deploy
+        } else {
+            TokenAction::Configure
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,6 +157,9 @@ pub struct ApiToken {
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Empty: not limited beyond its role.
+    #[serde(default)]
+    pub actions: Vec<TokenAction>,
 }
 
 /// Returned once, at creation. The secret is never shown again.
@@ -838,6 +888,30 @@ mod tests {
         let r: Result<ServiceSpec, _> =
             serde_json::from_value(serde_json::json!({"image": "app:1", "privileged": true}));
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn token_actions_follow_routes() {
+        assert_eq!(
+            TokenAction::of_route("/api/v1/services/{id}/deployments"),
+            TokenAction::Deploy
+        );
+        assert_eq!(
+            TokenAction::of_route("/api/v1/deployments/{id}/cancel"),
+            TokenAction::Deploy
+        );
+        assert_eq!(
+            TokenAction::of_route("/api/v1/deployments/{id}/approve"),
+            TokenAction::Approve
+        );
+        assert_eq!(
+            TokenAction::of_route("/api/v1/projects"),
+            TokenAction::Configure
+        );
+        assert_eq!(
+            TokenAction::of_route("/api/v1/services/{id}"),
+            TokenAction::Configure
+        );
     }
 
     #[test]

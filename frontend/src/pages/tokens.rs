@@ -11,7 +11,7 @@ use crate::{
 };
 use leptos::{prelude::*, task::spawn_local};
 use slipway_types::{
-    api::{ApiToken, CreateToken},
+    api::{ApiToken, CreateToken, TokenAction},
     Role,
 };
 use uuid::Uuid;
@@ -81,6 +81,7 @@ fn NewTokenForm(envs: Envs, on_created: impl Fn(String) + Copy + 'static) -> imp
     let name = RwSignal::new(String::new());
     let role = RwSignal::new(Role::Deployer);
     let chosen = RwSignal::new(Vec::<Uuid>::new());
+    let actions = RwSignal::new(Vec::<TokenAction>::new());
     let days = RwSignal::new("90".to_owned());
     let errors = FormErrors::new(&["name", "role", "expires_in_days"]);
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -109,6 +110,7 @@ fn NewTokenForm(envs: Envs, on_created: impl Fn(String) + Copy + 'static) -> imp
             role: role.get_untracked(),
             environments: chosen.get_untracked(),
             expires_in_days,
+            actions: actions.get_untracked(),
         };
         spawn_local(async move {
             match api::create_token(&body).await {
@@ -142,6 +144,7 @@ fn NewTokenForm(envs: Envs, on_created: impl Fn(String) + Copy + 'static) -> imp
                 <button class="btn btn-primary align-end" type="submit" data-test="token-submit">"Create token"</button>
             </div>
             <EnvPicker envs chosen />
+            <ActionPicker chosen=actions />
         </form>
     }
 }
@@ -195,6 +198,52 @@ fn EnvPicker(envs: Envs, chosen: RwSignal<Vec<Uuid>>) -> impl IntoView {
     }
 }
 
+/// Toggle chips: the kinds of change a token is limited to.
+#[component]
+fn ActionPicker(chosen: RwSignal<Vec<TokenAction>>) -> impl IntoView {
+    let toggle = move |a: TokenAction| {
+        chosen.update(|c| {
+            if let Some(i) = c.iter().position(|x| *x == a) {
+                c.remove(i);
+            } else {
+                c.push(a);
+            }
+        })
+    };
+    view! {
+        <div class="field env-picker">
+            <label>"Limit to actions"</label>
+            <div class="chips" data-test="token-actions">
+                {TokenAction::ALL
+                    .into_iter()
+                    .map(|a| {
+                        let on = move || chosen.with(|l| l.contains(&a));
+                        view! {
+                            <button
+                                type="button"
+                                class="chip chip-toggle"
+                                class:on=on
+                                aria-pressed=move || on().to_string()
+                                data-test=format!("token-action-{}", a.as_str())
+                                on:click=move |_| toggle(a)
+                            >
+                                {a.as_str()}
+                            </button>
+                        }
+                    })
+                    .collect::<Vec<_>>()}
+            </div>
+            <p class="hint">
+                {move || if chosen.with(Vec::is_empty) {
+                    "None chosen: every change its role allows (reads are always allowed)."
+                } else {
+                    "Only these kinds of change; reads are always allowed."
+                }}
+            </p>
+        </div>
+    }
+}
+
 #[component]
 fn TokensTable(
     envs: Envs,
@@ -232,7 +281,13 @@ fn TokensTable(
                         view! {
                             <tr data-test=format!("token-row-{}", t.name) class:revoked=revoked>
                                 <td>{t.name.clone()}</td>
-                                <td><span class="role-badge">{t.role.as_str()}</span></td>
+                                <td>
+                                    <span class="role-badge">{t.role.as_str()}</span>
+                                    {(!t.actions.is_empty()).then(|| {
+                                        let only = t.actions.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ");
+                                        view! { <span class="muted small">" only " {only}</span> }
+                                    })}
+                                </td>
                                 <td data-test="token-scope">
                                     {if t.environments.is_empty() {
                                         view! { <span class="muted">"All"</span> }.into_any()

@@ -23,7 +23,7 @@ use actix_web::{
     web, FromRequest, HttpMessage, HttpRequest,
 };
 use futures_util::future::{ready, Ready};
-use slipway_types::Role;
+use slipway_types::{api::TokenAction, Role};
 use std::{collections::BTreeMap, marker::PhantomData, net::IpAddr};
 use uuid::Uuid;
 
@@ -42,6 +42,8 @@ pub struct Principal {
     pub env_roles: BTreeMap<Uuid, Role>,
     /// `Some` for tokens limited to these environments (read-only elsewhere).
     pub environments: Option<Vec<Uuid>>,
+    /// `Some` for tokens limited to these kinds of change.
+    pub actions: Option<Vec<TokenAction>>,
     pub session: Option<sessions::SessionRef>,
 }
 
@@ -119,6 +121,30 @@ impl<R: MinRole> Auth<R> {
             source_ip: self.source_ip.clone(),
             request_id: self.request_id.clone(),
         }
+    }
+}
+
+/// A token limited to some kinds of change may make only those.
+fn check_action(p: &Principal, req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(allowed) = &p.actions else {
+        return Ok(());
+    };
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let action = TokenAction::of_route(&req.match_pattern().unwrap_or_default());
+    if allowed.contains(&action) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "this token may not {}: it is limited to {}",
+            action.as_str(),
+            allowed
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
     }
 }
 
@@ -217,6 +243,9 @@ impl<R: MinRole + 'static> FromRequest for Auth<R> {
         let outcome = req.extensions().get::<Authn>().cloned();
         ready(match outcome {
             Some(Authn::Ok(principal)) if principal.max_role() >= R::ROLE => {
+                if let Err(e) = check_action(&principal, req) {
+                    return ready(Err(e));
+                }
                 let (source_ip, request_id) = request_context(req);
                 Ok(Auth {
                     principal,
@@ -298,6 +327,7 @@ mod tests {
             role,
             env_roles: BTreeMap::new(),
             environments: envs,
+            actions: None,
             session: None,
         }
     }

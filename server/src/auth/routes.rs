@@ -346,6 +346,7 @@ pub async fn create_token(
         body.role,
         &body.environments,
         body.expires_in_days,
+        &body.actions,
         &actor.name,
     )
     .await?;
@@ -356,7 +357,7 @@ pub async fn create_token(
             "token",
             created.model.id,
             json!({"name": name, "role": body.role, "environments": body.environments,
-                   "expires_at": created.model.expires_at}),
+                   "actions": body.actions, "expires_at": created.model.expires_at}),
         ),
     )
     .await?;

@@ -83,6 +83,7 @@ pub async fn authenticate(state: &AppState, cookie_value: &str) -> Result<Princi
         role,
         env_roles,
         environments: None,
+        actions: None,
         session: Some(SessionRef {
             id_hash,
             csrf_token: s.csrf_token,

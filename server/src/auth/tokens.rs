@@ -7,7 +7,10 @@ use sea_orm::{
     sea_query::Expr, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, QueryFilter,
 };
-use slipway_types::{api::ApiToken, Role};
+use slipway_types::{
+    api::{ApiToken, TokenAction},
+    Role,
+};
 use uuid::Uuid;
 
 pub const PREFIX: &str = "slp_";
@@ -23,6 +26,7 @@ pub async fn create<C: ConnectionTrait>(
     role: Role,
     environments: &[Uuid],
     expires_in_days: Option<u32>,
+    actions: &[TokenAction],
     created_by: &str,
 ) -> Result<Created, DbErr> {
     let secret = format!("{PREFIX}{}", random_secret());
@@ -38,6 +42,7 @@ pub async fn create<C: ConnectionTrait>(
         expires_at: expires_in_days.map(|d| now + Duration::days(i64::from(d))),
         last_used_at: None,
         revoked_at: None,
+        actions: serde_json::to_string(actions).unwrap_or_else(|_| "[]".into()),
     };
     api_token::Entity::insert(api_token::ActiveModel {
         id: Set(model.id),
@@ -50,6 +55,7 @@ pub async fn create<C: ConnectionTrait>(
         expires_at: Set(model.expires_at),
         last_used_at: Set(None),
         revoked_at: Set(None),
+        actions: Set(model.actions.clone()),
     })
     .exec_without_returning(db)
     .await?;
@@ -67,6 +73,7 @@ pub fn to_api(m: api_token::Model) -> ApiToken {
         expires_at: m.expires_at,
         last_used_at: m.last_used_at,
         revoked_at: m.revoked_at,
+        actions: serde_json::from_str(&m.actions).unwrap_or_default(),
     }
 }
 
@@ -95,6 +102,12 @@ pub async fn authenticate(db: &DatabaseConnection, secret: &str) -> Result<Princ
             .await?;
     }
     let envs: Vec<Uuid> = serde_json::from_str(&t.environments).unwrap_or_default();
+    let actions: Vec<TokenAction> = serde_json::from_str(&t.actions).map_err(|e| {
+        ApiError::Internal(anyhow::anyhow!(
+            "token {} has unreadable actions: {e}",
+            t.id
+        ))
+    })?;
     let role: Role = t
         .role
         .parse()
@@ -105,6 +118,7 @@ pub async fn authenticate(db: &DatabaseConnection, secret: &str) -> Result<Princ
         role,
         env_roles: Default::default(),
         environments: (!envs.is_empty()).then_some(envs),
+        actions: (!actions.is_empty()).then_some(actions),
         session: None,
     })
 }

@@ -249,3 +249,81 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_limited_to_actions() {
+    let mut app = spawn_app_with(Backend::Sqlite, &[]).await;
+    app.setup_admin().await;
+    let (_, _, svc) = app.seed_service("shop", "staging", "web").await;
+    let r = app
+        .post(
+            "/api/v1/tokens",
+            &json!({"name": "ci", "role": "admin", "actions": ["deploy"]}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(r.body["token"]["actions"], json!(["deploy"]));
+    let t = r.body["secret"].as_str().unwrap().to_owned();
+    // Deploying is allowed, other changes are not, reads are.
+    app.send(
+        Method::POST,
+        &format!("/api/v1/services/{svc}/deployments"),
+        Some(&json!({})),
+        Some(&t),
+    )
+    .await
+    .expect(202);
+    let denied = app
+        .send(
+            Method::POST,
+            "/api/v1/projects",
+            Some(&json!({"name": "nope"})),
+            Some(&t),
+        )
+        .await
+        .expect(403);
+    assert!(
+        denied.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("limited to deploy"),
+        "{}",
+        denied.text
+    );
+    app.send(
+        Method::DELETE,
+        &format!("/api/v1/services/{svc}"),
+        None,
+        Some(&t),
+    )
+    .await
+    .expect(403);
+    app.send(Method::GET, "/api/v1/projects", None, Some(&t))
+        .await
+        .expect(200);
+    app.post(
+        "/api/v1/tokens",
+        &json!({"name": "x", "role": "admin", "actions": ["root"]}),
+    )
+    .await
+    .expect(422);
+    // The CLI can make such tokens too.
+    let out = app.cli(&[
+        "token", "create", "--role", "deployer", "--action", "deploy", "--name", "gha",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = app.cli(&[
+        "token",
+        "create",
+        "--role",
+        "deployer",
+        "--action",
+        "everything",
+    ]);
+    assert_ne!(bad.status.code(), Some(0));
+}

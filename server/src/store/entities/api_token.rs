@@ -15,6 +15,8 @@ pub struct Model {
     pub expires_at: Option<DateTimeUtc>,
     pub last_used_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,
+    /// JSON array of `TokenAction`s; empty = not limited beyond the role.
+    pub actions: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
