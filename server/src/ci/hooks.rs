@@ -531,6 +531,39 @@ fn body_text(body: &web::Bytes) -> ApiResult<String> {
         .map_err(|_| ApiError::MalformedJson("body is not UTF-8 JSON".into()))
 }
 
+/// How one git host signs and shapes its deliveries.
+struct HostHook {
+    provider: WebhookProvider,
+    event_header: &'static str,
+    /// Delivery-id headers, first present wins.
+    delivery_headers: &'static [&'static str],
+    credential_header: &'static str,
+    /// (secret, raw body, credential header value) → genuine?
+    verify: fn(&str, &[u8], &str) -> bool,
+    parse: fn(&str, &[u8]) -> Result<payload::Parsed, Malformed>,
+    mismatch: &'static str,
+}
+
+const GITHUB: HostHook = HostHook {
+    provider: WebhookProvider::Github,
+    event_header: "x-github-event",
+    delivery_headers: &["x-github-delivery"],
+    credential_header: "x-hub-signature-256",
+    verify: payload::verify_github,
+    parse: payload::parse_github,
+    mismatch: "signature does not match",
+};
+
+const GITLAB: HostHook = HostHook {
+    provider: WebhookProvider::Gitlab,
+    event_header: "x-gitlab-event",
+    delivery_headers: &["x-gitlab-event-uuid", "idempotency-key"],
+    credential_header: "x-gitlab-token",
+    verify: |secret, _body, token| payload::verify_gitlab(secret, token),
+    parse: payload::parse_gitlab,
+    mismatch: "token does not match",
+};
+
 /// `POST /hooks/github/{project_id}`.
 pub async fn github(
     req: HttpRequest,
@@ -538,63 +571,7 @@ pub async fn github(
     project_id: web::Path<Uuid>,
     body: RawBody,
 ) -> ApiResult<HttpResponse> {
-    let project_id = project_id.into_inner();
-    let provider = WebhookProvider::Github;
-    let actor = hook_actor(&req, provider);
-    let event = header(&req, "x-github-event").unwrap_or_default();
-    let delivery = header(&req, "x-github-delivery");
-    let hooks = secrets(&state, project_id, provider).await?;
-    let Some(sig) = header(&req, "x-hub-signature-256") else {
-        return reject(
-            &state,
-            &actor,
-            project_id,
-            provider,
-            &event,
-            delivery,
-            "missing X-Hub-Signature-256",
-        )
-        .await;
-    };
-    let verified = hooks.iter().fold(None, |acc, (id, s)| {
-        let ok = payload::verify_github(s, &body.0, &sig);
-        acc.or(ok.then_some(*id))
-    });
-    let Some(webhook_id) = verified else {
-        return reject(
-            &state,
-            &actor,
-            project_id,
-            provider,
-            &event,
-            delivery,
-            "signature does not match",
-        )
-        .await;
-    };
-    let Some(delivery) = delivery else {
-        return Err(ApiError::MalformedJson(
-            "missing X-GitHub-Delivery header".into(),
-        ));
-    };
-    if event.is_empty() {
-        return Err(ApiError::MalformedJson(
-            "missing X-GitHub-Event header".into(),
-        ));
-    }
-    let parsed = payload::parse_github(&event, &body.0)
-        .map_err(|Malformed(m)| ApiError::MalformedJson(m))?;
-    let incoming = Incoming {
-        project_id,
-        webhook_id: Some(webhook_id),
-        provider,
-        event,
-        delivery_id: Some(idempotency_key(provider, &delivery)),
-        external_id: Some(clip(&delivery)),
-        body: body_text(&body.0)?,
-        redelivery_of: None,
-    };
-    process(&state, &actor, incoming, parsed).await
+    host_hook(&GITHUB, req, state, project_id.into_inner(), body).await
 }
 
 /// `POST /hooks/gitlab/{project_id}`.
@@ -604,26 +581,27 @@ pub async fn gitlab(
     project_id: web::Path<Uuid>,
     body: RawBody,
 ) -> ApiResult<HttpResponse> {
-    let project_id = project_id.into_inner();
-    let provider = WebhookProvider::Gitlab;
+    host_hook(&GITLAB, req, state, project_id.into_inner(), body).await
+}
+
+async fn host_hook(
+    host: &HostHook,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    project_id: Uuid,
+    body: RawBody,
+) -> ApiResult<HttpResponse> {
+    let provider = host.provider;
     let actor = hook_actor(&req, provider);
-    let event = header(&req, "x-gitlab-event").unwrap_or_default();
-    let delivery = header(&req, "x-gitlab-event-uuid").or_else(|| header(&req, "idempotency-key"));
+    let event = header(&req, host.event_header).unwrap_or_default();
+    let delivery = host.delivery_headers.iter().find_map(|h| header(&req, h));
     let hooks = secrets(&state, project_id, provider).await?;
-    let Some(token) = header(&req, "x-gitlab-token") else {
-        return reject(
-            &state,
-            &actor,
-            project_id,
-            provider,
-            &event,
-            delivery,
-            "missing X-Gitlab-Token",
-        )
-        .await;
+    let Some(credential) = header(&req, host.credential_header) else {
+        let why = format!("missing {} header", host.credential_header);
+        return reject(&state, &actor, project_id, provider, &event, delivery, &why).await;
     };
     let verified = hooks.iter().fold(None, |acc, (id, s)| {
-        let ok = payload::verify_gitlab(s, &token);
+        let ok = (host.verify)(s, &body.0, &credential);
         acc.or(ok.then_some(*id))
     });
     let Some(webhook_id) = verified else {
@@ -634,22 +612,24 @@ pub async fn gitlab(
             provider,
             &event,
             delivery,
-            "token does not match",
+            host.mismatch,
         )
         .await;
     };
     let Some(delivery) = delivery else {
-        return Err(ApiError::MalformedJson(
-            "missing X-Gitlab-Event-UUID (or Idempotency-Key) header".into(),
-        ));
+        return Err(ApiError::MalformedJson(format!(
+            "missing {} header",
+            host.delivery_headers.join(" or ")
+        )));
     };
     if event.is_empty() {
-        return Err(ApiError::MalformedJson(
-            "missing X-Gitlab-Event header".into(),
-        ));
+        return Err(ApiError::MalformedJson(format!(
+            "missing {} header",
+            host.event_header
+        )));
     }
-    let parsed = payload::parse_gitlab(&event, &body.0)
-        .map_err(|Malformed(m)| ApiError::MalformedJson(m))?;
+    let parsed =
+        (host.parse)(&event, &body.0).map_err(|Malformed(m)| ApiError::MalformedJson(m))?;
     let incoming = Incoming {
         project_id,
         webhook_id: Some(webhook_id),
