@@ -6,7 +6,8 @@
 //! with `CHROMIUM`, `CHROMEDRIVER`). The single sign-on test also runs the
 //! test OpenID provider in `scripts/idp` with `node` (after `npm ci --prefix
 //! scripts/idp`). Screenshots of every step go to `e2e/screenshots/NN-name.png`
-//! (`sso-NN-name.png` for the single sign-on test).
+//! (`sso-NN-name.png` for the single sign-on test, `ci-NN-name.png` for the
+//! webhooks and approvals test).
 use anyhow::{anyhow, bail, Context, Result};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use std::{
@@ -257,8 +258,27 @@ impl Ui {
     }
 
     async fn click(&self, selector: &str) -> Result<()> {
-        self.find(selector).await?.click().await?;
-        Ok(())
+        let mut tries = 0;
+        loop {
+            let el = self.find(selector).await?;
+            // Out of the sticky top bar's way.
+            let scrolled = self
+                .c
+                .execute(
+                    "arguments[0].scrollIntoView({block: 'center'})",
+                    vec![serde_json::to_value(&el)?],
+                )
+                .await;
+            match scrolled.map(drop).and(Ok(el.click().await)) {
+                Ok(Ok(_)) => return Ok(()),
+                // A list re-rendered under us: find it again.
+                Err(e) | Ok(Err(e)) if tries < 5 && e.to_string().contains("stale") => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) | Ok(Err(e)) => return Err(e.into()),
+            }
+        }
     }
 
     async fn click_link(&self, scope: &str, text: &str) -> Result<()> {
@@ -525,7 +545,7 @@ fn screenshots_dir(prefix: &str) -> Result<PathBuf> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let ours = if prefix.is_empty() {
-            !name.starts_with("sso-")
+            !name.starts_with("sso-") && !name.starts_with("ci-")
         } else {
             name.starts_with(prefix)
         };
@@ -776,5 +796,232 @@ async fn dashboard_single_sign_on() -> Result<()> {
         step: 0,
     };
     let result = sso_scenario(&mut ui, &idp.issuer).await;
+    finish(&mut ui, result).await
+}
+
+// ------------------------------------------------------------------ CI: webhooks and approvals
+
+/// Runs `body` in the page as an async function; its result (JSON).
+async fn run_js(ui: &Ui, body: &str, args: Vec<serde_json::Value>) -> Result<serde_json::Value> {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];\
+         (async (...args) => {{ {body} }})(...Array.from(arguments).slice(0, -1))\
+         .then(done, e => done({{error: String(e)}}));"
+    );
+    Ok(ui.c.execute_async(&script, args).await?)
+}
+
+/// Signs `body` like a CI system would (`t=<unix>,v1=<hex hmac>`) and posts it.
+const SEND_GENERIC: &str = r#"
+    const [url, secret, body] = args;
+    const t = Math.floor(Date.now() / 1000).toString();
+    const enc = new TextEncoder();
+    const key = await crypto.subtle.importKey('raw', enc.encode(secret), {name: 'HMAC', hash: 'SHA-256'}, false, ['sign']);
+    const mac = new Uint8Array(await crypto.subtle.sign('HMAC', key, enc.encode(t + '.' + body)));
+    const hex = Array.from(mac).map(b => b.toString(16).padStart(2, '0')).join('');
+    const r = await fetch(url, {method: 'POST', credentials: 'omit',
+        headers: {'Content-Type': 'application/json', 'X-Slipway-Signature': 't=' + t + ',v1=' + hex}, body});
+    return {status: r.status, body: await r.text()};
+"#;
+
+/// Requests a deployment of the service's newest release with an API token.
+const DEPLOY_WITH_TOKEN: &str = r#"
+    const [service, token] = args;
+    const h = {'Authorization': 'Bearer ' + token, 'Content-Type': 'application/json', 'Accept': 'application/json'};
+    const rels = await (await fetch('/api/v1/releases?service=' + service, {credentials: 'omit', headers: h})).json();
+    const items = rels.items || rels;
+    const r = await fetch('/api/v1/services/' + service + '/deployments', {method: 'POST', credentials: 'omit',
+        headers: h, body: JSON.stringify({release_id: items[0].id})});
+    return {status: r.status, body: await r.text()};
+"#;
+
+async fn ci_scenario(ui: &mut Ui) -> Result<()> {
+    ui.goto("/").await?;
+    ui.find(&css("setup-form")).await?;
+    ui.fill("#setup-username", USER).await?;
+    ui.fill("#setup-password", PASSWORD).await?;
+    ui.fill("#setup-confirm", PASSWORD).await?;
+    ui.click(&css("setup-submit")).await?;
+    ui.expect_text(&css("username"), USER).await?;
+
+    // Project, production with one required approval, a service.
+    ui.click(&css("new-project")).await?;
+    ui.fill("#project-name", "shop").await?;
+    ui.click(&css("project-submit")).await?;
+    ui.click_link(&css("project-shop"), "shop").await?;
+    ui.expect_text(&css("project-name"), "shop").await?;
+    ui.fill("#env-name", "production").await?;
+    ui.click(&css("environment-submit")).await?;
+    ui.click_link(&css("env-row-production"), "production")
+        .await?;
+    ui.expect_text(&css("environment-name"), "production")
+        .await?;
+    ui.fill("#policy-approvals", "9").await?;
+    ui.click(&css("policy-submit")).await?;
+    ui.expect_text(&css("error-required_approvals"), "between 0 and 5")
+        .await?;
+    ui.fill("#policy-approvals", "1").await?;
+    ui.click(&css("policy-submit")).await?;
+    ui.find(&css("policy-saved")).await?;
+    ui.shot("policy").await?;
+    ui.c.execute("window.scrollTo(0, 0)", vec![]).await?;
+    ui.click(&css("new-service")).await?;
+    ui.fill("#svc-name", "api").await?;
+    ui.fill("#svc-image", "registry.local/app:1.0").await?;
+    ui.click(&css("service-submit")).await?;
+    ui.click_link(&css("service-row-api"), "api").await?;
+    ui.expect_text(&css("service-name"), "api").await?;
+    let service_url = ui.c.current_url().await?;
+    let service_id = service_url
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+
+    // A generic trigger rule: any generic event for "api" cuts a release.
+    ui.select_label("#trigger-event", "generic").await?;
+    ui.fill("#trigger-pattern", "*").await?;
+    ui.click(&css("trigger-submit")).await?;
+    ui.expect_text(&css("trigger-generic"), "from payload")
+        .await?;
+    ui.shot("trigger-rule").await?;
+
+    // A generic webhook; its secret is shown once.
+    ui.c.execute("window.scrollTo(0, 0)", vec![]).await?;
+    ui.click_link("nav.breadcrumbs", "shop").await?;
+    ui.select_label(&css("webhook-provider"), "Generic (signed JSON)")
+        .await?;
+    ui.click(&css("webhook-submit")).await?;
+    ui.expect_text(&css("webhook-secret-value"), "whsec_")
+        .await?;
+    let secret = ui.find(&css("webhook-secret-value")).await?.text().await?;
+    let url = ui.find(&css("webhook-url")).await?.text().await?;
+    if !url.starts_with(&ui.base) || !url.contains("/api/v1/hooks/generic/") {
+        bail!("unexpected webhook URL {url}");
+    }
+    ui.expect_text(&css("deliveries"), "No deliveries yet")
+        .await?;
+    ui.shot("webhook-created").await?;
+
+    // CI calls it; the delivery and its release show up without a reload.
+    let body = r#"{"id":"evt-1","service":"api","image":"registry.local/app:2.0","git_sha":"abcdef1","ref":"main"}"#;
+    let sent = run_js(
+        ui,
+        SEND_GENERIC,
+        vec![url.into(), secret.trim().into(), body.into()],
+    )
+    .await?;
+    if sent["status"] != 202 {
+        bail!("the generic hook answered {sent}");
+    }
+    ui.expect_text(&css("delivery-evt-1"), "processed").await?;
+    ui.expect_text(&css("delivery-evt-1"), "release #1").await?;
+    ui.expect_text(&css("delivery-evt-1"), "✓").await?;
+    ui.shot("delivery").await?;
+
+    // A deployer token for "CI".
+    ui.click_link(&css("nav"), "API tokens").await?;
+    ui.fill("#token-name", "deployer").await?;
+    ui.click(&css("token-submit")).await?;
+    ui.expect_text(&css("token-secret-value"), "slp_").await?;
+    let token = ui.find(&css("token-secret-value")).await?.text().await?;
+
+    // The admin deploys the webhook's release: it waits for an approval.
+    ui.goto(service_url.path()).await?;
+    ui.expect_text(&css("release-1"), "registry.local/app:2.0")
+        .await?;
+    ui.expect_text(&css("release-1"), "main @ abcdef1").await?;
+    ui.click(&format!("{} {}", css("release-1"), css("deploy-release")))
+        .await?;
+    ui.expect_text(&css("deployments"), "awaiting approval")
+        .await?;
+    ui.shot("awaiting-approval").await?;
+
+    // The promote dialog (no other environment yet: nothing to pick).
+    ui.click(&format!("{} {}", css("release-1"), css("promote-release")))
+        .await?;
+    ui.find(&css("promote-panel")).await?;
+
+    // The token asks for a deployment too.
+    let sent = run_js(
+        ui,
+        DEPLOY_WITH_TOKEN,
+        vec![service_id.into(), token.trim().into()],
+    )
+    .await?;
+    if sent["status"] != 202 {
+        bail!("the token's deployment answered {sent}");
+    }
+
+    // The admin rejects their own request (a reason is required) and
+    // approves the token's.
+    ui.click_link(&css("nav"), "Approvals").await?;
+    ui.expect_text(&css("approval-admin"), "0 / 1").await?;
+    ui.expect_text(&css("approval-token:deployer"), "0 / 1")
+        .await?;
+    ui.shot("approvals").await?;
+    ui.click(&format!("{} {}", css("approval-admin"), css("reject")))
+        .await?;
+    ui.click(&css("reject-submit")).await?;
+    ui.expect_text(&css("approval-admin"), "say why").await?;
+    ui.fill(&css("reject-reason"), "wrong window").await?;
+    ui.shot("reject-reason").await?;
+    ui.click(&css("reject-submit")).await?;
+    let deadline = Instant::now() + WAIT;
+    while ui
+        .c
+        .find(Locator::Css(&css("approval-admin")))
+        .await
+        .is_ok()
+    {
+        if Instant::now() > deadline {
+            bail!("the rejected deployment is still listed");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    ui.expect_text(&css("approvals"), "token:deployer").await?;
+    ui.click(&format!(
+        "{} {}",
+        css("approval-token:deployer"),
+        css("approve")
+    ))
+    .await?;
+    ui.find(&css("approvals-empty")).await?;
+    ui.shot("approvals-done").await?;
+
+    ui.goto(service_url.path()).await?;
+    ui.expect_text(&css("deployments"), "rejected").await?;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = ui.find(&css("deployments")).await?.text().await?;
+        if ["queued", "running", "succeeded", "failed"]
+            .iter()
+            .any(|s| text.contains(s))
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the approved deployment did not leave awaiting approval: {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ui.shot("service-after-approval").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_ci_webhooks_and_approvals() -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = start_server(free_port()?, &[]).await?;
+    let browser = start_browser().await?;
+    let mut ui = Ui {
+        c: browser.client.clone(),
+        base: server.url.clone(),
+        shots: screenshots_dir("ci-")?,
+        prefix: "ci-",
+        step: 0,
+    };
+    let result = ci_scenario(&mut ui).await;
     finish(&mut ui, result).await
 }

@@ -10,11 +10,14 @@ use gloo_net::http::{Method, RequestBuilder, Response};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use slipway_types::{
     api::{
-        ApiToken, AuditEntry, ClaimsPreview, ClaimsPreviewRequest, CreateDeployment, CreateToken,
-        CreatedToken, Deployment, Environment, Host, LoginOptions, LoginRequest, Me,
-        NewEnvironment, NewHost, NewProject, NewRoleGrant, NewRoleMapping, NewService, Overview,
-        Page, Project, PutVariable, RoleGrant, RoleMapping, Service, SetupRequest, SetupStatus,
-        UpdateEnvironment, UpdateProject, UpdateService, UpdateUser, User, Variable,
+        ApiToken, ApprovalRequest, ApproveRequest, AuditEntry, ClaimsPreview, ClaimsPreviewRequest,
+        CreateDeployment, CreateToken, CreatedToken, CreatedWebhook, Deployment, Environment,
+        EnvironmentPolicy, HookResponse, Host, LoginOptions, LoginRequest, Me, NewEnvironment,
+        NewHost, NewProject, NewRoleGrant, NewRoleMapping, NewService, NewTriggerRule, NewWebhook,
+        Overview, Page, Project, PromotePreview, PromoteRequest, PutVariable, RejectRequest,
+        Release, RoleGrant, RoleMapping, Service, SetupRequest, SetupStatus, TriggerRule,
+        UpdateEnvironment, UpdatePolicy, UpdateProject, UpdateService, UpdateUser, User, Variable,
+        Webhook, WebhookDelivery,
     },
     ApiErrorBody, ErrorCode,
 };
@@ -468,6 +471,81 @@ pub async fn create_token(t: &CreateToken) -> ApiResult<CreatedToken> {
 }
 pub async fn revoke_token(id: Uuid) -> ApiResult<()> {
     delete(&format!("/tokens/{id}")).await
+}
+
+// ------------------------------------------------------------- CI: webhooks, triggers, promotion, approvals
+
+pub async fn webhooks(project: Uuid) -> ApiResult<Vec<Webhook>> {
+    get_list(&format!("/projects/{project}/webhooks")).await
+}
+pub async fn create_webhook(project: Uuid, w: &NewWebhook) -> ApiResult<CreatedWebhook> {
+    post(&format!("/projects/{project}/webhooks"), w).await
+}
+pub async fn rotate_webhook(id: Uuid) -> ApiResult<CreatedWebhook> {
+    post(&format!("/webhooks/{id}/rotate"), &serde_json::json!({})).await
+}
+pub async fn delete_webhook(id: Uuid) -> ApiResult<()> {
+    delete(&format!("/webhooks/{id}")).await
+}
+pub async fn deliveries(project: Uuid) -> ApiResult<Vec<WebhookDelivery>> {
+    get_list(&format!("/projects/{project}/deliveries?limit=50")).await
+}
+pub async fn redeliver(id: Uuid) -> ApiResult<HookResponse> {
+    post(
+        &format!("/deliveries/{id}/redeliver"),
+        &serde_json::json!({}),
+    )
+    .await
+}
+pub async fn triggers(service: Uuid) -> ApiResult<Vec<TriggerRule>> {
+    get_list(&format!("/services/{service}/triggers")).await
+}
+pub async fn create_trigger(service: Uuid, t: &NewTriggerRule) -> ApiResult<TriggerRule> {
+    post(&format!("/services/{service}/triggers"), t).await
+}
+pub async fn delete_trigger(id: Uuid) -> ApiResult<()> {
+    delete(&format!("/triggers/{id}")).await
+}
+pub async fn releases(service: Uuid) -> ApiResult<Vec<Release>> {
+    get_list(&format!("/releases?service={service}&limit=50")).await
+}
+pub async fn release(id: Uuid) -> ApiResult<Release> {
+    get(&format!("/releases/{id}")).await
+}
+pub async fn deployment(id: Uuid) -> ApiResult<Deployment> {
+    get(&format!("/deployments/{id}")).await
+}
+pub async fn promote_preview(release: Uuid, env: Uuid) -> ApiResult<PromotePreview> {
+    get(&format!(
+        "/releases/{release}/promote-preview?environment_id={env}"
+    ))
+    .await
+}
+pub async fn promote(release: Uuid, p: &PromoteRequest) -> ApiResult<Deployment> {
+    post(&format!("/releases/{release}/promote"), p).await
+}
+pub async fn policy(env: Uuid) -> ApiResult<EnvironmentPolicy> {
+    get(&format!("/environments/{env}/policy")).await
+}
+pub async fn update_policy(env: Uuid, u: &UpdatePolicy) -> ApiResult<EnvironmentPolicy> {
+    patch(&format!("/environments/{env}/policy"), u).await
+}
+pub async fn pending_approvals() -> ApiResult<Vec<ApprovalRequest>> {
+    get_list("/approvals?state=pending&limit=200").await
+}
+pub async fn approve(deployment: Uuid) -> ApiResult<Deployment> {
+    post(
+        &format!("/deployments/{deployment}/approve"),
+        &ApproveRequest::default(),
+    )
+    .await
+}
+pub async fn reject(deployment: Uuid, reason: String) -> ApiResult<Deployment> {
+    post(
+        &format!("/deployments/{deployment}/reject"),
+        &RejectRequest { reason },
+    )
+    .await
 }
 
 /// An environment as pickers and lists show it: `project / environment`.

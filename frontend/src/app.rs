@@ -3,9 +3,10 @@ use crate::{
     api,
     components::Loading,
     pages::{
-        audit::AuditPage, environment::EnvironmentPage, hosts::HostsPage, login::LoginPage,
-        not_found::NotFound, overview::OverviewPage, project::ProjectPage, roles::RolesPage,
-        service::ServicePage, setup::SetupPage, tokens::TokensPage, users::UsersPage,
+        approvals::ApprovalsPage, audit::AuditPage, environment::EnvironmentPage, hosts::HostsPage,
+        login::LoginPage, not_found::NotFound, overview::OverviewPage, project::ProjectPage,
+        roles::RolesPage, service::ServicePage, setup::SetupPage, tokens::TokensPage,
+        users::UsersPage,
     },
 };
 use leptos::{prelude::*, task::spawn_local};
@@ -61,6 +62,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/environments/:id") view=EnvironmentPage />
                         <Route path=path!("/services/:id") view=ServicePage />
                         <Route path=path!("/audit") view=AuditPage />
+                        <Route path=path!("/approvals") view=ApprovalsPage />
                         <Route path=path!("/hosts") view=HostsPage />
                         <Route path=path!("/tokens") view=TokensPage />
                         <Route path=path!("/users") view=UsersPage />
@@ -139,6 +141,9 @@ fn TopNav() -> impl IntoView {
                             "Overview"
                         </a>
                         <Show when=move || session.role().is_some_and(|r| r >= Role::Approver)>
+                            <a href="/approvals" class=move || if section("/approvals") { "active" } else { "" }>
+                                "Approvals"
+                            </a>
                             <a href="/audit" class=move || if section("/audit") { "active" } else { "" }>
                                 "Audit log"
                             </a>

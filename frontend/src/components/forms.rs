@@ -40,6 +40,10 @@ impl FormErrors {
         self.error.set(Some(e));
     }
 
+    pub fn current(&self) -> Option<ApiErrorBody> {
+        self.error.get()
+    }
+
     pub fn has_error(&self) -> bool {
         self.error.with(Option::is_some)
     }

@@ -1,8 +1,11 @@
 //! Small building blocks shared by the pages.
 pub mod envs;
 pub mod forms;
+pub mod policy;
+pub mod releases;
 pub mod service_form;
 pub mod ui;
+pub mod webhooks;
 
 pub use forms::{FieldError, FormAlert, FormErrors};
 pub use ui::{ErrorBox, Loading, StateBadge};

@@ -5,6 +5,7 @@ use crate::{
     api::{self, invalid},
     app::use_session,
     components::{
+        policy::PolicySection,
         service_form::{ServiceFields, ServiceFormState, SERVICE_FIELDS},
         ui::fmt_time,
         ErrorBox, FieldError, FormAlert, FormErrors, Loading,
@@ -118,6 +119,7 @@ fn EnvironmentView(
             <ServicesTable services />
         </section>
         <VariablesSection environment=eid />
+        <PolicySection environment=eid />
     }
 }
 

@@ -1,4 +1,5 @@
 //! One file per page.
+pub mod approvals;
 pub mod audit;
 pub mod environment;
 pub mod hosts;

@@ -3,7 +3,11 @@ use super::{confirm, use_id_param};
 use crate::{
     api::{self, invalid},
     app::use_session,
-    components::{ui::fmt_time, ErrorBox, FieldError, FormAlert, FormErrors, Loading},
+    components::{
+        ui::fmt_time,
+        webhooks::{DeliveriesSection, WebhooksSection},
+        ErrorBox, FieldError, FormAlert, FormErrors, Loading,
+    },
 };
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::{hooks::use_navigate, NavigateOptions};
@@ -138,6 +142,10 @@ fn ProjectView(
                 <NewEnvironmentForm project=pid on_done=refresh />
             </Show>
         </div>
+        <Show when=move || session.is_admin()>
+            <WebhooksSection project=pid />
+        </Show>
+        <DeliveriesSection project=pid />
     }
 }
 

@@ -4,6 +4,7 @@ use crate::{
     api::{self, invalid},
     app::use_session,
     components::{
+        releases::{ReleasesList, TriggerRules},
         service_form::{
             env_to_text, ports_to_text, ServiceFields, ServiceFormState, SERVICE_FIELDS,
         },
@@ -107,9 +108,21 @@ fn ServiceView(
             } />
         </Show>
         <div class="two-col wide-left">
-            <DeploymentsList service=sid version=deploys />
+            <div class="stack">
+                <DeploymentsList service=sid version=deploys />
+                <ReleasesList
+                    service=sid
+                    project=pid
+                    environment=eid
+                    can_deploy=Signal::derive(move || session.role().is_some_and(|r| r >= Role::Deployer))
+                    version=deploys
+                />
+            </div>
             <SpecView spec=svc.spec.clone() />
         </div>
+        <Show when=move || session.is_admin()>
+            <TriggerRules service=sid />
+        </Show>
     }
 }
 

@@ -1,0 +1,328 @@
+//! The service page's CI sections: trigger rules, releases and promotion.
+use crate::{
+    api::{self, invalid},
+    components::{ui::fmt_time, ErrorBox, FieldError, FormAlert, FormErrors, Loading},
+    pages::confirm,
+};
+use leptos::{prelude::*, task::spawn_local};
+use slipway_types::{
+    api::{
+        CreateDeployment, Environment, NewTriggerRule, PromoteRequest, Release, TriggerEvent,
+        TriggerRule,
+    },
+    ErrorCode,
+};
+use uuid::Uuid;
+
+/// Trigger rules of a service (admin).
+#[component]
+pub fn TriggerRules(service: Uuid) -> impl IntoView {
+    let version = RwSignal::new(0u32);
+    let list = LocalResource::new(move || {
+        version.track();
+        api::triggers(service)
+    });
+    let errors = FormErrors::new(&[]);
+    view! {
+        <section class="card" data-test="triggers">
+            <div class="card-header">
+                <h2>"Trigger rules"</h2>
+                <span class="muted small">"which webhook events cut a release"</span>
+            </div>
+            <FormAlert errors />
+            {move || match list.get() {
+                None => view! { <Loading /> }.into_any(),
+                Some(Err(e)) => view! { <ErrorBox error=e /> }.into_any(),
+                Some(Ok(l)) if l.is_empty() => view! { <p class="muted card-body">"No rules: webhooks cut nothing for this service."</p> }.into_any(),
+                Some(Ok(l)) => view! {
+                    <table class="table" data-test="triggers-table">
+                        <thead><tr><th>"Event"</th><th>"Pattern"</th><th>"Image"</th><th>"Auto-deploy"</th><th></th></tr></thead>
+                        <tbody>
+                            {l.into_iter().map(|t| view! { <TriggerRow t errors on_deleted=move || version.update(|v| *v += 1) /> }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any(),
+            }}
+            <NewTriggerForm service on_done=move || version.update(|v| *v += 1) />
+        </section>
+    }
+}
+
+#[component]
+fn TriggerRow(
+    t: TriggerRule,
+    errors: FormErrors,
+    on_deleted: impl Fn() + Copy + 'static,
+) -> impl IntoView {
+    let id = t.id;
+    let remove = move |_| {
+        if !confirm("Delete this trigger rule?") {
+            return;
+        }
+        spawn_local(async move {
+            match api::delete_trigger(id).await {
+                Ok(()) => on_deleted(),
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    view! {
+        <tr data-test=format!("trigger-{}", t.event.as_str())>
+            <td><span class="badge badge-action">{t.event.as_str()}</span></td>
+            <td class="mono small">{t.pattern.clone()}</td>
+            <td class="mono small">{t.image_template.clone().unwrap_or_else(|| "from payload".into())}</td>
+            <td>{if t.auto_deploy { "yes" } else { "no" }}</td>
+            <td class="row-actions">
+                <button class="btn btn-sm btn-danger" on:click=remove data-test="delete-trigger">"Delete"</button>
+            </td>
+        </tr>
+    }
+}
+
+#[component]
+fn NewTriggerForm(service: Uuid, on_done: impl Fn() + Copy + 'static) -> impl IntoView {
+    let event = RwSignal::new("push".to_owned());
+    let pattern = RwSignal::new(String::new());
+    let template = RwSignal::new(String::new());
+    let auto = RwSignal::new(false);
+    let errors = FormErrors::new(&["pattern", "image_template"]);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        let Some(event) = TriggerEvent::parse(&event.get_untracked()) else {
+            return;
+        };
+        let t = template.get_untracked().trim().to_owned();
+        let body = NewTriggerRule {
+            event,
+            pattern: pattern.get_untracked().trim().to_owned(),
+            image_template: (!t.is_empty()).then_some(t),
+            auto_deploy: auto.get_untracked(),
+        };
+        if let Err(e) = body.validate() {
+            errors.set(invalid(&e.field, e.message));
+            return;
+        }
+        spawn_local(async move {
+            match api::create_trigger(service, &body).await {
+                Ok(_) => {
+                    pattern.set(String::new());
+                    template.set(String::new());
+                    on_done();
+                }
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    view! {
+        <form class="inline-form card-body" on:submit=submit data-test="trigger-form" novalidate>
+            <FormAlert errors />
+            <div class="form-row">
+                <div class="field">
+                    <label for="trigger-event">"Event"</label>
+                    <select id="trigger-event" on:change=move |ev| event.set(event_target_value(&ev))>
+                        {TriggerEvent::ALL.into_iter().map(|e| view! { <option value=e.as_str()>{e.as_str()}</option> }).collect_view()}
+                    </select>
+                </div>
+                <div class="field">
+                    <label for="trigger-pattern">"Pattern"</label>
+                    <input id="trigger-pattern" placeholder="main, v*, release/**" bind:value=pattern />
+                    <FieldError errors field="pattern" />
+                </div>
+                <div class="field grow">
+                    <label for="trigger-template">"Image template"</label>
+                    <input id="trigger-template" placeholder="ghcr.io/acme/api:{short_sha} (empty: from payload)" bind:value=template />
+                    <FieldError errors field="image_template" />
+                </div>
+                <label class="toggle align-end">
+                    <input type="checkbox" id="trigger-auto" bind:checked=auto />
+                    <span>"Auto-deploy"</span>
+                </label>
+                <button class="btn btn-primary align-end" type="submit" data-test="trigger-submit">"Add rule"</button>
+            </div>
+        </form>
+    }
+}
+
+/// Releases of a service; deploy one here or promote it to another environment.
+#[component]
+pub fn ReleasesList(
+    service: Uuid,
+    project: Uuid,
+    environment: Uuid,
+    can_deploy: Signal<bool>,
+    version: RwSignal<u32>,
+) -> impl IntoView {
+    let list = LocalResource::new(move || {
+        version.track();
+        api::releases(service)
+    });
+    let targets = LocalResource::new(move || async move {
+        api::environments(project).await.map(|l| {
+            l.into_iter()
+                .filter(|e| e.id != environment)
+                .collect::<Vec<_>>()
+        })
+    });
+    let promoting = RwSignal::new(None::<Release>);
+    let errors = FormErrors::new(&[]);
+    let deploy = move |release: Uuid| {
+        errors.clear();
+        spawn_local(async move {
+            let body = CreateDeployment {
+                release_id: Some(release),
+                ..Default::default()
+            };
+            match api::deploy(service, &body).await {
+                Ok(_) => version.update(|v| *v += 1),
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    view! {
+        <section class="card" data-test="releases">
+            <div class="card-header">
+                <h2>"Releases"</h2>
+                <button class="btn btn-ghost btn-sm" on:click=move |_| version.update(|v| *v += 1)>"Refresh"</button>
+            </div>
+            <FrozenAlert errors />
+            {move || promoting.get().map(|r| {
+                let t = targets.get().and_then(Result::ok).unwrap_or_default();
+                view! { <PromotePanel release=r targets=t on_close=move || promoting.set(None) /> }
+            })}
+            {move || match list.get() {
+                None => view! { <Loading /> }.into_any(),
+                Some(Err(e)) => view! { <ErrorBox error=e /> }.into_any(),
+                Some(Ok(l)) if l.is_empty() => view! { <p class="muted card-body">"No releases yet."</p> }.into_any(),
+                Some(Ok(l)) => view! {
+                    <table class="table" data-test="releases-table">
+                        <thead><tr><th>"Release"</th><th>"Image"</th><th>"Git"</th><th>"Trigger"</th><th>"Created"</th><th></th></tr></thead>
+                        <tbody>
+                            {l.into_iter().map(|r| {
+                                let id = r.id;
+                                let r2 = r.clone();
+                                let git = [r.git_ref.clone(), r.git_sha.as_ref().map(|s| s.chars().take(7).collect())]
+                                    .into_iter().flatten().collect::<Vec<String>>().join(" @ ");
+                                view! {
+                                    <tr data-test=format!("release-{}", r.number)>
+                                        <td>{format!("#{}", r.number)}</td>
+                                        <td class="mono small">{r.image.to_string()}</td>
+                                        <td class="mono small">{if git.is_empty() { "—".to_owned() } else { git }}</td>
+                                        <td>{format!("{:?}", r.trigger).to_lowercase()}" · "<span class="muted">{r.author.clone()}</span></td>
+                                        <td class="muted small">{fmt_time(&r.created_at)}</td>
+                                        <td class="row-actions">
+                                            <Show when=move || can_deploy.get()>
+                                                <button class="btn btn-sm" data-test="deploy-release" on:click=move |_| deploy(id)>"Deploy"</button>
+                                                <button class="btn btn-sm" data-test="promote-release" on:click={
+                                                    let r2 = r2.clone();
+                                                    move |_| promoting.set(Some(r2.clone()))
+                                                }>"Promote…"</button>
+                                            </Show>
+                                        </td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any(),
+            }}
+        </section>
+    }
+}
+
+/// Pick a target environment, see what would change, confirm.
+#[component]
+fn PromotePanel(
+    release: Release,
+    targets: Vec<Environment>,
+    on_close: impl Fn() + Copy + 'static,
+) -> impl IntoView {
+    let rid = release.id;
+    let target = RwSignal::new(None::<Uuid>);
+    let preview = LocalResource::new(move || {
+        let t = target.get();
+        async move {
+            match t {
+                Some(t) => api::promote_preview(rid, t).await.map(Some),
+                None => Ok(None),
+            }
+        }
+    });
+    let errors = FormErrors::new(&[]);
+    let done = RwSignal::new(None::<String>);
+    let confirm_promote = move |_| {
+        let Some(env) = target.get_untracked() else {
+            return;
+        };
+        errors.clear();
+        spawn_local(async move {
+            let body = PromoteRequest {
+                environment_id: env,
+                override_reason: None,
+            };
+            match api::promote(rid, &body).await {
+                Ok(d) => done.set(Some(format!(
+                    "Release #{} cut in the target environment: deployment {}.",
+                    d.release_number,
+                    d.state.as_str().replace('_', " ")
+                ))),
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    view! {
+        <div class="card promote-panel" data-test="promote-panel">
+            <div class="card-header">
+                <h3>{format!("Promote release #{}", release.number)}</h3>
+                <button class="btn btn-ghost btn-sm" on:click=move |_| on_close()>"Close"</button>
+            </div>
+            <div class="card-body">
+                <div class="field">
+                    <label for="promote-target">"Target environment"</label>
+                    <select id="promote-target" data-test="promote-target" on:change=move |ev| target.set(Uuid::parse_str(&event_target_value(&ev)).ok())>
+                        <option value="">"Choose…"</option>
+                        {targets.into_iter().map(|e| view! { <option value=e.id.to_string()>{e.name.to_string()}</option> }).collect_view()}
+                    </select>
+                </div>
+                {move || match preview.get() {
+                    None => view! { <Loading /> }.into_any(),
+                    Some(Err(e)) => view! { <ErrorBox error=e /> }.into_any(),
+                    Some(Ok(None)) => view! { <p class="muted">"Choose where to promote it."</p> }.into_any(),
+                    Some(Ok(Some(p))) => {
+                        let list = |l: Vec<String>| if l.is_empty() { "—".to_owned() } else { l.join(", ") };
+                        view! {
+                            <dl class="spec" data-test="promote-preview">
+                                <dt>"Image before"</dt><dd class="mono">{p.image_before.to_string()}</dd>
+                                <dt>"Image after"</dt><dd class="mono">{p.image_after.to_string()}</dd>
+                                <dt>"Env added"</dt><dd class="mono diff-add">{list(p.env_added)}</dd>
+                                <dt>"Env removed"</dt><dd class="mono diff-del">{list(p.env_removed)}</dd>
+                                <dt>"Env changed"</dt><dd class="mono">{list(p.env_changed)}</dd>
+                                <dt>"Other changes"</dt><dd class="mono">{list(p.other_changes)}</dd>
+                            </dl>
+                            <div class="form-actions">
+                                <button class="btn btn-primary" data-test="promote-confirm" on:click=confirm_promote>"Promote"</button>
+                            </div>
+                        }.into_any()
+                    }
+                }}
+                <FrozenAlert errors />
+                {move || done.get().map(|m| view! { <div class="alert alert-success" data-test="promote-done">{m}</div> })}
+            </div>
+        </div>
+    }
+}
+
+/// Errors, with `deploy_frozen` called out (its message names the next allowed time).
+#[component]
+pub fn FrozenAlert(errors: FormErrors) -> impl IntoView {
+    move || {
+        errors.current().map(|e| {
+            let title = if e.error == ErrorCode::DeployFrozen {
+                "Deployments are frozen here. "
+            } else {
+                ""
+            };
+            view! { <div class="alert alert-error" data-test="form-error"><strong>{title}</strong>{e.message}</div> }
+        })
+    }
+}
