@@ -918,6 +918,11 @@ async fn ci_scenario(ui: &mut Ui) -> Result<()> {
     ui.expect_text(&css("delivery-evt-1"), "processed").await?;
     ui.expect_text(&css("delivery-evt-1"), "release #1").await?;
     ui.expect_text(&css("delivery-evt-1"), "✓").await?;
+    ui.c.execute(
+        "document.querySelector('[data-test=deliveries]').scrollIntoView()",
+        vec![],
+    )
+    .await?;
     ui.shot("delivery").await?;
 
     // A deployer token for "CI".
@@ -1007,6 +1012,31 @@ async fn ci_scenario(ui: &mut Ui) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     ui.shot("service-after-approval").await?;
+
+    // Promote the release to a new staging environment: preview, then confirm.
+    ui.c.execute("window.scrollTo(0, 0)", vec![]).await?;
+    ui.click_link("nav.breadcrumbs", "shop").await?;
+    ui.fill("#env-name", "staging").await?;
+    ui.click(&css("environment-submit")).await?;
+    ui.click_link(&css("env-row-staging"), "staging").await?;
+    ui.expect_text(&css("environment-name"), "staging").await?;
+    ui.click(&css("new-service")).await?;
+    ui.fill("#svc-name", "api").await?;
+    ui.fill("#svc-image", "registry.local/app:1.0").await?;
+    ui.click(&css("service-submit")).await?;
+    ui.find(&css("service-row-api")).await?;
+    ui.goto(service_url.path()).await?;
+    ui.click(&format!("{} {}", css("release-1"), css("promote-release")))
+        .await?;
+    ui.select_label(&css("promote-target"), "staging").await?;
+    ui.expect_text(&css("promote-preview"), "registry.local/app:2.0")
+        .await?;
+    ui.expect_text(&css("promote-preview"), "registry.local/app:1.0")
+        .await?;
+    ui.shot("promote-preview").await?;
+    ui.click(&css("promote-confirm")).await?;
+    ui.expect_text(&css("promote-done"), "queued").await?;
+    ui.shot("promoted").await?;
     Ok(())
 }
 
