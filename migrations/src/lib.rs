@@ -2,6 +2,7 @@
 //! has landed; the SeaORM entities in `server/src/store/entities` mirror them.
 pub use sea_orm_migration::prelude::*;
 
+mod columns;
 mod m20261123_000001_init;
 mod m20261123_000002_oidc_rbac;
 mod m20261123_000003_ci;

@@ -1,5 +1,6 @@
 //! The foundation schema: accounts, sessions, tokens, the project tree,
 //! variables and secrets, hosts, releases, deployments and the audit chain.
+use crate::columns::{fk, text, text_null, ts, ts_null, uuid, uuid_pk};
 use sea_orm_migration::prelude::*;
 
 pub struct Migration;
@@ -8,53 +9,6 @@ impl MigrationName for Migration {
     fn name(&self) -> &str {
         "m20261123_000001_init"
     }
-}
-
-fn ts(name: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(name)
-        .timestamp_with_time_zone()
-        .not_null()
-        .to_owned()
-}
-
-fn ts_null(name: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(name)
-        .timestamp_with_time_zone()
-        .null()
-        .to_owned()
-}
-
-fn text(name: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(name).text().not_null().to_owned()
-}
-
-fn text_null(name: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(name).text().null().to_owned()
-}
-
-fn uuid_pk(name: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(name)
-        .uuid()
-        .not_null()
-        .primary_key()
-        .to_owned()
-}
-
-fn uuid(name: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(name).uuid().not_null().to_owned()
-}
-
-fn fk(
-    from_table: impl IntoIden + 'static,
-    from_col: impl IntoIden + 'static,
-    to_table: impl IntoIden + 'static,
-    to_col: impl IntoIden + 'static,
-) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .from(from_table, from_col)
-        .to(to_table, to_col)
-        .on_delete(ForeignKeyAction::Restrict)
-        .to_owned()
 }
 
 #[async_trait::async_trait]

@@ -2,6 +2,7 @@
 //! record of every delivery (unique per project and delivery id, the
 //! idempotency key), per-service trigger rules, per-environment deploy
 //! policies (approvals, windows, freezes) and deployment approvals.
+use crate::columns::{text, text_null, ts, uuid, uuid_pk};
 use sea_orm_migration::prelude::*;
 
 pub struct Migration;
@@ -10,29 +11,6 @@ impl MigrationName for Migration {
     fn name(&self) -> &str {
         "m20261123_000003_ci"
     }
-}
-
-fn ts(name: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(name)
-        .timestamp_with_time_zone()
-        .not_null()
-        .to_owned()
-}
-fn text(name: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(name).text().not_null().to_owned()
-}
-fn text_null(name: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(name).text().null().to_owned()
-}
-fn uuid(name: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(name).uuid().not_null().to_owned()
-}
-fn uuid_pk(name: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(name)
-        .uuid()
-        .not_null()
-        .primary_key()
-        .to_owned()
 }
 
 #[async_trait::async_trait]
