@@ -9,6 +9,7 @@
 //! adding optional fields is compatible, renaming or removing is not.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod agent;
 pub mod api;
 pub mod error;
 pub mod names;

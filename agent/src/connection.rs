@@ -1,0 +1,366 @@
+//! The WebSocket to the control plane: handshake, heartbeats, reconnects with
+//! backoff, and dispatch of requests (one task each, serialized per service).
+use crate::identity::Identity;
+use crate::rollout::{Engine, Progress};
+use futures_util::{SinkExt, StreamExt};
+use slipway_types::agent::{
+    challenge_message, AgentError, AgentErrorCode, AgentEvent, AgentMessage, AgentRequest,
+    AgentResponse, HostFacts, ProtocolErrorCode, ServerMessage, DEAD_AFTER_SECS, HEARTBEAT_SECS,
+    PROTOCOL_VERSION,
+};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// The server refused this agent for good.
+    #[error("the server refused this agent ({code:?}): {message}")]
+    Fatal {
+        code: ProtocolErrorCode,
+        message: String,
+    },
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// One lock per service: requests for the same service queue behind each other.
+#[derive(Default, Clone)]
+pub struct ServiceLocks {
+    inner: Arc<Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl ServiceLocks {
+    fn get(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = match self.inner.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(id).or_default().clone()
+    }
+
+    /// Locks every service in `ids` (sorted, so two requests never deadlock),
+    /// or `None` if cancelled while waiting.
+    pub async fn lock_all(
+        &self,
+        mut ids: Vec<Uuid>,
+        cancel: &CancellationToken,
+    ) -> Option<Vec<tokio::sync::OwnedMutexGuard<()>>> {
+        ids.sort();
+        ids.dedup();
+        let mut guards = Vec::with_capacity(ids.len());
+        for id in ids {
+            let lock = self.get(id);
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return None,
+                g = lock.lock_owned() => guards.push(g),
+            }
+        }
+        Some(guards)
+    }
+}
+
+/// Runs one request to its answer.
+pub async fn execute(
+    engine: &Engine,
+    locks: &ServiceLocks,
+    request: &AgentRequest,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<AgentResponse, AgentError> {
+    let services = match request {
+        AgentRequest::Rollout(p) => vec![p.service.service_id],
+        AgentRequest::Revert(p) => vec![p.service.service_id],
+        AgentRequest::Reconcile(p) => p.services.iter().map(|s| s.service.service_id).collect(),
+        AgentRequest::ContainerLogs { .. } => Vec::new(),
+    };
+    let Some(_guards) = locks.lock_all(services, cancel).await else {
+        return Err(AgentError::new(
+            AgentErrorCode::Cancelled,
+            "cancelled while queued",
+        ));
+    };
+    match request {
+        AgentRequest::Rollout(p) => engine.rollout(p, progress, cancel).await,
+        AgentRequest::Revert(p) => engine.revert(p, progress, cancel).await,
+        AgentRequest::Reconcile(p) => engine.reconcile(p, progress, cancel).await,
+        AgentRequest::ContainerLogs {
+            container_id,
+            tail,
+            follow,
+        } => {
+            engine
+                .logs(container_id, *tail, *follow, progress, cancel)
+                .await
+        }
+    }
+}
+
+pub struct Connector {
+    pub engine: Engine,
+    pub identity: Arc<Identity>,
+    pub connect_url: String,
+    pub data_dir: std::path::PathBuf,
+    pub locks: ServiceLocks,
+}
+
+impl Connector {
+    /// Connects, serves, reconnects with backoff; returns only on a fatal refusal.
+    pub async fn run_forever(&self) -> ConnError {
+        let mut attempt: u32 = 0;
+        loop {
+            let mut welcomed = false;
+            match self.connect_once(&mut welcomed).await {
+                Err(e @ ConnError::Fatal { .. }) => return e,
+                Err(ConnError::Transient(m)) => {
+                    tracing::warn!(reason = %m, "connection to the control plane lost")
+                }
+                Ok(()) => tracing::warn!("connection to the control plane closed"),
+            }
+            if welcomed {
+                attempt = 0;
+            }
+            let wait = crate::spec::backoff(attempt, rand::random::<f64>());
+            attempt = attempt.saturating_add(1);
+            tracing::info!(in_ms = wait.as_millis() as u64, "reconnecting");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn connect_once(&self, welcomed: &mut bool) -> Result<(), ConnError> {
+        let transient = |m: String| ConnError::Transient(m);
+        let (ws, _) = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            tokio_tungstenite::connect_async(self.connect_url.as_str()),
+        )
+        .await
+        .map_err(|_| transient(format!("connecting to {} timed out", self.connect_url)))?
+        .map_err(|e| transient(format!("cannot connect to {}: {e}", self.connect_url)))?;
+        let (mut sink, mut stream) = ws.split();
+
+        // Challenge → Hello → Welcome.
+        let first = next_server_message(&mut stream).await?;
+        let nonce = match first {
+            ServerMessage::Challenge {
+                nonce,
+                protocol_version,
+            } => {
+                if protocol_version != PROTOCOL_VERSION {
+                    return Err(ConnError::Fatal {
+                        code: ProtocolErrorCode::VersionMismatch,
+                        message: format!(
+                            "the server speaks agent protocol v{protocol_version}, this agent v{PROTOCOL_VERSION}; upgrade the agent"
+                        ),
+                    });
+                }
+                nonce
+            }
+            ServerMessage::Error { code, message } => return Err(protocol_error(code, message)),
+            other => return Err(transient(format!("expected a challenge, got {other:?}"))),
+        };
+        let facts: HostFacts = crate::facts::gather(&self.engine.docker, &self.data_dir).await;
+        let hello = AgentMessage::Hello {
+            host_id: self.identity.host_id,
+            protocol_version: PROTOCOL_VERSION,
+            signature: self
+                .identity
+                .sign_b64(&challenge_message(&nonce, self.identity.host_id)),
+            facts,
+        };
+        send(&mut sink, &hello).await?;
+        let heartbeat_secs = match next_server_message(&mut stream).await? {
+            ServerMessage::Welcome {
+                host_id,
+                heartbeat_secs,
+            } => {
+                if host_id != self.identity.host_id {
+                    tracing::warn!(%host_id, "welcome names another host id");
+                }
+                heartbeat_secs
+            }
+            ServerMessage::Error { code, message } => return Err(protocol_error(code, message)),
+            other => return Err(transient(format!("expected welcome, got {other:?}"))),
+        };
+        *welcomed = true;
+        tracing::info!(host_id = %self.identity.host_id, "connected to the control plane");
+
+        let heartbeat = Duration::from_secs(if heartbeat_secs == 0 {
+            HEARTBEAT_SECS
+        } else {
+            heartbeat_secs.min(60)
+        });
+        let dead_after = Duration::from_secs(DEAD_AFTER_SECS.max(heartbeat.as_secs() * 3));
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<AgentMessage>();
+        let conn_cancel = CancellationToken::new();
+        // Every request of this connection is cancelled when it ends.
+        let _cancel_all = conn_cancel.clone().drop_guard();
+        let inflight: Arc<Mutex<HashMap<u64, CancellationToken>>> = Arc::default();
+        let status_busy = Arc::new(AtomicBool::new(false));
+        let mut hb = tokio::time::interval(heartbeat);
+        hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut status_iv = tokio::time::interval(STATUS_EVERY);
+        status_iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_seen = Instant::now();
+
+        loop {
+            tokio::select! {
+                frame = stream.next() => {
+                    let msg = match frame {
+                        None => return Err(transient("the server closed the connection".into())),
+                        Some(Err(e)) => return Err(transient(format!("connection error: {e}"))),
+                        Some(Ok(m)) => m,
+                    };
+                    last_seen = Instant::now();
+                    match msg {
+                        Message::Text(t) => match serde_json::from_str::<ServerMessage>(t.as_str()) {
+                            Ok(m) => self.handle(m, &out_tx, &conn_cancel, &inflight)?,
+                            Err(e) => tracing::warn!(error = %e, "ignoring a malformed frame from the server"),
+                        },
+                        Message::Close(_) => return Err(transient("the server closed the connection".into())),
+                        _ => {}
+                    }
+                }
+                Some(msg) = out_rx.recv() => send(&mut sink, &msg).await?,
+                _ = hb.tick() => send(&mut sink, &AgentMessage::Heartbeat).await?,
+                _ = status_iv.tick() => {
+                    if !status_busy.swap(true, Ordering::SeqCst) {
+                        let engine = self.engine.clone();
+                        let tx = out_tx.clone();
+                        let busy = status_busy.clone();
+                        tokio::spawn(async move {
+                            match engine.status().await {
+                                Ok((containers, stats)) => {
+                                    let _ = tx.send(AgentMessage::Status { containers, stats });
+                                }
+                                Err(e) => tracing::warn!(error = %e, "cannot collect status"),
+                            }
+                            busy.store(false, Ordering::SeqCst);
+                        });
+                    }
+                }
+                _ = tokio::time::sleep_until(last_seen + dead_after) => {
+                    return Err(transient(format!("nothing heard from the server for {} s", dead_after.as_secs())));
+                }
+            }
+        }
+    }
+
+    fn handle(
+        &self,
+        msg: ServerMessage,
+        out: &mpsc::UnboundedSender<AgentMessage>,
+        conn_cancel: &CancellationToken,
+        inflight: &Arc<Mutex<HashMap<u64, CancellationToken>>>,
+    ) -> Result<(), ConnError> {
+        match msg {
+            ServerMessage::Heartbeat => {}
+            ServerMessage::Request { id, request } => {
+                let cancel = conn_cancel.child_token();
+                lock(inflight).insert(id, cancel.clone());
+                let engine = self.engine.clone();
+                let locks = self.locks.clone();
+                let out = out.clone();
+                let inflight = inflight.clone();
+                tokio::spawn(async move {
+                    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<AgentEvent>();
+                    let fwd_out = out.clone();
+                    let forward = tokio::spawn(async move {
+                        while let Some(event) = ev_rx.recv().await {
+                            let _ = fwd_out.send(AgentMessage::Event { id, event });
+                        }
+                    });
+                    let progress = Progress::new(ev_tx);
+                    let result = execute(&engine, &locks, &request, &progress, &cancel).await;
+                    drop(progress);
+                    let _ = forward.await;
+                    let answer = match result {
+                        Ok(response) => AgentMessage::Response { id, response },
+                        Err(error) => {
+                            tracing::warn!(request = id, error = %error, "request failed");
+                            AgentMessage::Failure { id, error }
+                        }
+                    };
+                    let _ = out.send(answer);
+                    lock(&inflight).remove(&id);
+                });
+            }
+            ServerMessage::Cancel { id } => {
+                if let Some(token) = lock(inflight).get(&id) {
+                    tracing::info!(request = id, "cancelling");
+                    token.cancel();
+                }
+            }
+            ServerMessage::Error { code, message } => return Err(protocol_error(code, message)),
+            ServerMessage::Challenge { .. } | ServerMessage::Welcome { .. } => {
+                tracing::warn!("unexpected handshake frame after welcome; ignored");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+fn protocol_error(code: ProtocolErrorCode, message: String) -> ConnError {
+    tracing::error!(?code, %message, "the server reported a protocol error");
+    match code {
+        ProtocolErrorCode::VersionMismatch
+        | ProtocolErrorCode::Revoked
+        | ProtocolErrorCode::UnknownHost => ConnError::Fatal { code, message },
+        _ => ConnError::Transient(format!("server error {code:?}: {message}")),
+    }
+}
+
+async fn send<S>(sink: &mut S, msg: &AgentMessage) -> Result<(), ConnError>
+where
+    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    let text = serde_json::to_string(msg)
+        .map_err(|e| ConnError::Transient(format!("cannot encode a frame: {e}")))?;
+    sink.send(Message::text(text))
+        .await
+        .map_err(|e| ConnError::Transient(format!("cannot send: {e}")))
+}
+
+/// The next JSON frame during the handshake (with a timeout).
+async fn next_server_message<S>(stream: &mut S) -> Result<ServerMessage, ConnError>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .map_err(|_| ConnError::Transient("the server did not answer the handshake".into()))?;
+        match frame {
+            None | Some(Ok(Message::Close(_))) => {
+                return Err(ConnError::Transient(
+                    "the server closed the connection during the handshake".into(),
+                ))
+            }
+            Some(Err(e)) => return Err(ConnError::Transient(format!("connection error: {e}"))),
+            Some(Ok(Message::Text(t))) => {
+                return serde_json::from_str(t.as_str()).map_err(|e| {
+                    ConnError::Transient(format!("malformed frame from the server: {e}"))
+                })
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! Pure pieces of the orchestration: names, labels, container specs, which
+//! deployments to prune, route names. No IO, unit-tested.
+use crate::docker::CreateSpec;
+use slipway_types::agent::{labels, RolloutPlan, ServiceKey};
+use slipway_types::api::Protocol;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use uuid::Uuid;
+
+/// The agent's own labels, beyond [`slipway_types::agent::labels`]: what it
+/// needs to restart / re-route a kept container without the original plan.
+pub const LABEL_HEALTH: &str = "slipway.agent.health";
+pub const LABEL_PUBLISH: &str = "slipway.agent.publish";
+
+/// A container port with its protocol, as Docker writes it: `8080/tcp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortKey {
+    pub port: u16,
+    pub udp: bool,
+}
+
+impl PortKey {
+    pub fn tcp(port: u16) -> Self {
+        Self { port, udp: false }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let (port, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+        let port = port.parse().ok()?;
+        match proto {
+            "tcp" => Some(Self { port, udp: false }),
+            "udp" => Some(Self { port, udp: true }),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for PortKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, if self.udp { "udp" } else { "tcp" })
+    }
+}
+
+/// Health check and published ports, stored on each container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AgentLabels {
+    /// `(port, path)` probed with HTTP GET.
+    pub health: Option<(u16, String)>,
+    /// `(container port, published port)`.
+    pub publish: Vec<(u16, u16)>,
+}
+
+impl AgentLabels {
+    pub fn from_labels(l: &HashMap<String, String>) -> Self {
+        Self {
+            health: l
+                .get(LABEL_HEALTH)
+                .and_then(|v| serde_json::from_str(v).ok()),
+            publish: l
+                .get(LABEL_PUBLISH)
+                .and_then(|v| serde_json::from_str(v).ok())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn write(&self, l: &mut HashMap<String, String>) {
+        if let Some(h) = &self.health {
+            if let Ok(v) = serde_json::to_string(h) {
+                l.insert(LABEL_HEALTH.into(), v);
+            }
+        }
+        if let Ok(v) = serde_json::to_string(&self.publish) {
+            l.insert(LABEL_PUBLISH.into(), v);
+        }
+    }
+}
+
+/// `{prefix}{project}-{environment}-{service}-r{release}-{first 8 of deployment}-{i}`.
+pub fn container_name(prefix: &str, plan: &RolloutPlan, replica: u32) -> String {
+    let s = &plan.service;
+    let dep = plan.deployment_id.simple().to_string();
+    format!(
+        "{prefix}{}-{}-{}-r{}-{}-{replica}",
+        s.project,
+        s.environment,
+        s.service,
+        plan.release_number,
+        &dep[..8]
+    )
+}
+
+/// Proxy route name of one published port of a service.
+pub fn route_name(prefix: &str, service_id: Uuid, published: u16) -> String {
+    format!("{}{published}", route_prefix(prefix, service_id))
+}
+
+/// Every route of a service starts with this.
+pub fn route_prefix(prefix: &str, service_id: Uuid) -> String {
+    format!("{prefix}{service_id}-")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSpec(pub String);
+
+/// The containers a rollout creates, replica 0..replicas.
+pub fn create_specs(
+    prefix: &str,
+    host_id: Uuid,
+    plan: &RolloutPlan,
+    proxy_enabled: bool,
+) -> Result<Vec<CreateSpec>, InvalidSpec> {
+    if plan.replicas == 0 {
+        return Err(InvalidSpec("replicas must be at least 1".into()));
+    }
+    if plan.replicas > 64 {
+        return Err(InvalidSpec(format!(
+            "at most 64 replicas per host (got {})",
+            plan.replicas
+        )));
+    }
+    let c = &plan.container;
+    let mut ports: Vec<PortKey> = Vec::new();
+    let mut publish = Vec::new();
+    for p in &c.ports {
+        let key = PortKey {
+            port: p.container.get(),
+            udp: p.protocol == Protocol::Udp,
+        };
+        if let Some(published) = p.published {
+            if key.udp {
+                return Err(InvalidSpec(format!(
+                    "port {} is UDP; the ingress proxy publishes HTTP (TCP) ports only",
+                    p.container
+                )));
+            }
+            if !proxy_enabled {
+                return Err(InvalidSpec(format!(
+                    "port {published} is published, but this agent runs without the ingress proxy (--no-proxy)"
+                )));
+            }
+            if publish.iter().any(|(_, pb)| *pb == published.get()) {
+                return Err(InvalidSpec(format!("port {published} is published twice")));
+            }
+            publish.push((p.container.get(), published.get()));
+        }
+        if !ports.contains(&key) {
+            ports.push(key);
+        }
+    }
+    let health = c.health_check.as_ref().map(|h| {
+        let path = if h.path.starts_with('/') {
+            h.path.clone()
+        } else {
+            format!("/{}", h.path)
+        };
+        (h.port.get(), path)
+    });
+    if let Some((port, _)) = &health {
+        let key = PortKey::tcp(*port);
+        if !ports.contains(&key) {
+            ports.push(key);
+        }
+    }
+    let mut binds = Vec::new();
+    for v in &c.volumes {
+        if !v.target.starts_with('/') {
+            return Err(InvalidSpec(format!(
+                "volume target {:?} must be an absolute path",
+                v.target
+            )));
+        }
+        if v.source.is_empty() || v.source.contains(':') || v.target.contains(':') {
+            return Err(InvalidSpec(format!(
+                "invalid volume {:?} → {:?}",
+                v.source, v.target
+            )));
+        }
+        let mut b = format!("{}:{}", v.source, v.target);
+        if v.read_only {
+            b.push_str(":ro");
+        }
+        binds.push(b);
+    }
+    let nano_cpus = match c.resources.cpus {
+        Some(cpus) if !(cpus.is_finite() && cpus > 0.0 && cpus <= 1024.0) => {
+            return Err(InvalidSpec(format!("invalid CPU limit {cpus}")));
+        }
+        Some(cpus) => Some((cpus * 1e9).round() as i64),
+        None => None,
+    };
+    let memory_bytes = c.resources.memory_mb.map(|mb| i64::from(mb) * 1024 * 1024);
+    let env: Vec<String> = c.env.iter().map(|(k, v)| format!("{k}={}", v.0)).collect();
+    if let Some((k, _)) = c.env.iter().find(|(k, _)| k.is_empty() || k.contains('=')) {
+        return Err(InvalidSpec(format!(
+            "invalid environment variable name {k:?}"
+        )));
+    }
+    let agent = AgentLabels { health, publish };
+    let mut out = Vec::new();
+    for i in 0..plan.replicas {
+        let mut l = base_labels(host_id, &plan.service);
+        l.insert(labels::RELEASE.into(), plan.release_number.to_string());
+        l.insert(labels::DEPLOYMENT.into(), plan.deployment_id.to_string());
+        l.insert(labels::REPLICA.into(), i.to_string());
+        agent.write(&mut l);
+        out.push(CreateSpec {
+            name: container_name(prefix, plan, i),
+            image: c.image.as_str().to_owned(),
+            command: c.command.clone(),
+            env: env.clone(),
+            labels: l,
+            ports: ports.clone(),
+            binds: binds.clone(),
+            nano_cpus,
+            memory_bytes,
+            user: c.user.clone(),
+            read_only: c.read_only,
+            cap_add: c.cap_add.iter().map(|c| c.as_str().to_owned()).collect(),
+            cap_drop: c.cap_drop.iter().map(|c| c.as_str().to_owned()).collect(),
+            no_new_privileges: c.no_new_privileges,
+        });
+    }
+    Ok(out)
+}
+
+fn base_labels(host_id: Uuid, s: &ServiceKey) -> HashMap<String, String> {
+    let mut l = HashMap::new();
+    l.insert(labels::MANAGED.into(), "true".into());
+    l.insert(labels::HOST.into(), host_id.to_string());
+    l.insert(labels::PROJECT.into(), s.project.clone());
+    l.insert(labels::ENVIRONMENT.into(), s.environment.clone());
+    l.insert(labels::SERVICE.into(), s.service.clone());
+    l.insert(labels::SERVICE_ID.into(), s.service_id.to_string());
+    l.insert(labels::ENVIRONMENT_ID.into(), s.environment_id.to_string());
+    l
+}
+
+/// One earlier deployment of a service on this host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentInfo {
+    pub deployment_id: Uuid,
+    pub release_number: i64,
+    /// Newest container creation time (Unix seconds) — tiebreaker.
+    pub created: i64,
+    pub running: bool,
+}
+
+/// Groups containers `(deployment, release, created, running)` by deployment.
+pub fn group_deployments(items: &[(Uuid, i64, i64, bool)]) -> Vec<DeploymentInfo> {
+    let mut by: BTreeMap<Uuid, DeploymentInfo> = BTreeMap::new();
+    for &(d, release, created, running) in items {
+        let e = by.entry(d).or_insert(DeploymentInfo {
+            deployment_id: d,
+            release_number: release,
+            created,
+            running: false,
+        });
+        e.release_number = e.release_number.max(release);
+        e.created = e.created.max(created);
+        e.running |= running;
+    }
+    let mut v: Vec<_> = by.into_values().collect();
+    // Newest first.
+    v.sort_by(|a, b| {
+        (b.release_number, b.created, b.deployment_id).cmp(&(
+            a.release_number,
+            a.created,
+            a.deployment_id,
+        ))
+    });
+    v
+}
+
+/// Deployments whose containers are removed: all but `current` and the
+/// newest `keep` others.
+pub fn deployments_to_prune(
+    deployments: &[DeploymentInfo],
+    current: Uuid,
+    keep: usize,
+) -> Vec<Uuid> {
+    let mut sorted: Vec<&DeploymentInfo> = deployments
+        .iter()
+        .filter(|d| d.deployment_id != current)
+        .collect();
+    sorted.sort_by(|a, b| {
+        (b.release_number, b.created, b.deployment_id).cmp(&(
+            a.release_number,
+            a.created,
+            a.deployment_id,
+        ))
+    });
+    sorted.iter().skip(keep).map(|d| d.deployment_id).collect()
+}
+
+/// The deployment that served before `current`: the newest one with a
+/// running container.
+pub fn previous_serving(deployments: &[DeploymentInfo], current: Uuid) -> Option<Uuid> {
+    deployments
+        .iter()
+        .filter(|d| d.deployment_id != current && d.running)
+        .max_by_key(|d| (d.release_number, d.created))
+        .map(|d| d.deployment_id)
+}
+
+/// CPU percent of one core from two cumulative samples (Docker's formula).
+pub fn cpu_percent(cpu: u64, pre_cpu: u64, sys: u64, pre_sys: u64, online_cpus: u32) -> f64 {
+    let cpu_delta = cpu.saturating_sub(pre_cpu) as f64;
+    let sys_delta = sys.saturating_sub(pre_sys) as f64;
+    if cpu_delta <= 0.0 || sys_delta <= 0.0 {
+        return 0.0;
+    }
+    let cpus = f64::from(online_cpus.max(1));
+    cpu_delta / sys_delta * cpus * 100.0
+}
+
+/// Exponential backoff with full jitter: attempt 0 → up to 0.5 s, doubling,
+/// capped at 30 s. `unit` in [0, 1) picks the point in the window.
+pub fn backoff(attempt: u32, unit: f64) -> std::time::Duration {
+    let base = 0.5_f64 * 2f64.powi(attempt.min(16) as i32);
+    let cap = base.min(30.0);
+    std::time::Duration::from_secs_f64(cap * unit.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_types::agent::{ContainerPort, ContainerSpec, Sensitive};
+    use slipway_types::api::{HealthCheck, Resources, VolumeMount};
+    use slipway_types::{ImageRef, Port};
+
+    fn port(p: i64) -> Port {
+        Port::try_from(p).unwrap()
+    }
+
+    fn plan() -> RolloutPlan {
+        let mut env = std::collections::BTreeMap::new();
+        env.insert("SECRET".into(), Sensitive("hunter2".into()));
+        RolloutPlan {
+            deployment_id: Uuid::parse_str("0123456789abcdef0123456789abcdef").unwrap(),
+            release_id: Uuid::new_v4(),
+            release_number: 7,
+            service: ServiceKey {
+                project: "shop".into(),
+                environment: "prod".into(),
+                service: "web".into(),
+                service_id: Uuid::new_v4(),
+                environment_id: Uuid::new_v4(),
+            },
+            container: ContainerSpec {
+                image: ImageRef::try_from("nginx:1").unwrap(),
+                command: None,
+                env,
+                ports: vec![ContainerPort {
+                    container: port(80),
+                    published: Some(port(8080)),
+                    protocol: Protocol::Tcp,
+                }],
+                volumes: vec![
+                    VolumeMount {
+                        source: "data".into(),
+                        target: "/data".into(),
+                        read_only: false,
+                    },
+                    VolumeMount {
+                        source: "/etc/ssl".into(),
+                        target: "/ssl".into(),
+                        read_only: true,
+                    },
+                ],
+                health_check: Some(HealthCheck {
+                    path: "healthz".into(),
+                    port: port(9000),
+                    interval_secs: 1,
+                    timeout_secs: 1,
+                    retries: 1,
+                }),
+                resources: Resources {
+                    cpus: Some(0.5),
+                    memory_mb: Some(256),
+                },
+                user: Some("1000".into()),
+                read_only: true,
+                cap_drop: vec![slipway_types::Capability::try_from("ALL").unwrap()],
+                cap_add: vec![],
+                no_new_privileges: true,
+            },
+            replicas: 2,
+            keep_previous: 1,
+            health_timeout_secs: 30,
+            drain_timeout_secs: 5,
+            registry_auth: None,
+        }
+    }
+
+    #[test]
+    fn names() {
+        let p = plan();
+        assert_eq!(
+            container_name("slipway-", &p, 1),
+            "slipway-shop-prod-web-r7-01234567-1"
+        );
+        let sid = p.service.service_id;
+        assert_eq!(route_name("slipway-", sid, 80), format!("slipway-{sid}-80"));
+        assert!(route_name("slipway-", sid, 80).starts_with(&route_prefix("slipway-", sid)));
+    }
+
+    #[test]
+    fn specs_from_plan() {
+        let p = plan();
+        let host = Uuid::new_v4();
+        let specs = create_specs("slipway-", host, &p, true).unwrap();
+        assert_eq!(specs.len(), 2);
+        let s = &specs[1];
+        assert_eq!(s.labels[labels::REPLICA], "1");
+        assert_eq!(s.labels[labels::HOST], host.to_string());
+        assert_eq!(s.labels[labels::RELEASE], "7");
+        assert_eq!(s.labels[labels::MANAGED], "true");
+        assert_eq!(s.ports, vec![PortKey::tcp(80), PortKey::tcp(9000)]);
+        assert_eq!(s.binds, vec!["data:/data", "/etc/ssl:/ssl:ro"]);
+        assert_eq!(s.nano_cpus, Some(500_000_000));
+        assert_eq!(s.memory_bytes, Some(256 * 1024 * 1024));
+        assert_eq!(s.env, vec!["SECRET=hunter2"]);
+        assert!(s.no_new_privileges && s.read_only);
+        assert_eq!(s.cap_drop, vec!["ALL"]);
+        let agent = AgentLabels::from_labels(&s.labels);
+        assert_eq!(agent.health, Some((9000, "/healthz".into())));
+        assert_eq!(agent.publish, vec![(80, 8080)]);
+        // Secrets never in Debug output.
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn invalid_specs() {
+        let mut p = plan();
+        assert!(create_specs("s-", Uuid::nil(), &p, false)
+            .unwrap_err()
+            .0
+            .contains("--no-proxy"));
+        p.replicas = 0;
+        assert!(create_specs("s-", Uuid::nil(), &p, true).is_err());
+        let mut p = plan();
+        p.container.volumes[0].target = "data".into();
+        assert!(create_specs("s-", Uuid::nil(), &p, true).is_err());
+        let mut p = plan();
+        p.container.resources.cpus = Some(f64::NAN);
+        assert!(create_specs("s-", Uuid::nil(), &p, true).is_err());
+        let mut p = plan();
+        p.container.ports[0].protocol = Protocol::Udp;
+        assert!(create_specs("s-", Uuid::nil(), &p, true).is_err());
+    }
+
+    #[test]
+    fn prune_keeps_newest() {
+        let (a, b, c, d) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        let deps = group_deployments(&[
+            (a, 1, 100, false),
+            (b, 2, 200, false),
+            (b, 2, 201, false),
+            (c, 3, 300, true),
+            (d, 4, 400, false),
+        ]);
+        assert_eq!(deps.len(), 4);
+        assert_eq!(deps[0].deployment_id, d);
+        // d is the new deployment; keep one earlier → c kept, a and b removed.
+        let mut pruned = deployments_to_prune(&deps, d, 1);
+        pruned.sort();
+        let mut want = vec![a, b];
+        want.sort();
+        assert_eq!(pruned, want);
+        assert!(deployments_to_prune(&deps, d, 10).is_empty());
+        assert_eq!(deployments_to_prune(&deps, d, 0).len(), 3);
+        assert_eq!(previous_serving(&deps, d), Some(c));
+        assert_eq!(previous_serving(&deps, c), None);
+    }
+
+    #[test]
+    fn cpu_and_backoff() {
+        assert_eq!(cpu_percent(200, 100, 2000, 1000, 2), 20.0);
+        assert_eq!(cpu_percent(100, 100, 2000, 1000, 2), 0.0);
+        assert_eq!(backoff(0, 1.0).as_millis(), 500);
+        assert_eq!(backoff(3, 1.0).as_secs(), 4);
+        assert_eq!(backoff(20, 1.0).as_secs(), 30);
+        assert_eq!(backoff(5, 0.0).as_secs(), 0);
+    }
+
+    #[test]
+    fn port_keys() {
+        assert_eq!(PortKey::parse("8080/tcp"), Some(PortKey::tcp(8080)));
+        assert_eq!(PortKey::parse("53/udp").map(|k| k.udp), Some(true));
+        assert_eq!(PortKey::parse("x/tcp"), None);
+        assert_eq!(PortKey::tcp(80).to_string(), "80/tcp");
+    }
+}

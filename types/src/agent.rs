@@ -1,0 +1,409 @@
+//! The agent protocol: what the control plane and `slipway-agent` say to each
+//! other. Versioned by [`PROTOCOL_VERSION`]; both sides refuse a peer that
+//! speaks another version with a clear message.
+//!
+//! ```text
+//! agent                                   server
+//!   POST /api/v1/agent/enroll  {token, public_key, facts}  ──▶  host_id   (once)
+//!   GET  /api/v1/agent/connect (WebSocket upgrade)
+//!                               ◀── Challenge {nonce, protocol_version}
+//!   Hello {host_id, signature(challenge_message), facts} ──▶
+//!                               ◀── Welcome {heartbeat_secs}  | Error + close
+//!   … Request{id, …} ◀──  ──▶ Event{id, …}* then Response{id, …} | Failure{id, …}
+//!   … Heartbeat both ways every heartbeat_secs; silence for DEAD_AFTER_SECS = dead
+//!   … Status {containers, stats} every few seconds
+//! ```
+//!
+//! Every frame is one JSON text message. Secret values travel only inside
+//! [`ContainerSpec::env`] as [`Sensitive`], whose `Debug` is redacted.
+use crate::api::{HealthCheck, Protocol, Resources, VolumeMount};
+use crate::{Capability, ImageRef, Port};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+/// A peer silent for this long is considered gone.
+pub const DEAD_AFTER_SECS: u64 = 15;
+/// How often each side sends [`ServerMessage::Heartbeat`]/[`AgentMessage::Heartbeat`].
+pub const HEARTBEAT_SECS: u64 = 5;
+
+/// The bytes an agent signs with its Ed25519 key to answer a challenge. The
+/// host id binds the signature to one host; the nonce is fresh per connection
+/// and used once.
+pub fn challenge_message(nonce: &str, host_id: Uuid) -> Vec<u8> {
+    format!("slipway-agent-challenge:v{PROTOCOL_VERSION}:{host_id}:{nonce}").into_bytes()
+}
+
+/// A value that must never be printed: `Debug` shows `***`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sensitive(pub String);
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+// ---------------------------------------------------------------- enrollment (HTTP)
+
+/// `POST /api/v1/agent/enroll` (public; the one-time token authenticates).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The one-time enrollment token shown when the host was created.
+    pub token: Sensitive,
+    /// Ed25519 public key, 32 bytes, standard base64.
+    pub public_key: String,
+    pub facts: HostFacts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub host_id: Uuid,
+    pub host_name: String,
+}
+
+// ---------------------------------------------------------------- facts & status
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub hostname: String,
+    pub os: String,
+    pub arch: String,
+    pub docker_version: String,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    /// Free bytes on the filesystem of the agent's data directory, when known.
+    #[serde(default)]
+    pub disk_free_bytes: Option<u64>,
+    pub agent_version: String,
+}
+
+/// Which service a container belongs to. Carried in container labels
+/// (`slipway.project`, `slipway.environment`, `slipway.service`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServiceKey {
+    pub project: String,
+    pub environment: String,
+    pub service: String,
+    pub service_id: Uuid,
+    pub environment_id: Uuid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerState {
+    Created,
+    Running,
+    Restarting,
+    Exited,
+    Paused,
+    Dead,
+    Removing,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerHealth {
+    Healthy,
+    Unhealthy,
+    Starting,
+    /// No health check configured.
+    None,
+}
+
+/// A Slipway-labelled container as the agent sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub name: String,
+    pub service_id: Uuid,
+    pub deployment_id: Uuid,
+    pub release_number: i64,
+    pub image: String,
+    pub state: ContainerState,
+    pub health: ContainerHealth,
+    /// True when the host's ingress proxy routes traffic to it.
+    pub serving: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    pub id: String,
+    /// Percent of one core (200.0 = two cores busy).
+    pub cpu_percent: f64,
+    pub memory_bytes: u64,
+    #[serde(default)]
+    pub memory_limit_bytes: Option<u64>,
+}
+
+// ---------------------------------------------------------------- frames
+
+// Frames are built once and sent; boxing the large variant buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// First frame of every connection.
+    Challenge { nonce: String, protocol_version: u32 },
+    /// The Hello was verified; the connection is live.
+    Welcome { host_id: Uuid, heartbeat_secs: u64 },
+    Request { id: u64, request: AgentRequest },
+    /// Stop the request `id` (e.g. the deployment was cancelled).
+    Cancel { id: u64 },
+    Heartbeat,
+    /// Fatal; the server closes the connection after it.
+    Error { code: ProtocolErrorCode, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    Hello {
+        host_id: Uuid,
+        protocol_version: u32,
+        /// Base64 Ed25519 signature of [`challenge_message`].
+        signature: String,
+        facts: HostFacts,
+    },
+    /// Progress of request `id`: deployment steps, log lines.
+    Event { id: u64, event: AgentEvent },
+    Response { id: u64, response: AgentResponse },
+    Failure { id: u64, error: AgentError },
+    Heartbeat,
+    Status {
+        containers: Vec<ContainerStatus>,
+        #[serde(default)]
+        stats: Vec<ContainerStats>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtocolErrorCode {
+    VersionMismatch,
+    UnknownHost,
+    Revoked,
+    BadSignature,
+    Malformed,
+    /// Another connection of the same host replaced this one.
+    Replaced,
+}
+
+// ---------------------------------------------------------------- requests
+
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AgentRequest {
+    /// Run a release on this host and switch its traffic to it.
+    Rollout(RolloutPlan),
+    /// Put a host back on an earlier deployment (after a later host failed).
+    Revert(RevertPlan),
+    /// Converge this host's containers and proxy routes to the desired state.
+    Reconcile(ReconcilePlan),
+    /// Stream a container's logs as [`AgentEvent::Log`] until `follow` ends.
+    ContainerLogs {
+        container_id: String,
+        tail: u32,
+        follow: bool,
+    },
+}
+
+/// How one host runs one release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutPlan {
+    pub deployment_id: Uuid,
+    pub release_id: Uuid,
+    pub release_number: i64,
+    pub service: ServiceKey,
+    pub container: ContainerSpec,
+    /// Replicas of the service on this host (≥ 1).
+    pub replicas: u32,
+    /// Stopped containers of earlier deployments kept for rollback.
+    pub keep_previous: u32,
+    /// Give up waiting for healthy after this long.
+    pub health_timeout_secs: u32,
+    /// In-flight requests to the old containers get this long to finish.
+    pub drain_timeout_secs: u32,
+    #[serde(default)]
+    pub registry_auth: Option<RegistryAuth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: Sensitive,
+    #[serde(default)]
+    pub server: Option<String>,
+}
+
+/// A container to create, fully resolved (secrets decrypted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub image: ImageRef,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Plain variables and decrypted secrets alike.
+    pub env: BTreeMap<String, Sensitive>,
+    #[serde(default)]
+    pub ports: Vec<ContainerPort>,
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub cap_drop: Vec<Capability>,
+    #[serde(default)]
+    pub cap_add: Vec<Capability>,
+    #[serde(default)]
+    pub no_new_privileges: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerPort {
+    pub container: Port,
+    /// Served on the host by the ingress proxy; `None` = not published.
+    #[serde(default)]
+    pub published: Option<Port>,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevertPlan {
+    pub service: ServiceKey,
+    /// The deployment whose containers are removed.
+    pub failed_deployment_id: Uuid,
+    /// The deployment that serves again (its kept containers are restarted);
+    /// `None` = the service had nothing before: just remove.
+    pub restore_deployment_id: Option<Uuid>,
+    pub drain_timeout_secs: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReconcilePlan {
+    pub services: Vec<DesiredService>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredService {
+    pub service: ServiceKey,
+    /// The deployment that must serve; `None` = nothing serves.
+    pub serving: Option<Uuid>,
+    /// Earlier deployments whose stopped containers are kept for rollback;
+    /// containers of any other deployment of this service are removed.
+    pub keep: Vec<Uuid>,
+    pub drain_timeout_secs: u32,
+}
+
+// ---------------------------------------------------------------- answers
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AgentEvent {
+    /// One line of a deployment's step log.
+    Step { message: String },
+    /// One line of container output.
+    Log { stream: LogStream, line: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AgentResponse {
+    RolledOut {
+        /// The new containers, now serving.
+        containers: Vec<String>,
+        /// Deployment whose containers served before (kept stopped).
+        previous_deployment_id: Option<Uuid>,
+    },
+    Reverted {
+        containers: Vec<String>,
+    },
+    Reconciled {
+        /// What was changed, one line each (empty = already converged).
+        actions: Vec<String>,
+    },
+    /// A log stream ended.
+    LogsEnded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentErrorCode {
+    /// Not present locally and cannot be pulled.
+    ImageMissing,
+    /// Did not become healthy in time.
+    Unhealthy,
+    /// Exited while starting.
+    Crashed,
+    /// A published port is taken by something else on the host.
+    PortConflict,
+    InvalidSpec,
+    NotFound,
+    Cancelled,
+    /// Another request for the same service is in progress.
+    Busy,
+    Docker,
+    Proxy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentError {
+    pub code: AgentErrorCode,
+    pub message: String,
+    /// Last lines the failed container printed, when there was one.
+    #[serde(default)]
+    pub logs: Vec<String>,
+}
+
+impl AgentError {
+    pub fn new(code: AgentErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            logs: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for AgentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+/// Labels on every container the agent creates, so it finds its own
+/// containers again after a restart.
+pub mod labels {
+    pub const MANAGED: &str = "slipway.managed";
+    pub const HOST: &str = "slipway.host";
+    pub const PROJECT: &str = "slipway.project";
+    pub const ENVIRONMENT: &str = "slipway.environment";
+    pub const SERVICE: &str = "slipway.service";
+    pub const SERVICE_ID: &str = "slipway.service_id";
+    pub const ENVIRONMENT_ID: &str = "slipway.environment_id";
+    pub const RELEASE: &str = "slipway.release";
+    pub const DEPLOYMENT: &str = "slipway.deployment";
+    pub const REPLICA: &str = "slipway.replica";
+}
