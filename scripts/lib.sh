@@ -305,3 +305,89 @@ stop_postgres() {
     unset _SLIPWAY_PG_STARTED
     log "PostgreSQL stopped"
 }
+
+# ---------------------------------------------------------------- Docker Engine
+
+# ensure_docker: Debian's Docker Engine and busybox-static (for test images).
+ensure_docker() {
+    ensure_apt_packages docker.io busybox-static
+}
+
+# docker_ok SOCKET: true when a Docker Engine answers on SOCKET.
+docker_ok() {
+    DOCKER_HOST="unix://$1" docker version --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+
+# start_docker: start (or reuse) a private dockerd on a unix socket and export
+# SLIPWAY_TEST_DOCKER_HOST (and DOCKER_HOST for the docker CLI of these scripts).
+# Reuses an engine that already answers on $SLIPWAY_TEST_DOCKER_HOST or on the
+# private socket; stopped on exit when started here, unless SLIPWAY_TEST_KEEP_DOCKER=1.
+# The data root lives under ~/.cache so test images survive between runs.
+start_docker() {
+    if [[ -n ${_SLIPWAY_DOCKER_STARTED:-} ]]; then
+        return 0
+    fi
+    ensure_docker
+    local tmp sock root
+    tmp="${SLIPWAY_TEST_TMP:-${TMPDIR:-/tmp}/slipway-test-$(id -u)}"
+    export SLIPWAY_TEST_TMP="$tmp"
+    if [[ -n ${SLIPWAY_TEST_DOCKER_HOST:-} ]] && docker_ok "${SLIPWAY_TEST_DOCKER_HOST#unix://}"; then
+        sock="${SLIPWAY_TEST_DOCKER_HOST#unix://}"
+        log "reusing Docker Engine at $sock"
+    else
+        sock="$tmp/docker/docker.sock"
+        root="${SLIPWAY_TEST_DOCKER_ROOT:-$HOME/.cache/slipway/docker}"
+        mkdir -p "$tmp/docker" "$root"
+        if docker_ok "$sock"; then
+            log "reusing Docker Engine at $sock"
+        else
+            is_root || die "dockerd needs root (or set SLIPWAY_TEST_DOCKER_HOST to a running engine)"
+            rm -f "$sock"
+            log "starting dockerd ($sock, data root $root)"
+            setsid dockerd --host "unix://$sock" --data-root "$root" \
+                --exec-root "$tmp/docker/exec" --pidfile "$tmp/docker/dockerd.pid" \
+                --log-level warn >"$tmp/docker/dockerd.log" 2>&1 </dev/null &
+            local i
+            for ((i = 0; i < 120; i++)); do
+                docker_ok "$sock" && break
+                sleep 0.5
+            done
+            docker_ok "$sock" || { tail -n 30 "$tmp/docker/dockerd.log" >&2; die "dockerd did not start"; }
+            if [[ ${SLIPWAY_TEST_KEEP_DOCKER:-0} != 1 ]]; then
+                on_exit stop_docker
+            fi
+        fi
+    fi
+    _SLIPWAY_DOCKER_STARTED=1
+    export SLIPWAY_TEST_DOCKER_HOST="unix://$sock"
+    export DOCKER_HOST="unix://$sock"
+    build_test_images
+}
+
+# build_test_images: slipway-test/web:v1 and :v2 from scripts/test-images (cached by docker).
+build_test_images() {
+    local ctx="$SLIPWAY_TEST_TMP/docker/image" v
+    mkdir -p "$ctx"
+    cp "$SLIPWAY_REPO/scripts/test-images/Dockerfile" "$ctx/Dockerfile"
+    cp "$(command -v busybox)" "$ctx/busybox"
+    for v in v1 v2; do
+        DOCKER_BUILDKIT=0 docker build -q --build-arg "VERSION=$v" -t "slipway-test/web:$v" "$ctx" >/dev/null 2>"$ctx/build.log" ||
+            { cat "$ctx/build.log" >&2; die "building slipway-test/web:$v failed"; }
+    done
+    log "test images ready: slipway-test/web:v1, slipway-test/web:v2"
+}
+
+# stop_docker: remove Slipway test containers and stop the dockerd started by start_docker.
+stop_docker() {
+    local tmp=${SLIPWAY_TEST_TMP:-} pid
+    [[ -n $tmp && -f $tmp/docker/dockerd.pid ]] || return 0
+    pid="$(cat "$tmp/docker/dockerd.pid")"
+    docker ps -aq --filter label=slipway.managed 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.25
+    done
+    unset _SLIPWAY_DOCKER_STARTED
+    log "dockerd stopped"
+}

@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 use slipway_proxy::{ProxyClient, ProxyClientError, RouteSpec, RouteStatus};
 use slipway_types::agent::{
     AgentError, AgentErrorCode, AgentEvent, AgentResponse, ContainerHealth, ContainerState,
-    ContainerStats, ContainerStatus, ReconcilePlan, RevertPlan, RolloutPlan,
+    ContainerStats, ContainerStatus, ReconcilePlan, RevertPlan, RolloutPhase, RolloutPlan,
 };
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -472,8 +472,12 @@ impl Engine {
             self.ensure_proxy().await?;
         }
 
+        let switch_only = plan.phase == RolloutPhase::Switch;
         // (a) image
         or_cancel(cancel, async {
+            if switch_only {
+                return Ok(());
+            }
             if self.docker.image_present(image).await.map_err(docker_err)? {
                 progress.step(format!("image {image} present"));
                 return Ok(());
@@ -526,19 +530,33 @@ impl Engine {
                     previous_deployment_id: previous,
                 });
             }
-            progress.step("removing containers of an earlier attempt of this deployment");
-            let ids: Vec<String> = same.iter().map(|c| c.id.clone()).collect();
-            self.remove_all(&ids).await;
+            if !(switch_only && all_running) {
+                progress.step("removing containers of an earlier attempt of this deployment");
+                let ids: Vec<String> = same.iter().map(|c| c.id.clone()).collect();
+                self.remove_all(&ids).await;
+            }
         }
+        let prepared: Option<Vec<String>> = if switch_only {
+            let ready = same.len() == specs.len() && same.iter().all(|c| c.is_running());
+            if !ready {
+                return Err(err(
+                    AgentErrorCode::NotFound,
+                    "this deployment's prepared containers are gone from this host",
+                ));
+            }
+            Some(same.iter().map(|c| c.id.clone()).collect())
+        } else {
+            None
+        };
         let old: Vec<ManagedContainer> = existing
             .into_iter()
             .filter(|c| c.deployment_id != Some(plan.deployment_id))
             .collect();
 
-        // (b) create + start
-        let mut created: Vec<String> = Vec::new();
+        // (b) create + start (a `switch` uses the prepared containers)
+        let mut created: Vec<String> = prepared.clone().unwrap_or_default();
         let mut names: Vec<(String, String)> = Vec::new();
-        for s in &specs {
+        for s in specs.iter().filter(|_| prepared.is_none()) {
             if cancel.is_cancelled() {
                 return Err(self.abort_rollout(&created, cancelled(), None).await);
             }
@@ -572,7 +590,7 @@ impl Engine {
             progress.step(format!("started container {name}"));
         }
 
-        // (c) wait healthy
+        // (c) wait healthy (nothing to wait for on a switch: `names` is empty)
         let timeout = Duration::from_secs(u64::from(plan.health_timeout_secs.max(1)));
         if let Err((e, failed)) = self
             .wait_all_healthy(&names, timeout, progress, cancel)
@@ -583,6 +601,13 @@ impl Engine {
                 e.message
             ));
             return Err(self.abort_rollout(&created, e, failed.as_deref()).await);
+        }
+
+        if plan.phase == RolloutPhase::Prepare {
+            progress.step("prepared: new containers healthy, traffic not switched yet");
+            return Ok(AgentResponse::Prepared {
+                containers: created,
+            });
         }
 
         // (d) switch traffic

@@ -390,6 +390,7 @@ mod tests {
             health_timeout_secs: 30,
             drain_timeout_secs: 5,
             registry_auth: None,
+            phase: Default::default(),
         }
     }
 

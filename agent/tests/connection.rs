@@ -146,6 +146,7 @@ fn plan(service: &ServiceKey, release: i64) -> RolloutPlan {
         health_timeout_secs: 20,
         drain_timeout_secs: 1,
         registry_auth: None,
+        phase: Default::default(),
     }
 }
 

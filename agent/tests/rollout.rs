@@ -151,6 +151,7 @@ impl Harness {
             health_timeout_secs: 20,
             drain_timeout_secs: 2,
             registry_auth: None,
+            phase: Default::default(),
         }
     }
 

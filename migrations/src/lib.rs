@@ -7,6 +7,7 @@ mod m20261123_000001_init;
 mod m20261123_000002_oidc_rbac;
 mod m20261123_000003_ci;
 mod m20261123_000004_token_actions;
+mod m20261130_000005_agents;
 
 pub use m20261123_000001_init::GENESIS_HASH;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_oidc_rbac::Migration),
             Box::new(m20261123_000003_ci::Migration),
             Box::new(m20261123_000004_token_actions::Migration),
+            Box::new(m20261130_000005_agents::Migration),
         ]
     }
 }

@@ -59,6 +59,9 @@ pub enum Command {
     /// back (or the server was unreachable), 2 bad input or refused by the
     /// server (4xx, e.g. deploy_frozen), 3 timed out waiting.
     Deploy(DeployArgs),
+    /// Run the agent on this Docker host (same as `slipway-agent`); settings
+    /// come from its flags and `SLIPWAY_AGENT_*`, not the server's.
+    Agent(slipway_agent::AgentCli),
 }
 
 #[derive(clap::Args)]
@@ -137,14 +140,33 @@ pub enum UserCommand {
     },
 }
 
+async fn run_agent(cli: slipway_agent::AgentCli) -> i32 {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match slipway_agent::cli_main_embedded(cli, &["agent"]).await {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %e, "slipway agent stopped");
+            eprintln!("slipway agent: {e}");
+            e.exit_code()
+        }
+    }
+}
+
 /// Runs a command; `Ok(code)` is the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     // A pure API client: it needs no server settings.
-    if let Command::Deploy(args) = cli.command {
-        return Ok(deploy::run(args).await);
-    }
+    let command = match cli.command {
+        Command::Deploy(args) => return Ok(deploy::run(args).await),
+        Command::Agent(agent) => return Ok(run_agent(agent).await),
+        other => other,
+    };
     let settings = Settings::load()?;
-    match cli.command {
+    match command {
         Command::Serve => {
             telemetry::init(&settings);
             let app = Application::build(settings.clone()).await?;
@@ -228,7 +250,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
-        Command::Deploy(_) => Ok(2),
+        // Handled above, before any server setting is read.
+        Command::Deploy(_) | Command::Agent(_) => Ok(2),
         Command::User {
             command: UserCommand::CreateAdmin { username },
         } => {

@@ -29,6 +29,12 @@ pub struct AppState {
     /// Verified against when a login names an unknown user, to equalise timing.
     pub dummy_hash: String,
     pub oidc: crate::auth::oidc::Oidc,
+    /// Connected agents.
+    pub hub: crate::agents::AgentHub,
+    /// What the dashboard shows live.
+    pub live: crate::live::LiveBus,
+    /// Wakes the deploy engine when a deployment is queued.
+    pub engine: crate::deploy::engine::EngineWaker,
 }
 
 pub struct Application {
@@ -55,7 +61,11 @@ impl Application {
                 &settings.public_url,
             )?,
             settings: settings.clone(),
+            hub: crate::agents::AgentHub::default(),
+            live: crate::live::LiveBus::default(),
+            engine: crate::deploy::engine::EngineWaker::default(),
         });
+        crate::deploy::engine::spawn(state.clone());
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("cannot listen on {} (setting `bind`)", settings.bind))?;
         let port = listener.local_addr()?.port();

@@ -233,6 +233,21 @@ pub struct RolloutPlan {
     pub drain_timeout_secs: u32,
     #[serde(default)]
     pub registry_auth: Option<RegistryAuth>,
+    #[serde(default)]
+    pub phase: RolloutPhase,
+}
+
+/// A single-host rollout runs `full`. Across several hosts the control
+/// plane first `prepare`s every host at once (image, containers, health;
+/// nothing routed yet), then `switch`es them one by one, so a fleet deploys
+/// in about the time of one host and still switches host by host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutPhase {
+    #[default]
+    Full,
+    Prepare,
+    Switch,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -329,6 +344,8 @@ pub enum LogStream {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AgentResponse {
+    /// `prepare` finished: the new containers run healthy, not routed.
+    Prepared { containers: Vec<String> },
     RolledOut {
         /// The new containers, now serving.
         containers: Vec<String>,

@@ -1,4 +1,5 @@
 //! Request and response bodies of `/api/v1`.
+use crate::agent::{ContainerStats, ContainerStatus, HostFacts, LogStream};
 use crate::{error::FieldError, Capability, EnvVarName, ImageRef, Port, ResourceName, Role};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -569,6 +570,24 @@ pub struct Host {
     pub labels: BTreeMap<String, String>,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// What the agent reported when it last connected.
+    #[serde(default)]
+    pub facts: Option<HostFacts>,
+    /// Live, from the connected agent (empty when offline and in lists).
+    #[serde(default)]
+    pub containers: Vec<ContainerStatus>,
+    #[serde(default)]
+    pub stats: Vec<ContainerStats>,
+}
+
+/// A one-time enrollment token for a host (shown once; expires).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostEnrollment {
+    pub host_id: Uuid,
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    /// Copy-paste command that enrolls and starts the agent on the host.
+    pub command: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1469,4 +1488,66 @@ pub struct ApprovalRequest {
     pub deployment: Deployment,
     pub required_approvals: u8,
     pub approvals: Vec<Approval>,
+}
+
+// ---------------------------------------------------------------- live events (SSE)
+
+/// `GET /api/v1/deployments/{id}/events`: one `data:` JSON per event. The
+/// stream starts with the steps so far and the current state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeploymentEvent {
+    Step(DeploymentStep),
+    State {
+        state: DeploymentState,
+        reason: Option<String>,
+    },
+}
+
+/// `GET /api/v1/events`: changes the dashboard shows without reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveEvent {
+    Deployment {
+        id: Uuid,
+        service_id: Uuid,
+        environment_id: Uuid,
+        state: DeploymentState,
+        release_number: i64,
+    },
+    Host {
+        id: Uuid,
+        status: HostStatus,
+    },
+}
+
+/// `GET /api/v1/hosts/{id}/containers/{container}/logs`: one per line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub stream: LogStream,
+    pub line: String,
+}
+
+// ---------------------------------------------------------------- compose import
+
+/// `POST /api/v1/environments/{id}/compose`: turn a docker-compose file into
+/// the environment's services. All or nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeImport {
+    /// The compose file, YAML.
+    pub compose: String,
+    /// Only report what would be created.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComposeImportResult {
+    /// The services as imported (or as they would be, on a dry run).
+    pub services: Vec<NewService>,
+    /// Keys Slipway accepted but ignores, e.g. `container_name` (informational).
+    #[serde(default)]
+    pub ignored: Vec<String>,
+    pub dry_run: bool,
 }

@@ -361,6 +361,7 @@ pub async fn create(
     .await?;
     let d = load(&tx.txn, id).await?;
     tx.commit().await?;
+    crate::deploy::routes::announce(&state, &d);
     Ok(HttpResponse::Accepted().json(d))
 }
 
@@ -410,5 +411,6 @@ pub async fn cancel(
     .await?;
     let out = load(&tx.txn, d.id).await?;
     tx.commit().await?;
+    crate::deploy::routes::announce(&state, &out);
     Ok(web::Json(out))
 }

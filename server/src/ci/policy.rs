@@ -232,6 +232,8 @@ pub async fn enqueue(
         created_at: Set(now),
         started_at: Set(None),
         finished_at: Set(None),
+        claimed_by: Set(None),
+        lease_until: Set(None),
     })
     .exec_without_returning(&tx.txn)
     .await?;
@@ -392,6 +394,7 @@ pub async fn approve(
     .await?;
     let out = load(&tx.txn, d.id).await?;
     tx.commit().await?;
+    crate::deploy::routes::announce(&state, &out);
     Ok(web::Json(out))
 }
 
@@ -438,6 +441,7 @@ pub async fn reject(
     .await?;
     let out = load(&tx.txn, d.id).await?;
     tx.commit().await?;
+    crate::deploy::routes::announce(&state, &out);
     Ok(web::Json(out))
 }
 

@@ -154,5 +154,6 @@ pub async fn promote(
     let dep = policy::enqueue(&mut tx, &actor, &p.target, &rel, gate).await?;
     let out = load(&tx.txn, dep).await?;
     tx.commit().await?;
+    crate::deploy::routes::announce(&state, &out);
     Ok(HttpResponse::Accepted().json(out))
 }

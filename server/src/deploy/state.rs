@@ -1,5 +1,5 @@
-//! Deployments: the state machine every deployment follows. Pure logic, no
-//! IO; the API and (next) the deploy engine drive it.
+//! The state machine every deployment follows. Pure logic, no
+//! IO; the API and the deploy engine drive it.
 //!
 //! ```text
 //! awaiting_approval ──approve (enough)──▶ queued

@@ -6,6 +6,7 @@ pub mod audit_head;
 pub mod deployment;
 pub mod deployment_approval;
 pub mod deployment_step;
+pub mod deployment_target;
 pub mod environment;
 pub mod environment_policy;
 pub mod host;

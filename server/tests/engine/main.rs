@@ -1,0 +1,331 @@
+//! The deploy engine end to end: real server and agent processes, a real
+//! Docker Engine, real HTTP through the ingress proxy.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use harness::{fetch, fetch_at, free_port, Agent, Server, Store, DEPLOY_WITHIN};
+use serde_json::json;
+use std::time::Duration;
+
+/// deploy v1 → serves v1; v2 → v2; rollback → v1; an unhealthy v3 fails
+/// and leaves v1 serving with no v3 container; an unknown image fails the
+/// same way. Runs on both stores.
+async fn deploy_upgrade_rollback_and_failures(store: Store) {
+    let server = Server::start(store).await;
+    let port = free_port();
+    let (env, svc) = server.seed("shop", port, json!({})).await;
+    let agent = Agent::enroll(&server, "node-1", &env).await;
+
+    let d1 = server.deploy(&svc, json!({})).await;
+    let done = server.wait_done(&d1, DEPLOY_WITHIN).await;
+    assert_eq!(done["state"], "succeeded", "{done}\n{}", agent.log());
+    assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
+    let steps: Vec<String> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        steps.iter().any(|s| s.contains("node-1")),
+        "steps name the host: {steps:?}"
+    );
+
+    let d2 = server
+        .deploy(&svc, json!({"image": "slipway-test/web:v2"}))
+        .await;
+    let done = server.wait_done(&d2, DEPLOY_WITHIN).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(fetch(port).await.as_deref(), Ok("v2"));
+    // v1's container is kept, stopped, for rollback.
+    assert_eq!(
+        agent
+            .containers(&format!("label=slipway.deployment={d1}"))
+            .len(),
+        1
+    );
+
+    // Rollback to release #1 through the same path.
+    let releases = server.get(&format!("/releases?service={svc}")).await;
+    let r1 = releases["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["number"] == 1)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rb = server
+        .post(&format!("/releases/{r1}/rollback"), json!(null), 202)
+        .await;
+    let rb = rb["id"].as_str().unwrap().to_string();
+    let done = server.wait_done(&rb, DEPLOY_WITHIN).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
+
+    // An unhealthy release: health check on a path that does not exist.
+    let mut spec = server.get(&format!("/services/{svc}")).await["spec"].clone();
+    spec["image"] = json!("slipway-test/web:v2");
+    spec["health_check"]["path"] = json!("/missing");
+    spec["health_check"]["retries"] = json!(2);
+    server
+        .patch(&format!("/services/{svc}"), json!({"spec": spec}))
+        .await;
+    let bad = server.deploy(&svc, json!({})).await;
+    let done = server.wait_done(&bad, DEPLOY_WITHIN).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    let reason = done["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("unhealthy"), "{reason}");
+    assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
+    assert!(agent
+        .containers(&format!("label=slipway.deployment={bad}"))
+        .is_empty());
+
+    // An image that is nowhere: failed, nothing changed.
+    spec["health_check"]["path"] = json!("/healthz");
+    server
+        .patch(&format!("/services/{svc}"), json!({"spec": spec}))
+        .await;
+    let missing = server
+        .deploy(&svc, json!({"image": "slipway-test/nope:1"}))
+        .await;
+    let done = server.wait_done(&missing, DEPLOY_WITHIN).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("image missing"),
+        "{done}"
+    );
+    assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
+
+    // The audit log has the whole story.
+    let audit = server.get("/audit?limit=500").await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "host.enrollment_issued",
+        "host.enrolled",
+        "deployment.start",
+        "deployment.succeed",
+        "deployment.rollback",
+        "deployment.fail",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_upgrade_rollback_and_failures_sqlite() {
+    deploy_upgrade_rollback_and_failures(Store::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_upgrade_rollback_and_failures_postgres() {
+    deploy_upgrade_rollback_and_failures(Store::Postgres).await;
+}
+
+/// A published port already taken on the host: clear failure, nothing
+/// created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_clash_fails_cleanly() {
+    let server = Server::start(Store::Sqlite).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (env, svc) = server.seed("clash", port, json!({})).await;
+    let agent = Agent::enroll(&server, "node-1", &env).await;
+    let d = server.deploy(&svc, json!({})).await;
+    let done = server.wait_done(&d, DEPLOY_WITHIN).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("port"),
+        "{done}"
+    );
+    assert!(agent
+        .containers(&format!("label=slipway.deployment={d}"))
+        .is_empty());
+}
+
+/// A service whose new release takes a few seconds to become healthy.
+fn slow_v2() -> serde_json::Value {
+    json!({
+        "image": "slipway-test/web:v2",
+        "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 6 & wait; httpd -f -p 8080 -h /www & wait"],
+        "health_check": {"path": "/healthz", "port": 8080, "interval_secs": 1, "timeout_secs": 1, "retries": 30},
+    })
+}
+
+/// SIGKILL the control plane mid-deploy: after restart the deployment is
+/// resolved (failed), v1 still serves, no container of the aborted
+/// deployment is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_mid_deploy_resolves_on_restart() {
+    let mut server = Server::start(Store::Sqlite).await;
+    let port = free_port();
+    let (env, svc) = server.seed("crash", port, json!({})).await;
+    let agent = Agent::enroll(&server, "node-1", &env).await;
+    let d1 = server.deploy(&svc, json!({})).await;
+    assert_eq!(
+        server.wait_done(&d1, DEPLOY_WITHIN).await["state"],
+        "succeeded"
+    );
+
+    let mut spec = server.get(&format!("/services/{svc}")).await["spec"].clone();
+    for (k, v) in slow_v2().as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    server
+        .patch(&format!("/services/{svc}"), json!({"spec": spec}))
+        .await;
+    let d2 = server.deploy(&svc, json!({})).await;
+    server
+        .wait_state(&d2, "running", Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill();
+    // Traffic keeps flowing while the control plane is down.
+    assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
+    server.restart().await;
+    let done = server.wait_done(&d2, Duration::from_secs(60)).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
+    // The agent cleans up on its own when the connection drops, and the
+    // reconcile after it reconnects removes anything left.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !agent
+        .containers(&format!("label=slipway.deployment={d2}"))
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orphans of {d2} left:\n{}",
+            harness::tail(&agent.log(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // And the service deploys again normally.
+    let d3 = server.deploy(&svc, json!({})).await;
+    let done = server.wait_done(&d3, DEPLOY_WITHIN).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(fetch(port).await.as_deref(), Ok("v2"));
+}
+
+/// SIGKILL the agent mid-deploy: the deployment fails (agent gone), and once
+/// the agent is back its host is reconciled: v1 serves, no orphan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_killed_mid_deploy_converges_when_back() {
+    let server = Server::start(Store::Sqlite).await;
+    let port = free_port();
+    let (env, svc) = server.seed("agentcrash", port, json!({})).await;
+    let mut agent = Agent::enroll(&server, "node-1", &env).await;
+    let d1 = server.deploy(&svc, json!({})).await;
+    assert_eq!(
+        server.wait_done(&d1, DEPLOY_WITHIN).await["state"],
+        "succeeded"
+    );
+    let mut spec = server.get(&format!("/services/{svc}")).await["spec"].clone();
+    for (k, v) in slow_v2().as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    server
+        .patch(&format!("/services/{svc}"), json!({"spec": spec}))
+        .await;
+    let d2 = server.deploy(&svc, json!({})).await;
+    server
+        .wait_state(&d2, "running", Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    agent.kill();
+    // The proxy is its own process: v1 keeps serving without the agent.
+    assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
+    let done = server.wait_done(&d2, Duration::from_secs(60)).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    agent.spawn(None);
+    server.wait_host(&agent.host_id, "online").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !agent
+        .containers(&format!("label=slipway.deployment={d2}"))
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orphans of {d2} left:\n{}",
+            harness::tail(&agent.log(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
+}
+
+/// A revoked host is cut off and its agent cannot come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_host_cannot_reconnect() {
+    let server = Server::start(Store::Sqlite).await;
+    let (env, _svc) = server.seed("revoke", free_port(), json!({})).await;
+    let mut agent = Agent::enroll(&server, "node-1", &env).await;
+    server
+        .post(&format!("/hosts/{}/revoke", agent.host_id), json!(null), 200)
+        .await;
+    let code = agent.wait_exit(Duration::from_secs(20));
+    assert_eq!(code, Some(3), "{}", agent.log());
+    agent.spawn(None);
+    let code = agent.wait_exit(Duration::from_secs(20));
+    assert_eq!(code, Some(3), "{}", agent.log());
+    assert_eq!(
+        server.get(&format!("/hosts/{}", agent.host_id)).await["status"],
+        "revoked"
+    );
+}
+
+/// Two hosts: replicas spread one per host, both serve; when the second
+/// host cannot switch (its port is taken), the first is rolled back; once
+/// the port is free the same release deploys on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_host_switches_host_by_host_and_rolls_back() {
+    let server = Server::start(Store::Sqlite).await;
+    let port = free_port();
+    let (env, svc) = server.seed("fleet", port, json!({"replicas": 2})).await;
+    let a = Agent::enroll_on(&server, "node-a", &env, "127.0.0.1").await;
+    let b = Agent::enroll_on(&server, "node-b", &env, "127.0.0.2").await;
+
+    // Something else holds node-b's port: node-a switches, node-b cannot.
+    let squatter = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
+    let d1 = server.deploy(&svc, json!({})).await;
+    let done = server.wait_done(&d1, DEPLOY_WITHIN).await;
+    assert_eq!(done["state"], "rolled_back", "{done}");
+    let reason = done["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("node-b"), "{reason}");
+    assert!(fetch_at("127.0.0.1", port).await.is_err(), "node-a reverted");
+    for agent in [&a, &b] {
+        assert!(agent
+            .containers(&format!("label=slipway.deployment={d1}"))
+            .is_empty());
+    }
+    drop(squatter);
+
+    let d2 = server.deploy(&svc, json!({})).await;
+    let done = server.wait_done(&d2, DEPLOY_WITHIN).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(fetch_at("127.0.0.1", port).await.as_deref(), Ok("v1"));
+    assert_eq!(fetch_at("127.0.0.2", port).await.as_deref(), Ok("v1"));
+    for agent in [&a, &b] {
+        assert_eq!(
+            agent
+                .containers(&format!("label=slipway.deployment={d2}"))
+                .len(),
+            1
+        );
+    }
+    let steps = done["steps"].to_string();
+    assert!(steps.contains("preparing 2 hosts in parallel"), "{steps}");
+}
