@@ -11,12 +11,13 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use slipway_types::{
     api::{
         ApiToken, ApprovalRequest, ApproveRequest, AuditEntry, ClaimsPreview, ClaimsPreviewRequest,
-        CreateDeployment, CreateToken, CreatedToken, CreatedWebhook, Deployment, Environment,
-        EnvironmentPolicy, HookResponse, Host, LoginOptions, LoginRequest, Me, NewEnvironment,
-        NewHost, NewProject, NewRoleGrant, NewRoleMapping, NewService, NewTriggerRule, NewWebhook,
-        Overview, Page, Project, PromotePreview, PromoteRequest, PutVariable, RejectRequest,
-        Release, RoleGrant, RoleMapping, Service, SetupRequest, SetupStatus, TriggerRule,
-        UpdateEnvironment, UpdatePolicy, UpdateProject, UpdateService, UpdateUser, User, Variable,
+        ComposeImport, ComposeImportResult, CreateDeployment, CreateToken, CreatedToken,
+        CreatedWebhook, Deployment, Environment, EnvironmentPolicy, HookResponse, Host,
+        HostEnrollment, LoginOptions, LoginRequest, Me, NewEnvironment, NewHost, NewProject,
+        NewRoleGrant, NewRoleMapping, NewService, NewTriggerRule, NewWebhook, Overview, Page,
+        Project, PromotePreview, PromoteRequest, PutVariable, RejectRequest, Release, RoleGrant,
+        RoleMapping, Service, SetupRequest, SetupStatus, TriggerRule, UpdateEnvironment,
+        UpdateHost, UpdatePolicy, UpdateProject, UpdateService, UpdateUser, User, Variable,
         Webhook, WebhookDelivery,
     },
     ApiErrorBody, ErrorCode,
@@ -233,6 +234,18 @@ pub async fn put<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Api
     with_body(Method::PUT, path, body).await
 }
 
+/// A POST that carries no body (actions such as cancel, revoke, rollback).
+pub async fn post_empty<T: DeserializeOwned>(path: &str) -> ApiResult<T> {
+    let resp = send(Call {
+        method: Method::POST,
+        path,
+        body: None,
+        public: false,
+    })
+    .await?;
+    decode(resp).await
+}
+
 pub async fn delete(path: &str) -> ApiResult<()> {
     send(Call {
         method: Method::DELETE,
@@ -410,6 +423,37 @@ pub async fn deploy(service: Uuid, d: &CreateDeployment) -> ApiResult<Deployment
 pub async fn deployments(service: Uuid) -> ApiResult<Vec<Deployment>> {
     get_list(&format!("/deployments?service={service}&limit=50")).await
 }
+pub async fn cancel_deployment(id: Uuid) -> ApiResult<Deployment> {
+    post_empty(&format!("/deployments/{id}/cancel")).await
+}
+/// Redeploys an earlier release (trigger `rollback`).
+pub async fn rollback(release: Uuid) -> ApiResult<Deployment> {
+    post_empty(&format!("/releases/{release}/rollback")).await
+}
+pub async fn compose_import(
+    environment: Uuid,
+    c: &ComposeImport,
+) -> ApiResult<ComposeImportResult> {
+    post(&format!("/environments/{environment}/compose"), c).await
+}
+
+// ------------------------------------------------------------- event streams (SSE URLs)
+
+/// Dashboard-wide live events ([`slipway_types::api::LiveEvent`]).
+pub fn events_url() -> String {
+    format!("{BASE}/events")
+}
+/// Steps and state of one deployment ([`slipway_types::api::DeploymentEvent`]).
+pub fn deployment_events_url(id: Uuid) -> String {
+    format!("{BASE}/deployments/{id}/events")
+}
+/// A container's output ([`slipway_types::api::LogLine`]), last `tail` lines then follow.
+pub fn container_logs_url(host: Uuid, container: &str, tail: u32) -> String {
+    format!(
+        "{BASE}/hosts/{host}/containers/{}/logs?tail={tail}&follow=true",
+        enc(container)
+    )
+}
 
 /// Audit filters, also used to build the CSV export link.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -461,6 +505,19 @@ pub async fn create_host(h: &NewHost) -> ApiResult<Host> {
 }
 pub async fn delete_host(id: Uuid) -> ApiResult<()> {
     delete(&format!("/hosts/{id}")).await
+}
+pub async fn update_host(id: Uuid, u: &UpdateHost) -> ApiResult<Host> {
+    patch(&format!("/hosts/{id}"), u).await
+}
+pub async fn host(id: Uuid) -> ApiResult<Host> {
+    get(&format!("/hosts/{id}")).await
+}
+/// A fresh one-time enrollment token and the command that uses it.
+pub async fn enroll_host(id: Uuid) -> ApiResult<HostEnrollment> {
+    post_empty(&format!("/hosts/{id}/enrollment")).await
+}
+pub async fn revoke_host(id: Uuid) -> ApiResult<Host> {
+    post_empty(&format!("/hosts/{id}/revoke")).await
 }
 
 pub async fn tokens() -> ApiResult<Vec<ApiToken>> {
@@ -624,6 +681,20 @@ mod tests {
             q.csv_url(),
             "/api/v1/audit?format=csv&action=project.create&since=2026-11-23T10%3A00%3A00Z"
         );
+    }
+
+    #[test]
+    fn stream_urls() {
+        let id = Uuid::nil();
+        assert_eq!(
+            container_logs_url(id, "abc/1", 200),
+            "/api/v1/hosts/00000000-0000-0000-0000-000000000000/containers/abc%2F1/logs?tail=200&follow=true"
+        );
+        assert_eq!(
+            deployment_events_url(id),
+            "/api/v1/deployments/00000000-0000-0000-0000-000000000000/events"
+        );
+        assert_eq!(events_url(), "/api/v1/events");
     }
 
     #[test]

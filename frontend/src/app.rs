@@ -3,7 +3,8 @@ use crate::{
     api,
     components::Loading,
     pages::{
-        approvals::ApprovalsPage, audit::AuditPage, environment::EnvironmentPage, hosts::HostsPage,
+        approvals::ApprovalsPage, audit::AuditPage, container_logs::ContainerLogsPage,
+        deployment::DeploymentPage, environment::EnvironmentPage, host::HostPage, hosts::HostsPage,
         login::LoginPage, not_found::NotFound, overview::OverviewPage, project::ProjectPage,
         roles::RolesPage, service::ServicePage, setup::SetupPage, tokens::TokensPage,
         users::UsersPage,
@@ -63,7 +64,10 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/services/:id") view=ServicePage />
                         <Route path=path!("/audit") view=AuditPage />
                         <Route path=path!("/approvals") view=ApprovalsPage />
+                        <Route path=path!("/deployments/:id") view=DeploymentPage />
                         <Route path=path!("/hosts") view=HostsPage />
+                        <Route path=path!("/hosts/:id") view=HostPage />
+                        <Route path=path!("/hosts/:id/containers/:cid/logs") view=ContainerLogsPage />
                         <Route path=path!("/tokens") view=TokensPage />
                         <Route path=path!("/users") view=UsersPage />
                         <Route path=path!("/settings/roles") view=RolesPage />
@@ -124,6 +128,7 @@ fn TopNav() -> impl IntoView {
                 || p.starts_with("/projects")
                 || p.starts_with("/environments")
                 || p.starts_with("/services")
+                || p.starts_with("/deployments")
         } else {
             p.starts_with(prefix)
         }

@@ -3,13 +3,14 @@
 //!
 //! Map: [`api`] is the only module that talks HTTP; [`app`] holds the router,
 //! the session context and the top navigation; one file per page in
-//! [`pages`]; shared widgets in [`components`].
+//! [`pages`]; shared widgets in [`components`]; event streams (SSE) in [`sse`].
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod api;
 pub mod app;
 pub mod components;
 pub mod pages;
+pub mod sse;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 

@@ -26,6 +26,9 @@ pub struct AppState {
     pub key: MasterKey,
     pub metrics: Metrics,
     pub login_limiter: RateLimiter,
+    /// Bad webhook signatures per project and client: a flood is answered
+    /// 429 without writing a delivery or audit row for each request.
+    pub hook_limiter: RateLimiter,
     /// Verified against when a login names an unknown user, to equalise timing.
     pub dummy_hash: String,
     pub oidc: crate::auth::oidc::Oidc,
@@ -55,6 +58,7 @@ impl Application {
             key,
             metrics: Metrics::new().context("metrics registry")?,
             login_limiter: RateLimiter::new(settings.login_attempts_per_minute),
+            hook_limiter: RateLimiter::new(crate::ci::hooks::BAD_SIGNATURES_PER_MINUTE),
             dummy_hash,
             oidc: crate::auth::oidc::Oidc::new(
                 settings.oidc_providers.clone(),
@@ -147,6 +151,9 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<S
                     })),
             )
     })
+    // A client that hangs up on an event stream is noticed at once, not at
+    // the next keep-alive write.
+    .h1_allow_half_closed(false)
     .listen(listener)?
     .run();
     Ok(server)

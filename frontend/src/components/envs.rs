@@ -83,3 +83,47 @@ pub fn EnvSelect(
         </select>
     }
 }
+
+/// Toggle chips choosing some environments (`chosen`).
+#[component]
+pub fn EnvChips(
+    envs: Envs,
+    chosen: RwSignal<Vec<Uuid>>,
+    #[prop(into)] test: String,
+) -> impl IntoView {
+    let toggle = move |id: Uuid| {
+        chosen.update(|c| {
+            if let Some(i) = c.iter().position(|x| *x == id) {
+                c.remove(i);
+            } else {
+                c.push(id);
+            }
+        })
+    };
+    let prefix = test.clone();
+    view! {
+        <div class="chips" data-test=test>
+            <For
+                each=move || envs.list()
+                key=|c| c.id
+                children=move |c| {
+                    let id = c.id;
+                    let on = move || chosen.with(|l| l.contains(&id));
+                    let test = format!("{prefix}-{}", c.label);
+                    view! {
+                        <button
+                            type="button"
+                            class="chip chip-toggle"
+                            class:on=on
+                            aria-pressed=move || on().to_string()
+                            data-test=test
+                            on:click=move |_| toggle(id)
+                        >
+                            {c.label}
+                        </button>
+                    }
+                }
+            />
+        </div>
+    }
+}

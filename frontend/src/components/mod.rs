@@ -8,4 +8,4 @@ pub mod ui;
 pub mod webhooks;
 
 pub use forms::{FieldError, FormAlert, FormErrors};
-pub use ui::{ErrorBox, Loading, StateBadge};
+pub use ui::{ErrorBox, HostStatusBadge, Loading, StateBadge};

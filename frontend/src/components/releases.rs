@@ -1,16 +1,18 @@
-//! The service page's CI sections: trigger rules, releases and promotion.
+//! The service page's CI sections: trigger rules, releases (rollback) and
+//! promotion.
 use crate::{
     api::{self, invalid},
     components::{ui::fmt_time, ErrorBox, FieldError, FormAlert, FormErrors, Loading},
     pages::confirm,
 };
 use leptos::{prelude::*, task::spawn_local};
+use leptos_router::{hooks::use_navigate, NavigateOptions};
 use slipway_types::{
     api::{
-        CreateDeployment, Environment, NewTriggerRule, PromoteRequest, Release, TriggerEvent,
-        TriggerRule,
+        CreateDeployment, Deployment, DeploymentState, Environment, NewTriggerRule, PromoteRequest,
+        Release, TriggerEvent, TriggerRule,
     },
-    ErrorCode,
+    ApiErrorBody, ErrorCode,
 };
 use uuid::Uuid;
 
@@ -144,7 +146,36 @@ fn NewTriggerForm(service: Uuid, on_done: impl Fn() + Copy + 'static) -> impl In
     }
 }
 
-/// Releases of a service; deploy one here or promote it to another environment.
+/// The release that serves now: the one of the newest succeeded deployment.
+pub fn current_release(deployments: &[Deployment]) -> Option<Uuid> {
+    deployments
+        .iter()
+        .filter(|d| d.state == DeploymentState::Succeeded)
+        .max_by_key(|d| (d.finished_at.unwrap_or(d.created_at), d.release_number))
+        .map(|d| d.release_id)
+}
+
+/// What a release row offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseAction {
+    /// It is the current release.
+    None,
+    /// Older than the current one: roll back to it.
+    Rollback,
+    /// Newer than the current one, or nothing serves yet: deploy it.
+    Deploy,
+}
+
+pub fn release_action(number: i64, current: Option<i64>) -> ReleaseAction {
+    match current {
+        Some(c) if number == c => ReleaseAction::None,
+        Some(c) if number < c => ReleaseAction::Rollback,
+        _ => ReleaseAction::Deploy,
+    }
+}
+
+/// Releases of a service with the current one marked; roll back to an earlier
+/// one, deploy a newer one, or promote one to another environment.
 #[component]
 pub fn ReleasesList(
     service: Uuid,
@@ -153,9 +184,17 @@ pub fn ReleasesList(
     can_deploy: Signal<bool>,
     version: RwSignal<u32>,
 ) -> impl IntoView {
+    let navigate = use_navigate();
     let list = LocalResource::new(move || {
         version.track();
-        api::releases(service)
+        async move {
+            let releases = api::releases(service).await?;
+            let current = api::deployments(service)
+                .await
+                .map(|d| current_release(&d))
+                .unwrap_or(None);
+            Ok::<_, ApiErrorBody>((releases, current))
+        }
     });
     let targets = LocalResource::new(move || async move {
         api::environments(project).await.map(|l| {
@@ -166,15 +205,32 @@ pub fn ReleasesList(
     });
     let promoting = RwSignal::new(None::<Release>);
     let errors = FormErrors::new(&[]);
-    let deploy = move |release: Uuid| {
+    let busy = RwSignal::new(false);
+    // Deploy (`rollback == false`) or roll back to a release, then follow the
+    // new deployment on its page.
+    let act = move |release: Uuid, rollback: bool| {
         errors.clear();
+        busy.set(true);
+        let navigate = navigate.clone();
         spawn_local(async move {
-            let body = CreateDeployment {
-                release_id: Some(release),
-                ..Default::default()
+            let r = if rollback {
+                api::rollback(release).await
+            } else {
+                let body = CreateDeployment {
+                    release_id: Some(release),
+                    ..Default::default()
+                };
+                api::deploy(service, &body).await
             };
-            match api::deploy(service, &body).await {
-                Ok(_) => version.update(|v| *v += 1),
+            busy.set(false);
+            match r {
+                Ok(d) => {
+                    version.update(|v| *v += 1);
+                    navigate(
+                        &format!("/deployments/{}", d.id),
+                        NavigateOptions::default(),
+                    );
+                }
                 Err(e) => errors.set(e),
             }
         });
@@ -193,26 +249,60 @@ pub fn ReleasesList(
             {move || match list.get() {
                 None => view! { <Loading /> }.into_any(),
                 Some(Err(e)) => view! { <ErrorBox error=e /> }.into_any(),
-                Some(Ok(l)) if l.is_empty() => view! { <p class="muted card-body">"No releases yet."</p> }.into_any(),
-                Some(Ok(l)) => view! {
+                Some(Ok((l, _))) if l.is_empty() => view! { <p class="muted card-body">"No releases yet."</p> }.into_any(),
+                Some(Ok((l, current))) => {
+                    let current_number = current.and_then(|c| l.iter().find(|r| r.id == c)).map(|r| r.number);
+                    let act = act.clone();
+                    view! {
                     <table class="table" data-test="releases-table">
                         <thead><tr><th>"Release"</th><th>"Image"</th><th>"Git"</th><th>"Trigger"</th><th>"Created"</th><th></th></tr></thead>
                         <tbody>
                             {l.into_iter().map(|r| {
                                 let id = r.id;
                                 let r2 = r.clone();
+                                let action = release_action(r.number, current_number);
                                 let git = [r.git_ref.clone(), r.git_sha.as_ref().map(|s| s.chars().take(7).collect())]
                                     .into_iter().flatten().collect::<Vec<String>>().join(" @ ");
+                                let act = act.clone();
                                 view! {
-                                    <tr data-test=format!("release-{}", r.number)>
-                                        <td>{format!("#{}", r.number)}</td>
+                                    <tr
+                                        data-test=format!("release-{}", r.number)
+                                        class:current=action == ReleaseAction::None
+                                    >
+                                        <td>
+                                            {format!("#{}", r.number)}
+                                            {(action == ReleaseAction::None).then(|| view! {
+                                                " "<span class="badge badge-succeeded badge-current" data-test="current-release">"current"</span>
+                                            })}
+                                        </td>
                                         <td class="mono small">{r.image.to_string()}</td>
                                         <td class="mono small">{if git.is_empty() { "—".to_owned() } else { git }}</td>
                                         <td>{format!("{:?}", r.trigger).to_lowercase()}" · "<span class="muted">{r.author.clone()}</span></td>
                                         <td class="muted small">{fmt_time(&r.created_at)}</td>
                                         <td class="row-actions">
                                             <Show when=move || can_deploy.get()>
-                                                <button class="btn btn-sm" data-test="deploy-release" on:click=move |_| deploy(id)>"Deploy"</button>
+                                                {
+                                                    let act = act.clone();
+                                                    match action {
+                                                        ReleaseAction::Rollback => view! {
+                                                            <button
+                                                                class="btn btn-sm rollback-btn"
+                                                                data-test="rollback-release"
+                                                                disabled=move || busy.get()
+                                                                on:click=move |_| act(id, true)
+                                                            >"Rollback"</button>
+                                                        }.into_any(),
+                                                        ReleaseAction::Deploy => view! {
+                                                            <button
+                                                                class="btn btn-sm"
+                                                                data-test="deploy-release"
+                                                                disabled=move || busy.get()
+                                                                on:click=move |_| act(id, false)
+                                                            >"Deploy"</button>
+                                                        }.into_any(),
+                                                        ReleaseAction::None => ().into_any(),
+                                                    }
+                                                }
                                                 <button class="btn btn-sm" data-test="promote-release" on:click={
                                                     let r2 = r2.clone();
                                                     move |_| promoting.set(Some(r2.clone()))
@@ -224,7 +314,8 @@ pub fn ReleasesList(
                             }).collect_view()}
                         </tbody>
                     </table>
-                }.into_any(),
+                }.into_any()
+                }
             }}
         </section>
     }
@@ -324,5 +415,57 @@ pub fn FrozenAlert(errors: FormErrors) -> impl IntoView {
             };
             view! { <div class="alert alert-error" data-test="form-error"><strong>{title}</strong>{e.message}</div> }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use slipway_types::ImageRef;
+
+    fn dep(release: u128, number: i64, state: DeploymentState, finished_min: u32) -> Deployment {
+        let at = Utc
+            .with_ymd_and_hms(2026, 11, 30, 9, finished_min, 0)
+            .single()
+            .unwrap_or_default();
+        Deployment {
+            id: Uuid::from_u128(1000 + u128::from(finished_min)),
+            release_id: Uuid::from_u128(release),
+            release_number: number,
+            image: ImageRef::try_from("app:1").expect("image"),
+            service_id: Uuid::nil(),
+            environment_id: Uuid::nil(),
+            project_id: Uuid::nil(),
+            state,
+            reason: None,
+            requested_by: "admin".into(),
+            created_at: at,
+            started_at: Some(at),
+            finished_at: Some(at),
+            steps: vec![],
+        }
+    }
+
+    #[test]
+    fn the_current_release_is_the_newest_success() {
+        let list = vec![
+            dep(3, 3, DeploymentState::Failed, 30),
+            dep(1, 1, DeploymentState::Succeeded, 10),
+            dep(2, 2, DeploymentState::Succeeded, 20),
+            // A rollback to #1 that succeeded last makes #1 current again.
+            dep(1, 1, DeploymentState::Succeeded, 40),
+        ];
+        assert_eq!(current_release(&list), Some(Uuid::from_u128(1)));
+        assert_eq!(current_release(&list[..3]), Some(Uuid::from_u128(2)));
+        assert_eq!(current_release(&list[..1]), None);
+    }
+
+    #[test]
+    fn earlier_releases_roll_back_newer_ones_deploy() {
+        assert_eq!(release_action(2, Some(2)), ReleaseAction::None);
+        assert_eq!(release_action(1, Some(2)), ReleaseAction::Rollback);
+        assert_eq!(release_action(3, Some(2)), ReleaseAction::Deploy);
+        assert_eq!(release_action(1, None), ReleaseAction::Deploy);
     }
 }

@@ -1,6 +1,9 @@
 //! Badges, loading and error placeholders.
 use leptos::prelude::*;
-use slipway_types::{api::DeploymentState, ApiErrorBody};
+use slipway_types::{
+    api::{DeploymentState, HostStatus},
+    ApiErrorBody,
+};
 
 #[component]
 pub fn StateBadge(state: DeploymentState) -> impl IntoView {
@@ -9,6 +12,26 @@ pub fn StateBadge(state: DeploymentState) -> impl IntoView {
         <span class=format!("badge badge-{}", state.as_str()) data-test="state-badge">
             {label}
         </span>
+    }
+}
+
+/// `online` / `offline` / `pending` / `revoked`, coloured like deployment states.
+#[component]
+pub fn HostStatusBadge(status: HostStatus) -> impl IntoView {
+    let (label, color) = host_status(status);
+    view! {
+        <span class=format!("badge {color} host-status host-status-{label}") data-test="host-status">
+            {label}
+        </span>
+    }
+}
+
+pub fn host_status(s: HostStatus) -> (&'static str, &'static str) {
+    match s {
+        HostStatus::Pending => ("pending", "badge-queued"),
+        HostStatus::Online => ("online", "badge-succeeded"),
+        HostStatus::Offline => ("offline", "badge-failed"),
+        HostStatus::Revoked => ("revoked", "badge-cancelled"),
     }
 }
 
@@ -35,4 +58,38 @@ pub fn fmt_time(t: &chrono::DateTime<chrono::Utc>) -> String {
 
 pub fn fmt_opt_time(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.as_ref().map(fmt_time).unwrap_or_else(|| "—".into())
+}
+
+/// `512 MiB`, `1.5 GiB`: binary units, one decimal from GiB up.
+pub fn fmt_bytes(b: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = KIB * 1024;
+    const GIB: u64 = MIB * 1024;
+    const TIB: u64 = GIB * 1024;
+    let f = b as f64;
+    if b >= TIB {
+        format!("{:.1} TiB", f / TIB as f64)
+    } else if b >= GIB {
+        format!("{:.1} GiB", f / GIB as f64)
+    } else if b >= MIB {
+        format!("{} MiB", b / MIB)
+    } else if b >= KIB {
+        format!("{} KiB", b / KIB)
+    } else {
+        format!("{b} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(fmt_bytes(0), "0 B");
+        assert_eq!(fmt_bytes(2048), "2 KiB");
+        assert_eq!(fmt_bytes(512 * 1024 * 1024), "512 MiB");
+        assert_eq!(fmt_bytes(3 * 1024 * 1024 * 1024 / 2), "1.5 GiB");
+        assert_eq!(fmt_bytes(2 * 1024 * 1024 * 1024 * 1024), "2.0 TiB");
+    }
 }

@@ -1,5 +1,5 @@
 //! `/environments/:id`: services, variables & secrets; edit or delete the
-//! environment.
+//! environment; import services from a docker-compose file.
 use super::{confirm, use_id_param};
 use crate::{
     api::{self, invalid},
@@ -14,7 +14,10 @@ use crate::{
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::{hooks::use_navigate, NavigateOptions};
 use slipway_types::{
-    api::{Environment, NewService, PutVariable, Service, UpdateEnvironment, Variable},
+    api::{
+        ComposeImport, ComposeImportResult, Environment, NewService, PutVariable, Service,
+        UpdateEnvironment, Variable,
+    },
     ApiErrorBody, EnvVarName, ResourceName,
 };
 use uuid::Uuid;
@@ -54,6 +57,7 @@ fn EnvironmentView(
     let navigate = use_navigate();
     let editing = RwSignal::new(false);
     let adding = RwSignal::new(false);
+    let importing = RwSignal::new(false);
     let errors = FormErrors::new(&[]);
     let (eid, pid) = (env.id, env.project_id);
     let on_delete = move |_| {
@@ -90,6 +94,9 @@ fn EnvironmentView(
                     <button class="btn btn-primary" data-test="new-service" on:click=move |_| adding.update(|v| *v = !*v)>
                         "New service"
                     </button>
+                    <button class="btn" data-test="import-compose" id="import-compose" on:click=move |_| importing.update(|v| *v = !*v)>
+                        "Import compose…"
+                    </button>
                     <button class="btn" data-test="edit-environment" on:click=move |_| editing.update(|v| *v = !*v)>
                         "Edit"
                     </button>
@@ -111,6 +118,9 @@ fn EnvironmentView(
                 adding.set(false);
                 refresh();
             } />
+        </Show>
+        <Show when=move || importing.get()>
+            <ComposeImportForm environment=eid on_close=move || importing.set(false) on_done=refresh />
         </Show>
         <section class="card">
             <div class="card-header">
@@ -200,6 +210,148 @@ fn NewServiceForm(
                 </button>
             </div>
         </form>
+    }
+}
+
+/// Paste a docker-compose file, preview the services it makes (dry run),
+/// then import them (all or nothing).
+#[component]
+fn ComposeImportForm(
+    environment: Uuid,
+    on_close: impl Fn() + Copy + Send + Sync + 'static,
+    on_done: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let compose = RwSignal::new(String::new());
+    let errors = FormErrors::new(&["compose"]);
+    let preview = RwSignal::new(None::<ComposeImportResult>);
+    let busy = RwSignal::new(false);
+    let run = move |dry_run: bool| {
+        errors.clear();
+        let text = compose.get_untracked();
+        if text.trim().is_empty() {
+            errors.set(invalid("compose", "paste a docker-compose file"));
+            return;
+        }
+        busy.set(true);
+        spawn_local(async move {
+            let body = ComposeImport {
+                compose: text,
+                dry_run,
+            };
+            match api::compose_import(environment, &body).await {
+                Ok(r) => {
+                    let done = !r.dry_run;
+                    preview.set(Some(r));
+                    if done {
+                        on_done();
+                    }
+                }
+                Err(e) => {
+                    preview.set(None);
+                    errors.set(e);
+                }
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <form
+            class="card form-card compose-import"
+            data-test="compose-form"
+            id="compose-form"
+            novalidate
+            on:submit=move |ev: leptos::ev::SubmitEvent| {
+                ev.prevent_default();
+                run(false);
+            }
+        >
+            <div class="card-header-inline">
+                <h2>"Import from docker-compose"</h2>
+                <button type="button" class="btn btn-ghost btn-sm" on:click=move |_| on_close()>"Close"</button>
+            </div>
+            <p class="muted small">
+                "Each compose service becomes a Slipway service of this environment. Keys Slipway cannot honour are refused; harmless ones are listed as ignored."
+            </p>
+            <FormAlert errors />
+            <div class="field">
+                <label for="compose-text">"docker-compose.yml"</label>
+                <textarea
+                    id="compose-text"
+                    name="compose"
+                    class="mono"
+                    rows="14"
+                    spellcheck="false"
+                    data-test="compose-text"
+                    placeholder="services:\n  web:\n    image: nginx:1.27\n    ports: [\"8080:80\"]"
+                    bind:value=compose
+                    on:input=move |_| preview.set(None)
+                ></textarea>
+                <FieldError errors field="compose" />
+            </div>
+            {move || preview.get().map(|r| view! { <ComposePreview result=r /> })}
+            <div class="form-actions">
+                <button
+                    type="button"
+                    class="btn"
+                    id="compose-preview"
+                    data-test="compose-preview"
+                    disabled=move || busy.get()
+                    on:click=move |_| run(true)
+                >
+                    "Preview"
+                </button>
+                <button
+                    type="submit"
+                    class="btn btn-primary"
+                    id="compose-import"
+                    data-test="compose-import"
+                    disabled=move || busy.get()
+                >
+                    "Import"
+                </button>
+            </div>
+        </form>
+    }
+}
+
+#[component]
+fn ComposePreview(result: ComposeImportResult) -> impl IntoView {
+    let title = if result.dry_run {
+        format!("{} service(s) would be created:", result.services.len())
+    } else {
+        format!("Imported {} service(s).", result.services.len())
+    };
+    let class = if result.dry_run {
+        "compose-result"
+    } else {
+        "compose-result alert alert-success"
+    };
+    view! {
+        <div class=class data-test=if result.dry_run { "compose-preview-result" } else { "compose-imported" }>
+            <strong>{title}</strong>
+            <table class="table compact" data-test="compose-services">
+                <thead><tr><th>"Service"</th><th>"Image"</th><th>"Ports"</th><th>"Replicas"</th></tr></thead>
+                <tbody>
+                    {result
+                        .services
+                        .into_iter()
+                        .map(|s| view! {
+                            <tr data-test=format!("compose-service-{}", s.name)>
+                                <td>{s.name.to_string()}</td>
+                                <td class="mono small">{s.spec.image.to_string()}</td>
+                                <td class="mono small">{crate::components::service_form::ports_to_text(&s.spec.ports)}</td>
+                                <td>{s.spec.replicas}</td>
+                            </tr>
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+            {(!result.ignored.is_empty()).then(|| view! {
+                <p class="muted small" data-test="compose-ignored">
+                    "Ignored: " <span class="mono">{result.ignored.join(", ")}</span>
+                </p>
+            })}
+        </div>
     }
 }
 

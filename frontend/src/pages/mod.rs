@@ -1,7 +1,10 @@
 //! One file per page.
 pub mod approvals;
 pub mod audit;
+pub mod container_logs;
+pub mod deployment;
 pub mod environment;
+pub mod host;
 pub mod hosts;
 pub mod login;
 pub mod not_found;

@@ -4,11 +4,13 @@ use crate::{
     api::{self, invalid},
     app::use_session,
     components::{ErrorBox, FieldError, FormAlert, FormErrors, Loading, StateBadge},
+    sse::use_live_events,
 };
 use leptos::{prelude::*, task::spawn_local};
 use slipway_types::{
     api::{
-        validate_description, EnvironmentOverview, NewProject, ProjectOverview, ServiceOverview,
+        validate_description, EnvironmentOverview, LiveEvent, NewProject, ProjectOverview,
+        ServiceOverview,
     },
     ResourceName,
 };
@@ -22,6 +24,12 @@ pub fn OverviewPage() -> impl IntoView {
     });
     let show_form = RwSignal::new(false);
     let session = use_session();
+    // A deployment changed state somewhere: show it without a reload.
+    let _live = use_live_events(move |ev| {
+        if ev.is_none_or(|e| matches!(e, LiveEvent::Deployment { .. })) {
+            version.update(|v| *v += 1);
+        }
+    });
 
     view! {
         <div class="page-header">

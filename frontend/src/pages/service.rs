@@ -1,4 +1,5 @@
-//! `/services/:id`: the spec, an edit form, "Deploy" and the deployments.
+//! `/services/:id`: the spec, an edit form, "Deploy" (a new release from an
+//! image, or an earlier release), the deployments and the releases.
 use super::{confirm, use_id_param};
 use crate::{
     api::{self, invalid},
@@ -11,13 +12,15 @@ use crate::{
         ui::{fmt_opt_time, fmt_time},
         ErrorBox, FieldError, FormAlert, FormErrors, Loading, StateBadge,
     },
+    sse::{poll_while, use_live_events},
 };
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::{hooks::use_navigate, NavigateOptions};
 use slipway_types::{
-    api::{CreateDeployment, Service, ServiceSpec, UpdateService},
+    api::{CreateDeployment, LiveEvent, Release, Service, ServiceSpec, UpdateService},
     ApiErrorBody, ImageRef, Role,
 };
+use std::time::Duration;
 use uuid::Uuid;
 
 #[component]
@@ -55,6 +58,7 @@ fn ServiceView(
     let session = use_session();
     let navigate = use_navigate();
     let editing = RwSignal::new(false);
+    let deploying = RwSignal::new(false);
     let deploys = RwSignal::new(0u32);
     let errors = FormErrors::new(&[]);
     let (sid, eid, pid) = (svc.id, svc.environment_id, svc.project_id);
@@ -71,6 +75,14 @@ fn ServiceView(
         });
     };
     let svc2 = svc.clone();
+    let live = use_live_events(move |ev| {
+        if ev.is_none_or(
+            |e| matches!(e, LiveEvent::Deployment { service_id, .. } if service_id == sid),
+        ) {
+            deploys.update(|v| *v += 1);
+        }
+    });
+    let default_image = svc.spec.image.to_string();
     view! {
         <nav class="breadcrumbs">
             <a href="/">"Overview"</a>
@@ -88,7 +100,15 @@ fn ServiceView(
             </div>
             <div class="actions">
                 <Show when={move || session.role().is_some_and(|r| r >= Role::Deployer)}>
-                    <DeployButton service=sid on_done=move || deploys.update(|v| *v += 1) />
+                    <button
+                        class="btn btn-primary"
+                        id="deploy-button"
+                        data-test="deploy"
+                        aria-expanded=move || deploying.get().to_string()
+                        on:click=move |_| deploying.update(|v| *v = !*v)
+                    >
+                        "Deploy…"
+                    </button>
                 </Show>
                 <Show when=move || session.is_admin()>
                     <button class="btn" data-test="edit-service" on:click=move |_| editing.update(|v| *v = !*v)>
@@ -101,6 +121,14 @@ fn ServiceView(
             </div>
         </div>
         <FormAlert errors />
+        <Show when=move || deploying.get()>
+            <DeployPanel
+                service=sid
+                default_image=default_image.clone()
+                version=deploys
+                on_close=move || deploying.set(false)
+            />
+        </Show>
         <Show when=move || editing.get()>
             <EditServiceForm svc=svc2.clone() on_done=move || {
                 editing.set(false);
@@ -109,7 +137,7 @@ fn ServiceView(
         </Show>
         <div class="two-col wide-left">
             <div class="stack">
-                <DeploymentsList service=sid version=deploys />
+                <DeploymentsList service=sid version=deploys live />
                 <ReleasesList
                     service=sid
                     project=pid
@@ -126,33 +154,82 @@ fn ServiceView(
     }
 }
 
-#[component]
-fn DeployButton(service: Uuid, on_done: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoView {
-    let image = RwSignal::new(String::new());
-    let errors = FormErrors::new(&["image"]);
-    let busy = RwSignal::new(false);
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        errors.clear();
-        let img = image.get_untracked();
-        let body = match img.trim() {
-            "" => Ok(CreateDeployment::default()),
+/// Where a deployment's release comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeploySource {
+    /// Cut a new release from an image.
+    Image,
+    /// Deploy an earlier release again.
+    Release,
+}
+
+/// The body of `POST /services/{id}/deployments` for what the panel shows.
+fn deploy_request(
+    source: DeploySource,
+    image: &str,
+    release: Option<Uuid>,
+) -> Result<CreateDeployment, ApiErrorBody> {
+    match source {
+        DeploySource::Image => match image.trim() {
+            "" => Err(invalid("image", "enter the image to deploy")),
             i => ImageRef::try_from(i)
                 .map(|i| CreateDeployment {
                     image: Some(i),
                     ..Default::default()
                 })
                 .map_err(|m| invalid("image", m)),
-        };
+        },
+        DeploySource::Release => match release {
+            None => Err(invalid("release", "choose a release")),
+            Some(r) => Ok(CreateDeployment {
+                release_id: Some(r),
+                ..Default::default()
+            }),
+        },
+    }
+}
+
+fn release_label(r: &Release) -> String {
+    format!("#{} · {} · {}", r.number, r.image, fmt_time(&r.created_at))
+}
+
+/// Deploy a new release from an image (prefilled with the service's) or an
+/// earlier release, then follow the deployment on its page.
+#[component]
+fn DeployPanel(
+    service: Uuid,
+    default_image: String,
+    version: RwSignal<u32>,
+    on_close: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let navigate = use_navigate();
+    let source = RwSignal::new(DeploySource::Image);
+    let image = RwSignal::new(default_image);
+    let release = RwSignal::new(None::<Uuid>);
+    let releases = LocalResource::new(move || api::releases(service));
+    let errors = FormErrors::new(&["image", "release"]);
+    let busy = RwSignal::new(false);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        let body = deploy_request(
+            source.get_untracked(),
+            &image.get_untracked(),
+            release.get_untracked(),
+        );
         match body {
             Err(e) => errors.set(e),
             Ok(body) => {
                 busy.set(true);
+                let navigate = navigate.clone();
                 spawn_local(async move {
                     match api::deploy(service, &body).await {
-                        Ok(_) => {
-                            image.set(String::new());
-                            on_done();
+                        Ok(d) => {
+                            version.update(|v| *v += 1);
+                            navigate(
+                                &format!("/deployments/{}", d.id),
+                                NavigateOptions::default(),
+                            );
                         }
                         Err(e) => errors.set(e),
                     }
@@ -162,42 +239,110 @@ fn DeployButton(service: Uuid, on_done: impl Fn() + Copy + Send + Sync + 'static
         }
     };
     view! {
-        <form class="deploy-form" on:submit=submit data-test="deploy-form" novalidate>
-            <div class="field">
-                <input name="image" placeholder="image override (optional)" bind:value=image />
-                <FieldError errors field="image" />
-                <FormAlert errors />
+        <form class="card form-card deploy-panel" on:submit=submit data-test="deploy-form" id="deploy-form" novalidate>
+            <div class="card-header-inline">
+                <h2>"Deploy"</h2>
+                <button type="button" class="btn btn-ghost btn-sm" data-test="deploy-close" on:click=move |_| on_close()>
+                    "Close"
+                </button>
             </div>
-            <button class="btn btn-primary" type="submit" data-test="deploy" disabled=move || busy.get()>
-                "Deploy"
-            </button>
+            <FormAlert errors />
+            <label class="radio-row">
+                <input
+                    type="radio"
+                    name="deploy-source"
+                    value="image"
+                    id="deploy-source-image"
+                    data-test="deploy-source-image"
+                    prop:checked=move || source.get() == DeploySource::Image
+                    on:change=move |_| source.set(DeploySource::Image)
+                />
+                <span>"New release from image"</span>
+            </label>
+            <div class="field indent">
+                <input
+                    id="deploy-image"
+                    name="image"
+                    class="mono"
+                    data-test="deploy-image"
+                    bind:value=image
+                    on:focus=move |_| source.set(DeploySource::Image)
+                />
+                <FieldError errors field="image" />
+            </div>
+            <label class="radio-row">
+                <input
+                    type="radio"
+                    name="deploy-source"
+                    value="release"
+                    id="deploy-source-release"
+                    data-test="deploy-source-release"
+                    prop:checked=move || source.get() == DeploySource::Release
+                    on:change=move |_| source.set(DeploySource::Release)
+                />
+                <span>"An earlier release"</span>
+            </label>
+            <div class="field indent">
+                {move || match releases.get() {
+                    None => view! { <Loading /> }.into_any(),
+                    Some(Err(e)) => view! { <ErrorBox error=e /> }.into_any(),
+                    Some(Ok(l)) if l.is_empty() => {
+                        view! { <p class="muted small" data-test="release-picker-empty">"No releases yet."</p> }.into_any()
+                    }
+                    Some(Ok(l)) => view! {
+                        <select
+                            id="release-picker"
+                            name="release"
+                            data-test="release-picker"
+                            on:change=move |ev| {
+                                release.set(Uuid::parse_str(&event_target_value(&ev)).ok());
+                                source.set(DeploySource::Release);
+                            }
+                        >
+                            <option value="" selected=move || release.get().is_none()>"Choose a release…"</option>
+                            {l.into_iter()
+                                .map(|r| {
+                                    let id = r.id;
+                                    view! {
+                                        <option value=id.to_string() selected=move || release.get() == Some(id)>
+                                            {release_label(&r)}
+                                        </option>
+                                    }
+                                })
+                                .collect_view()}
+                        </select>
+                    }
+                        .into_any(),
+                }}
+                <FieldError errors field="release" />
+            </div>
+            <div class="form-actions">
+                <button class="btn btn-primary" type="submit" id="deploy-submit" data-test="deploy-submit" disabled=move || busy.get()>
+                    "Deploy"
+                </button>
+            </div>
         </form>
     }
 }
 
 #[component]
-fn DeploymentsList(service: Uuid, version: RwSignal<u32>) -> impl IntoView {
+fn DeploymentsList(service: Uuid, version: RwSignal<u32>, live: ReadSignal<bool>) -> impl IntoView {
     let list = LocalResource::new(move || {
         version.track();
         api::deployments(service)
     });
-    // While a deployment is queued or running, refresh every 3 s.
-    let poll = set_interval_with_handle(
+    // Live events refresh the list; without them, refresh every 3 s while a
+    // deployment is queued or running.
+    poll_while(
+        Duration::from_secs(3),
         move || {
-            let active = list.with_untracked(
-                |l| matches!(l, Some(Ok(d)) if d.iter().any(|d| !d.state.is_terminal())),
-            );
-            if active {
-                version.update(|v| *v += 1);
-            }
+            !live.get_untracked()
+                && list.with_untracked(
+                    |l| matches!(l, Some(Ok(d)) if d.iter().any(|d| !d.state.is_terminal())),
+                )
         },
-        std::time::Duration::from_secs(3),
+        move || version.update(|v| *v += 1),
     );
-    on_cleanup(move || {
-        if let Ok(h) = poll {
-            h.clear();
-        }
-    });
     view! {
         <section class="card">
             <div class="card-header">
@@ -208,7 +353,7 @@ fn DeploymentsList(service: Uuid, version: RwSignal<u32>) -> impl IntoView {
                 None => view! { <Loading /> }.into_any(),
                 Some(Err(e)) => view! { <ErrorBox error=e /> }.into_any(),
                 Some(Ok(d)) if d.is_empty() => {
-                    view! { <p class="muted card-body">"Never deployed. Press Deploy to cut release #1."</p> }.into_any()
+                    view! { <p class="muted card-body">"Never deployed. Press Deploy… to cut release #1."</p> }.into_any()
                 }
                 Some(Ok(d)) => view! {
                     <table class="table" data-test="deployments">
@@ -226,7 +371,11 @@ fn DeploymentsList(service: Uuid, version: RwSignal<u32>) -> impl IntoView {
                             {d.into_iter()
                                 .map(|d| view! {
                                     <tr data-test=format!("deployment-{}", d.release_number)>
-                                        <td>{format!("#{}", d.release_number)}</td>
+                                        <td>
+                                            <a href=format!("/deployments/{}", d.id) data-test="deployment-link">
+                                                {format!("#{}", d.release_number)}
+                                            </a>
+                                        </td>
                                         <td><StateBadge state=d.state /></td>
                                         <td class="mono small">{d.image.to_string()}</td>
                                         <td>{d.requested_by.clone()}</td>
@@ -327,5 +476,32 @@ fn EditServiceForm(
                 <button class="btn btn-primary" type="submit" data-test="edit-service-submit">"Save"</button>
             </div>
         </form>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_types::ErrorCode;
+
+    #[test]
+    fn deploy_requests_from_the_panel() {
+        let img = deploy_request(DeploySource::Image, " nginx:1.27 ", None).expect("image");
+        assert_eq!(
+            img.image.map(|i| i.to_string()).as_deref(),
+            Some("nginx:1.27")
+        );
+        assert_eq!(img.release_id, None);
+
+        let empty = deploy_request(DeploySource::Image, "  ", None).expect_err("empty");
+        assert_eq!(empty.field.as_deref(), Some("image"));
+        assert_eq!(empty.error, ErrorCode::InvalidInput);
+
+        let r = Uuid::from_u128(7);
+        let rel = deploy_request(DeploySource::Release, "ignored", Some(r)).expect("release");
+        assert_eq!((rel.release_id, rel.image), (Some(r), None));
+
+        let none = deploy_request(DeploySource::Release, "x", None).expect_err("none");
+        assert_eq!(none.field.as_deref(), Some("release"));
     }
 }

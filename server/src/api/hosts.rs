@@ -1,6 +1,6 @@
-//! Docker hosts served by agents, and the environments they serve. Agent
-//! enrollment and liveness arrive with the deploy engine; here a host is
-//! registered (status `pending`) and assigned.
+//! Docker hosts served by agents, and the environments they serve. A host is
+//! registered here (status `pending`) and assigned; enrollment, revocation
+//! and the agent connection live in `crate::agents`.
 use super::{
     conflict_on_duplicate, environments,
     extract::{PageQuery, ValidJson},
@@ -19,11 +19,14 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 use serde_json::json;
-use slipway_types::api::{validate_labels, Host, HostStatus, NewHost, Page, UpdateHost};
+use slipway_types::{
+    agent::ProtocolErrorCode,
+    api::{validate_labels, Host, HostStatus, NewHost, Page, UpdateHost},
+};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-fn status(s: &str) -> HostStatus {
+pub(crate) fn status(s: &str) -> HostStatus {
     match s {
         "online" => HostStatus::Online,
         "offline" => HostStatus::Offline,
@@ -32,7 +35,7 @@ fn status(s: &str) -> HostStatus {
     }
 }
 
-async fn to_api<C: ConnectionTrait>(db: &C, m: host::Model) -> ApiResult<Host> {
+pub(crate) async fn to_api<C: ConnectionTrait>(db: &C, m: host::Model) -> ApiResult<Host> {
     let environments = host_environment::Entity::find()
         .filter(host_environment::Column::HostId.eq(m.id))
         .all(db)
@@ -49,10 +52,16 @@ async fn to_api<C: ConnectionTrait>(db: &C, m: host::Model) -> ApiResult<Host> {
         labels,
         last_seen_at: m.last_seen_at,
         created_at: m.created_at,
+        facts: m
+            .facts
+            .as_deref()
+            .and_then(|f| serde_json::from_str(f).ok()),
+        containers: Vec::new(),
+        stats: Vec::new(),
     })
 }
 
-async fn find<C: ConnectionTrait>(db: &C, id: Uuid) -> ApiResult<host::Model> {
+pub(crate) async fn find<C: ConnectionTrait>(db: &C, id: Uuid) -> ApiResult<host::Model> {
     host::Entity::find_by_id(id)
         .one(db)
         .await?
@@ -118,6 +127,10 @@ pub async fn create(
         labels: Set(serde_json::to_string(&body.labels).map_err(|e| ApiError::Internal(e.into()))?),
         last_seen_at: Set(None),
         created_at: Set(Utc::now()),
+        public_key: Set(None),
+        enroll_token_hash: Set(None),
+        enroll_expires_at: Set(None),
+        facts: Set(None),
     })
     .exec_without_returning(&tx.txn)
     .await
@@ -144,7 +157,13 @@ pub async fn get(
     id: web::Path<Uuid>,
 ) -> ApiResult<web::Json<Host>> {
     let m = find(&state.db, id.into_inner()).await?;
-    Ok(web::Json(to_api(&state.db, m).await?))
+    let mut h = to_api(&state.db, m).await?;
+    // Live data only while the agent is connected (lists stay store-only).
+    if let Some(live) = state.hub.live(h.id) {
+        h.containers = live.containers;
+        h.stats = live.stats;
+    }
+    Ok(web::Json(h))
 }
 
 pub async fn update(
@@ -208,5 +227,9 @@ pub async fn delete(
     )
     .await?;
     tx.commit().await?;
+    // Its agent must not stay connected as a host that no longer exists.
+    state
+        .hub
+        .disconnect(h.id, ProtocolErrorCode::Revoked, "host deleted");
     Ok(HttpResponse::NoContent().finish())
 }

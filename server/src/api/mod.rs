@@ -79,6 +79,7 @@ routes! {
     delete "/environments/{id}" => environments::delete, ADMIN, "Delete an environment without services", None => 204 "empty";
     get "/environments/{id}/services" => services::list, VIEWER, "List an environment's services", None => 200 "Page<Service>";
     post "/environments/{id}/services" => services::create, ADMIN, "Create a service", Some("NewService") => 201 "Service";
+    post "/environments/{id}/compose" => crate::compose::routes::import, ADMIN, "Import services from a docker-compose file (all or nothing)", Some("ComposeImport") => 200 "ComposeImportResult";
     get "/environments/{id}/variables" => variables::list, VIEWER, "List variables and secrets (secret values never)", None => 200 "Vec<Variable>";
     put "/environments/{id}/variables/{name}" => variables::put, ADMIN, "Set a variable or secret (new version)", Some("PutVariable") => 200 "Variable";
     delete "/environments/{id}/variables/{name}" => variables::delete, ADMIN, "Delete a variable or secret", None => 204 "empty";
@@ -91,10 +92,18 @@ routes! {
     get "/hosts/{id}" => hosts::get, VIEWER, "Get a host", None => 200 "Host";
     patch "/hosts/{id}" => hosts::update, ADMIN, "Rename, relabel or reassign a host", Some("UpdateHost") => 200 "Host";
     delete "/hosts/{id}" => hosts::delete, ADMIN, "Remove a host", None => 204 "empty";
+    post "/hosts/{id}/enrollment" => crate::agents::enroll::create_enrollment, ADMIN, "Issue a one-time agent enrollment token (shown once)", None => 201 "HostEnrollment";
+    post "/hosts/{id}/revoke" => crate::agents::enroll::revoke, ADMIN, "Revoke a host: its agent is cut off at once and cannot reconnect", None => 200 "Host";
+    post "/agent/enroll" => crate::agents::enroll::enroll, PUBLIC, "Agent trades a one-time token for its identity (Ed25519 public key)", Some("EnrollRequest") => 200 "EnrollResponse";
+    get "/agent/connect" => crate::agents::connect::connect, PUBLIC, "Agent WebSocket (challenge–response with the host's Ed25519 key)", None => 101 "WebSocket";
+    get "/hosts/{id}/containers/{container}/logs" => crate::agents::logs::container_logs, VIEWER, "Container logs as server-sent events (tail=, follow=)", None => 200 "text/event-stream of LogLine";
     get "/releases" => deployments::list_releases, VIEWER, "List releases (filters: service, environment, project)", None => 200 "Page<Release>";
     get "/releases/{id}" => deployments::get_release, VIEWER, "Get a release", None => 200 "Release";
     get "/deployments" => deployments::list, VIEWER, "List deployments (filters: service, environment, project, state)", None => 200 "Page<Deployment>";
     get "/deployments/{id}" => deployments::get, VIEWER, "Get a deployment with its step log", None => 200 "Deployment";
+    get "/deployments/{id}/events" => crate::deploy::routes::deployment_events, VIEWER, "Live step log and state of a deployment (server-sent events of DeploymentEvent)", None => 200 "text/event-stream of DeploymentEvent";
+    get "/events" => crate::deploy::routes::events, VIEWER, "Live deployment and host changes (server-sent events of LiveEvent)", None => 200 "text/event-stream of LiveEvent";
+    post "/releases/{id}/rollback" => crate::deploy::routes::rollback, DEPLOYER, "Roll back: redeploy this earlier release of its service", None => 202 "Deployment";
     post "/deployments/{id}/cancel" => deployments::cancel, DEPLOYER, "Cancel a queued or running deployment", None => 200 "Deployment";
     get "/environments/{id}/policy" => ci::policy::get, VIEWER, "Deploy policy: required approvals, maintenance windows, freezes", None => 200 "EnvironmentPolicy";
     patch "/environments/{id}/policy" => ci::policy::update, ADMIN, "Change the deploy policy", Some("UpdatePolicy") => 200 "EnvironmentPolicy";

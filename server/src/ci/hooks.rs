@@ -451,7 +451,12 @@ fn hook_actor(req: &HttpRequest, provider: WebhookProvider) -> ActorInfo {
     }
 }
 
-/// Records a delivery whose signature failed, then answers 401.
+/// Rejected deliveries recorded per project and client address per minute;
+/// beyond that the receiver answers 429 and records nothing.
+pub const BAD_SIGNATURES_PER_MINUTE: u32 = 30;
+
+/// Records a delivery whose signature failed, then answers 401 — or 429
+/// without a record once the sender has failed too often.
 async fn reject(
     state: &AppState,
     actor: &ActorInfo,
@@ -461,6 +466,15 @@ async fn reject(
     external_id: Option<String>,
     why: &str,
 ) -> ApiResult<HttpResponse> {
+    let key = format!(
+        "{project_id}|{}",
+        actor.source_ip.as_deref().unwrap_or("unknown")
+    );
+    state
+        .hook_limiter
+        .check(&key)
+        .map_err(ApiError::RateLimited)?;
+    state.hook_limiter.fail(&key);
     let mut tx = AuditTx::begin(&state.db).await?;
     let id = Uuid::new_v4();
     webhook_delivery::Entity::insert(webhook_delivery::ActiveModel {

@@ -24,8 +24,8 @@ use crate::{
     secrets::secret_aad,
     startup::AppState,
     store::entities::{
-        deployment, deployment_step, deployment_target, environment, host, host_environment, project, release,
-        service, variable,
+        deployment, deployment_step, deployment_target, environment, host, host_environment,
+        project, release, service, variable,
     },
 };
 use actix_web::web;
@@ -39,8 +39,8 @@ use serde_json::json;
 use slipway_types::{
     agent::{
         AgentError, AgentErrorCode, AgentEvent, AgentRequest, AgentResponse, ContainerSpec,
-        DesiredService,
-        ReconcilePlan, RegistryAuth, RevertPlan, RolloutPhase, RolloutPlan, Sensitive, ServiceKey,
+        DesiredService, ReconcilePlan, RegistryAuth, RevertPlan, RolloutPhase, RolloutPlan,
+        Sensitive, ServiceKey,
     },
     api::{DeploymentState, DeploymentStep, LiveEvent, ServiceSpec},
     ImageRef,
@@ -57,6 +57,9 @@ const LEASE_RENEW: Duration = Duration::from_secs(5);
 /// How often the engine looks for queued work when nobody woke it.
 const POLL: Duration = Duration::from_millis(250);
 const RECOVER_EVERY: Duration = Duration::from_secs(5);
+/// A host marked online that no control plane has heard from for this long
+/// is offline (connections refresh `last_seen_at` about every 30 s).
+const HOST_SILENT_SECS: i64 = 90;
 const REVERT_TIMEOUT: Duration = Duration::from_secs(120);
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Secrets that, when set in an environment, authenticate image pulls.
@@ -410,11 +413,8 @@ impl Engine {
         let phased = targets.len() > 1;
         let mut prepared: Vec<&host::Model> = Vec::new();
         if phased {
-            self.step(
-                id,
-                format!("preparing {} hosts in parallel", targets.len()),
-            )
-            .await;
+            self.step(id, format!("preparing {} hosts in parallel", targets.len()))
+                .await;
             let calls = targets.iter().map(|(h, n)| {
                 let request = rollout(*n, RolloutPhase::Prepare);
                 async move { (h, self.call_with_steps(id, h, request, timeout).await) }
@@ -641,7 +641,10 @@ impl Engine {
     async fn set_target(&self, id: Uuid, host_id: Uuid, state: &str) -> Result<(), DbErr> {
         deployment_target::Entity::update_many()
             .col_expr(deployment_target::Column::State, Expr::value(state))
-            .col_expr(deployment_target::Column::UpdatedAt, Expr::value(Utc::now()))
+            .col_expr(
+                deployment_target::Column::UpdatedAt,
+                Expr::value(Utc::now()),
+            )
             .filter(deployment_target::Column::DeploymentId.eq(id))
             .filter(deployment_target::Column::HostId.eq(host_id))
             .exec(&self.db)
@@ -689,7 +692,10 @@ impl Engine {
             .col_expr(deployment::Column::State, Expr::value(state.as_str()))
             .col_expr(deployment::Column::Reason, Expr::value(reason.clone()))
             .col_expr(deployment::Column::FinishedAt, Expr::value(now))
-            .col_expr(deployment::Column::LeaseUntil, Expr::value(None::<chrono::DateTime<Utc>>))
+            .col_expr(
+                deployment::Column::LeaseUntil,
+                Expr::value(None::<chrono::DateTime<Utc>>),
+            )
             .filter(deployment::Column::Id.eq(id))
             .filter(deployment::Column::State.eq(DeploymentState::Running.as_str()))
             .exec(&tx.txn)
@@ -724,6 +730,7 @@ impl Engine {
     /// Running deployments whose driver stopped renewing its lease (the
     /// control plane died): mark them failed and put their hosts back.
     async fn recover_stale(&self) -> Result<(), EngineError> {
+        self.mark_silent_hosts_offline().await?;
         let stale = deployment::Entity::find()
             .filter(deployment::Column::State.eq(DeploymentState::Running.as_str()))
             .filter(
@@ -760,6 +767,38 @@ impl Engine {
                 .await?;
             for t in hosts {
                 self.reconcile_later(t.host_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hosts still marked online whose agent is connected to no control
+    /// plane (this one crashed, or the replica holding it did): a live
+    /// connection refreshes `last_seen_at` every ~30 s.
+    async fn mark_silent_hosts_offline(&self) -> Result<(), DbErr> {
+        let cutoff = Utc::now() - ChronoDuration::seconds(HOST_SILENT_SECS);
+        let silent = host::Entity::find()
+            .filter(host::Column::Status.eq("online"))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(host::Column::LastSeenAt.is_null())
+                    .add(host::Column::LastSeenAt.lt(cutoff)),
+            )
+            .all(&self.db)
+            .await?;
+        for h in silent.into_iter().filter(|h| !self.hub.is_online(h.id)) {
+            let res = host::Entity::update_many()
+                .col_expr(host::Column::Status, Expr::value("offline"))
+                .filter(host::Column::Id.eq(h.id))
+                .filter(host::Column::Status.eq("online"))
+                .exec(&self.db)
+                .await?;
+            if res.rows_affected == 1 {
+                tracing::info!(host = %h.name, "no agent heard from: offline");
+                self.live.publish(Live::Event(LiveEvent::Host {
+                    id: h.id,
+                    status: slipway_types::api::HostStatus::Offline,
+                }));
             }
         }
         Ok(())
@@ -828,7 +867,8 @@ impl Engine {
             }
         }
         let auth = match (
-            vars.get(REGISTRY_USERNAME).or(secrets.get(REGISTRY_USERNAME)),
+            vars.get(REGISTRY_USERNAME)
+                .or(secrets.get(REGISTRY_USERNAME)),
             secrets.get(REGISTRY_PASSWORD),
         ) {
             (Some(user), Some(password)) => Some(RegistryAuth {
@@ -842,7 +882,7 @@ impl Engine {
             Ok(env) => env,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        Ok(Ok((plan::container_spec(&ctx.spec, env), auth)))
+        Ok(Ok((plan::container_spec(&ctx.spec, env, &ctx.key), auth)))
     }
 }
 
@@ -853,7 +893,12 @@ async fn reconcile_host(db: &DatabaseConnection, hub: &AgentHub, host_id: Uuid) 
     match reconcile_plan(db, host_id).await {
         Ok(Some((name, plan))) => {
             let r = hub
-                .call(host_id, AgentRequest::Reconcile(plan), None, RECONCILE_TIMEOUT)
+                .call(
+                    host_id,
+                    AgentRequest::Reconcile(plan),
+                    None,
+                    RECONCILE_TIMEOUT,
+                )
                 .await;
             match r {
                 Ok(AgentResponse::Reconciled { actions }) if !actions.is_empty() => {

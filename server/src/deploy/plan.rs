@@ -1,8 +1,8 @@
 //! Pure planning for the deploy engine: how replicas spread over hosts, how
 //! long each step may take, what a container's environment is, and what
 //! must run on a host after a restart. No IO, unit-tested alone.
-use slipway_types::agent::{ContainerPort, ContainerSpec, Sensitive};
-use slipway_types::api::ServiceSpec;
+use slipway_types::agent::{ContainerPort, ContainerSpec, Sensitive, ServiceKey};
+use slipway_types::api::{ServiceSpec, VolumeMount};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -84,8 +84,24 @@ pub fn container_env(
     Ok(env)
 }
 
+/// Named volumes belong to their project and environment, as in compose:
+/// `data` of shop/staging is the Docker volume `shop-staging-data`, so two
+/// environments on one host never share one by accident. Absolute host
+/// paths (bind mounts) are used as given.
+pub fn volume_source(source: &str, key: &ServiceKey) -> String {
+    if source.starts_with('/') {
+        source.to_string()
+    } else {
+        format!("{}-{}-{source}", key.project, key.environment)
+    }
+}
+
 /// The container an agent creates for `spec`.
-pub fn container_spec(spec: &ServiceSpec, env: BTreeMap<String, Sensitive>) -> ContainerSpec {
+pub fn container_spec(
+    spec: &ServiceSpec,
+    env: BTreeMap<String, Sensitive>,
+    key: &ServiceKey,
+) -> ContainerSpec {
     ContainerSpec {
         image: spec.image.clone(),
         command: spec.command.clone(),
@@ -99,7 +115,14 @@ pub fn container_spec(spec: &ServiceSpec, env: BTreeMap<String, Sensitive>) -> C
                 protocol: p.protocol,
             })
             .collect(),
-        volumes: spec.volumes.clone(),
+        volumes: spec
+            .volumes
+            .iter()
+            .map(|v| VolumeMount {
+                source: volume_source(&v.source, key),
+                ..v.clone()
+            })
+            .collect(),
         health_check: spec.health_check.clone(),
         resources: spec.resources.clone(),
         user: spec.hardening.user.clone(),
@@ -190,9 +213,30 @@ mod tests {
                 secret: "PG_PASS".into()
             })
         );
-        let c = container_spec(&s, env);
+        s.volumes = vec![
+            VolumeMount {
+                source: "data".into(),
+                target: "/data".into(),
+                read_only: false,
+            },
+            VolumeMount {
+                source: "/srv/cfg".into(),
+                target: "/cfg".into(),
+                read_only: true,
+            },
+        ];
+        let key = ServiceKey {
+            project: "shop".into(),
+            environment: "staging".into(),
+            service: "web".into(),
+            service_id: uuid::Uuid::nil(),
+            environment_id: uuid::Uuid::nil(),
+        };
+        let c = container_spec(&s, env, &key);
         assert_eq!(c.image, ImageRef::try_from("web:1".to_string()).unwrap());
         assert!(c.no_new_privileges);
+        assert_eq!(c.volumes[0].source, "shop-staging-data");
+        assert_eq!(c.volumes[1].source, "/srv/cfg");
     }
 
     #[test]

@@ -4,10 +4,12 @@
 
 mod helpers;
 
+mod agents;
 mod approvals;
 mod audit;
 mod auth;
 mod cli;
+mod compose;
 mod crud;
 mod deployments;
 mod oidc;

@@ -44,7 +44,28 @@ async fn every_protected_route_checks_credentials_and_role() {
             let err: Value = res.json().await.expect("json error");
             assert_eq!(err["error"], "unauthenticated", "{method} {path}");
             // 2. Each role below the minimum is forbidden; at or above it passes the gate.
+            // Event streams never end: look at the status line only.
+            let streams = path.ends_with("/events") || path.ends_with("/logs");
             for (i, token) in tokens.iter().enumerate() {
+                if streams {
+                    let res = reqwest::Client::new()
+                        .get(app.url(&url))
+                        .bearer_auth(token)
+                        .send()
+                        .await
+                        .expect("send");
+                    let st = res.status().as_u16();
+                    if i < min_idx {
+                        assert_eq!(st, 403, "{method} {path} as {}", ROLES[i]);
+                    } else {
+                        assert!(
+                            st != 401 && st != 403,
+                            "{method} {path} as {}: {st}",
+                            ROLES[i]
+                        );
+                    }
+                    continue;
+                }
                 let r = app.send(m.clone(), &url, Some(&body), Some(token)).await;
                 if i < min_idx {
                     assert_eq!(r.status, 403, "{method} {path} as {}: {}", ROLES[i], r.text);

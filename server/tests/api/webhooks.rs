@@ -15,6 +15,7 @@ store_test!(
     gitlab_and_generic_hooks,
     concurrent_duplicates_create_one_release,
     promotion_keeps_image_and_snapshot,
+    bad_signature_floods_are_limited,
 );
 
 const SHA: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
@@ -830,4 +831,36 @@ async fn promotion_keeps_image_and_snapshot(mut app: TestApp) {
     .await
     .expect(422);
     let _ = project;
+}
+
+/// A flood of badly signed deliveries is recorded up to the limit, then
+/// answered 429 without writing a row per request; good deliveries from
+/// elsewhere are unaffected.
+async fn bad_signature_floods_are_limited(mut app: TestApp) {
+    app.setup_admin().await;
+    let (project, _env, _svc) = app.seed_service("acme", "staging", "api").await;
+    let gen = webhook(&app, &project, "generic").await;
+    let path = format!("/api/v1/hooks/generic/{project}");
+    let now = chrono::Utc::now().timestamp();
+    let body = serde_json::to_vec(&json!({"id": "evt-x", "service": "api"})).unwrap();
+    let forged = [(
+        "x-slipway-signature",
+        sign_generic("not the secret", &body, now),
+    )];
+    let limit = slipway_server::ci::hooks::BAD_SIGNATURES_PER_MINUTE as usize;
+    let mut statuses = Vec::new();
+    for _ in 0..limit + 5 {
+        statuses.push(hook(&app, &path, &body, &forged).await.0);
+    }
+    assert!(statuses[..limit].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[limit..].iter().all(|s| *s == 429), "{statuses:?}");
+    let deliveries = app
+        .get(&format!("/api/v1/projects/{project}/deliveries?limit=200"))
+        .await
+        .expect(200);
+    assert_eq!(deliveries.body["total"], limit as u64);
+    // The real sender (the same loopback address here) is limited too while
+    // the flood lasts; a genuine signature is still checked first.
+    let genuine = [("x-slipway-signature", sign_generic(&gen.secret, &body, now))];
+    assert_ne!(hook(&app, &path, &body, &genuine).await.0, 429);
 }

@@ -72,7 +72,14 @@ impl Server {
         s.spawn();
         s.wait_ready().await;
         let out = s
-            .cli(&["token", "create", "--role", "admin", "--name", "engine-tests"])
+            .cli(&[
+                "token",
+                "create",
+                "--role",
+                "admin",
+                "--name",
+                "engine-tests",
+            ])
             .output()
             .expect("slipway token create");
         assert!(out.status.success(), "{out:?}");
@@ -173,9 +180,7 @@ impl Server {
     /// project → environment → service (image slipway-test/web:v1, health
     /// check on /healthz, published on `published`). Returns (env, service).
     pub async fn seed(&self, name: &str, published: u16, extra: Value) -> (String, String) {
-        let p = self
-            .post("/projects", json!({"name": name}), 201)
-            .await["id"]
+        let p = self.post("/projects", json!({"name": name}), 201).await["id"]
             .as_str()
             .expect("id")
             .to_string();
@@ -224,7 +229,9 @@ impl Server {
     pub async fn wait_done(&self, id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
-            let (st, d) = self.call(Method::GET, &format!("/deployments/{id}"), None).await;
+            let (st, d) = self
+                .call(Method::GET, &format!("/deployments/{id}"), None)
+                .await;
             if st == 200 {
                 let state = d["state"].as_str().unwrap_or_default();
                 if !["queued", "running", "awaiting_approval"].contains(&state) {
@@ -414,7 +421,10 @@ impl Drop for Agent {
         self.kill();
         // The proxy outlives agents by design; tests stop theirs, and their containers.
         let _ = Command::new("pkill")
-            .args(["-f", &format!("proxy .*admin 127.0.0.1:{}", self.proxy_admin)])
+            .args([
+                "-f",
+                &format!("proxy .*admin 127.0.0.1:{}", self.proxy_admin),
+            ])
             .status();
         let ids = self.containers("label=slipway.managed");
         if !ids.is_empty() {

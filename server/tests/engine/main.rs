@@ -145,10 +145,7 @@ async fn port_clash_fails_cleanly() {
     let done = server.wait_done(&d, DEPLOY_WITHIN).await;
     assert_eq!(done["state"], "failed", "{done}");
     assert!(
-        done["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("port"),
+        done["reason"].as_str().unwrap_or_default().contains("port"),
         "{done}"
     );
     assert!(agent
@@ -274,7 +271,11 @@ async fn revoked_host_cannot_reconnect() {
     let (env, _svc) = server.seed("revoke", free_port(), json!({})).await;
     let mut agent = Agent::enroll(&server, "node-1", &env).await;
     server
-        .post(&format!("/hosts/{}/revoke", agent.host_id), json!(null), 200)
+        .post(
+            &format!("/hosts/{}/revoke", agent.host_id),
+            json!(null),
+            200,
+        )
         .await;
     let code = agent.wait_exit(Duration::from_secs(20));
     assert_eq!(code, Some(3), "{}", agent.log());
@@ -305,7 +306,10 @@ async fn multi_host_switches_host_by_host_and_rolls_back() {
     assert_eq!(done["state"], "rolled_back", "{done}");
     let reason = done["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("node-b"), "{reason}");
-    assert!(fetch_at("127.0.0.1", port).await.is_err(), "node-a reverted");
+    assert!(
+        fetch_at("127.0.0.1", port).await.is_err(),
+        "node-a reverted"
+    );
     for agent in [&a, &b] {
         assert!(agent
             .containers(&format!("label=slipway.deployment={d1}"))
@@ -328,4 +332,36 @@ async fn multi_host_switches_host_by_host_and_rolls_back() {
     }
     let steps = done["steps"].to_string();
     assert!(steps.contains("preparing 2 hosts in parallel"), "{steps}");
+}
+
+/// `slipway deploy --wait`, as the last step of a CI job: exit 0 when the
+/// release serves, 1 when it fails (with the reason on stderr).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_deploy_wait_reports_the_outcome() {
+    let server = Server::start(Store::Sqlite).await;
+    let port = free_port();
+    let (env, _svc) = server.seed("cli", port, json!({})).await;
+    let _agent = Agent::enroll(&server, "node-1", &env).await;
+    let deploy = |image: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .env_clear()
+            .args(["deploy", "--service", "cli/production/web", "--wait"])
+            .args(["--image", image, "--timeout", "90s"])
+            .args(["--url", &server.base, "--token", &server.token])
+            .output()
+            .expect("run slipway deploy")
+    };
+    let ok = tokio::task::block_in_place(|| deploy("slipway-test/web:v2"));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(fetch(port).await.as_deref(), Ok("v2"));
+    let bad = tokio::task::block_in_place(|| deploy("slipway-test/nope:1"));
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("image missing"), "{stderr}");
+    assert_eq!(fetch(port).await.as_deref(), Ok("v2"));
 }
