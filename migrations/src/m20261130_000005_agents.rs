@@ -97,8 +97,13 @@ impl MigrationTrait for Migration {
             Hosts::EnrollExpiresAt,
             Hosts::Facts,
         ] {
-            m.alter_table(Table::alter().table(Hosts::Table).drop_column(col).to_owned())
-                .await?;
+            m.alter_table(
+                Table::alter()
+                    .table(Hosts::Table)
+                    .drop_column(col)
+                    .to_owned(),
+            )
+            .await?;
         }
         Ok(())
     }

@@ -150,15 +150,29 @@ pub struct ContainerStats {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     /// First frame of every connection.
-    Challenge { nonce: String, protocol_version: u32 },
+    Challenge {
+        nonce: String,
+        protocol_version: u32,
+    },
     /// The Hello was verified; the connection is live.
-    Welcome { host_id: Uuid, heartbeat_secs: u64 },
-    Request { id: u64, request: AgentRequest },
+    Welcome {
+        host_id: Uuid,
+        heartbeat_secs: u64,
+    },
+    Request {
+        id: u64,
+        request: AgentRequest,
+    },
     /// Stop the request `id` (e.g. the deployment was cancelled).
-    Cancel { id: u64 },
+    Cancel {
+        id: u64,
+    },
     Heartbeat,
     /// Fatal; the server closes the connection after it.
-    Error { code: ProtocolErrorCode, message: String },
+    Error {
+        code: ProtocolErrorCode,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,9 +186,18 @@ pub enum AgentMessage {
         facts: HostFacts,
     },
     /// Progress of request `id`: deployment steps, log lines.
-    Event { id: u64, event: AgentEvent },
-    Response { id: u64, response: AgentResponse },
-    Failure { id: u64, error: AgentError },
+    Event {
+        id: u64,
+        event: AgentEvent,
+    },
+    Response {
+        id: u64,
+        response: AgentResponse,
+    },
+    Failure {
+        id: u64,
+        error: AgentError,
+    },
     Heartbeat,
     Status {
         containers: Vec<ContainerStatus>,
@@ -345,7 +368,9 @@ pub enum LogStream {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AgentResponse {
     /// `prepare` finished: the new containers run healthy, not routed.
-    Prepared { containers: Vec<String> },
+    Prepared {
+        containers: Vec<String>,
+    },
     RolledOut {
         /// The new containers, now serving.
         containers: Vec<String>,
