@@ -86,6 +86,14 @@ fn ApprovalRow(
         .map(|x| x.approver.clone())
         .collect::<Vec<_>>()
         .join(", ");
+    // The server refuses approving one's own request: offer only Reject.
+    let session = crate::app::use_session();
+    let requester = d.requested_by.clone();
+    let own = move || {
+        session
+            .me
+            .with(|m| m.as_ref().is_some_and(|m| m.username == requester))
+    };
     let errors = FormErrors::new(&[]);
     let rejecting = RwSignal::new(false);
     let reason = RwSignal::new(String::new());
@@ -131,7 +139,12 @@ fn ApprovalRow(
             <td><StateBadge state=d.state /></td>
             <td class="approval-actions">
                 <div class="row-actions">
-                    <button class="btn btn-sm btn-primary" data-test="approve" on:click=approve>"Approve"</button>
+                    <Show
+                        when=move || !own()
+                        fallback=|| view! { <span class="muted small" data-test="own-request">"your request: another approver decides"</span> }
+                    >
+                        <button class="btn btn-sm btn-primary" data-test="approve" on:click=approve>"Approve"</button>
+                    </Show>
                     <button class="btn btn-sm btn-danger" data-test="reject" on:click=move |_| rejecting.update(|r| *r = !*r)>"Reject…"</button>
                 </div>
                 <Show when=move || rejecting.get()>

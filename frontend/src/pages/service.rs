@@ -207,16 +207,35 @@ fn DeployPanel(
     let image = RwSignal::new(default_image);
     let release = RwSignal::new(None::<Uuid>);
     let releases = LocalResource::new(move || api::releases(service));
-    let errors = FormErrors::new(&["image", "release"]);
+    let errors = FormErrors::new(&["image", "release", "override_reason"]);
     let busy = RwSignal::new(false);
+    // Admins may deploy through a freeze with a written (audited) reason;
+    // the field appears once the server answered `deploy_frozen`.
+    let session = crate::app::use_session();
+    let override_reason = RwSignal::new(String::new());
+    let show_override = RwSignal::new(false);
+    Effect::new(move || {
+        if errors
+            .current()
+            .is_some_and(|e| e.error == slipway_types::ErrorCode::DeployFrozen)
+            && session.is_admin()
+        {
+            show_override.set(true);
+        }
+    });
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         errors.clear();
+        let reason = override_reason.get_untracked().trim().to_owned();
         let body = deploy_request(
             source.get_untracked(),
             &image.get_untracked(),
             release.get_untracked(),
-        );
+        )
+        .map(|b| CreateDeployment {
+            override_reason: (!reason.is_empty()).then_some(reason),
+            ..b
+        });
         match body {
             Err(e) => errors.set(e),
             Ok(body) => {
@@ -316,6 +335,19 @@ fn DeployPanel(
                 }}
                 <FieldError errors field="release" />
             </div>
+            <Show when=move || show_override.get()>
+                <div class="field">
+                    <label for="deploy-override-reason">"Override the freeze — reason (audited)"</label>
+                    <input
+                        id="deploy-override-reason"
+                        name="override_reason"
+                        data-test="deploy-override-reason"
+                        placeholder="e.g. hotfix for incident 4711"
+                        bind:value=override_reason
+                    />
+                    <FieldError errors field="override_reason" />
+                </div>
+            </Show>
             <div class="form-actions">
                 <button class="btn btn-primary" type="submit" id="deploy-submit" data-test="deploy-submit" disabled=move || busy.get()>
                     "Deploy"
