@@ -104,6 +104,18 @@ impl TestProxy {
         }
     }
 
+    /// A proxy with route `name` on a free port to `upstreams`.
+    async fn routed(name: &str, upstreams: &[SocketAddr]) -> (Self, SocketAddr) {
+        let proxy = Self::start(None, ProxyOptions::default()).await;
+        let listen = free_port();
+        proxy
+            .client
+            .put_route(name, &spec(listen, upstreams))
+            .await
+            .unwrap();
+        (proxy, listen)
+    }
+
     async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -245,13 +257,7 @@ async fn routes_and_switches_upstreams() {
 async fn no_failures_while_switching() {
     let (v1, _b1) = backend("v1").await;
     let (v2, _b2) = backend("v2").await;
-    let proxy = TestProxy::start(None, ProxyOptions::default()).await;
-    let listen = free_port();
-    proxy
-        .client
-        .put_route("web", &spec(listen, &[v1]))
-        .await
-        .unwrap();
+    let (proxy, listen) = TestProxy::routed("web", &[v1]).await;
 
     let done = Arc::new(AtomicBool::new(false));
     let flipper = {
@@ -318,13 +324,7 @@ async fn no_failures_while_switching() {
 async fn drain_waits_for_in_flight_requests() {
     let (v1, _b1) = backend("v1").await;
     let (v2, _b2) = backend("v2").await;
-    let proxy = TestProxy::start(None, ProxyOptions::default()).await;
-    let listen = free_port();
-    proxy
-        .client
-        .put_route("web", &spec(listen, &[v1]))
-        .await
-        .unwrap();
+    let (proxy, listen) = TestProxy::routed("web", &[v1]).await;
 
     let finished = Arc::new(AtomicBool::new(false));
     let slow = {
@@ -464,13 +464,7 @@ async fn port_conflict_changes_nothing() {
 async fn refused_upstream_is_retried_on_a_live_one() {
     let (v1, _b1) = backend("v1").await;
     let dead = free_port(); // nothing listens here: connection refused
-    let proxy = TestProxy::start(None, ProxyOptions::default()).await;
-    let listen = free_port();
-    proxy
-        .client
-        .put_route("web", &spec(listen, &[dead, v1]))
-        .await
-        .unwrap();
+    let (proxy, listen) = TestProxy::routed("web", &[dead, v1]).await;
     let mut keep = connect(listen).await;
     for _ in 0..20 {
         assert_eq!(
@@ -585,13 +579,7 @@ async fn state_file_restores_routes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_in_flight_requests_finish() {
     let (v1, _b1) = backend("v1").await;
-    let proxy = TestProxy::start(None, ProxyOptions::default()).await;
-    let listen = free_port();
-    proxy
-        .client
-        .put_route("web", &spec(listen, &[v1]))
-        .await
-        .unwrap();
+    let (proxy, listen) = TestProxy::routed("web", &[v1]).await;
     let mut idle_keep_alive = connect(listen).await;
     assert_eq!(get_on(&mut idle_keep_alive, "/").await.1, "v1");
     let slow = tokio::spawn(get(listen, "/slow"));
@@ -612,13 +600,7 @@ async fn shutdown_lets_in_flight_requests_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_request_and_response_bodies() {
     let (v1, _b1) = backend("v1").await;
-    let proxy = TestProxy::start(None, ProxyOptions::default()).await;
-    let listen = free_port();
-    proxy
-        .client
-        .put_route("web", &spec(listen, &[v1]))
-        .await
-        .unwrap();
+    let (proxy, listen) = TestProxy::routed("web", &[v1]).await;
     let payload: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
     let stream = TcpStream::connect(listen).await.unwrap();
     let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -675,13 +657,7 @@ async fn one_shot_backend() -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reused_connection_closed_by_upstream_is_retried_for_idempotent_requests() {
     let up = one_shot_backend().await;
-    let proxy = TestProxy::start(None, ProxyOptions::default()).await;
-    let listen = free_port();
-    proxy
-        .client
-        .put_route("web", &spec(listen, &[up]))
-        .await
-        .unwrap();
+    let (proxy, listen) = TestProxy::routed("web", &[up]).await;
     let mut keep = connect(listen).await;
     for i in 0..10 {
         assert_eq!(

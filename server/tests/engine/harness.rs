@@ -217,6 +217,17 @@ impl Server {
         (e, s)
     }
 
+    /// Replaces top-level keys of a service's spec; returns the new spec.
+    pub async fn patch_spec(&self, service: &str, changes: Value) -> Value {
+        let mut spec = self.get(&format!("/services/{service}")).await["spec"].clone();
+        for (k, v) in changes.as_object().into_iter().flatten() {
+            spec[k] = v.clone();
+        }
+        self.patch(&format!("/services/{service}"), json!({"spec": spec}))
+            .await["spec"]
+            .clone()
+    }
+
     pub async fn deploy(&self, service: &str, body: Value) -> String {
         self.post(&format!("/services/{service}/deployments"), body, 202)
             .await["id"]

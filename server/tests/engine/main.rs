@@ -66,12 +66,12 @@ async fn deploy_upgrade_rollback_and_failures(store: Store) {
     assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
 
     // An unhealthy release: health check on a path that does not exist.
-    let mut spec = server.get(&format!("/services/{svc}")).await["spec"].clone();
-    spec["image"] = json!("slipway-test/web:v2");
-    spec["health_check"]["path"] = json!("/missing");
-    spec["health_check"]["retries"] = json!(2);
+    let check = |path: &str| json!({"path": path, "port": 8080, "interval_secs": 1, "timeout_secs": 1, "retries": 2});
     server
-        .patch(&format!("/services/{svc}"), json!({"spec": spec}))
+        .patch_spec(
+            &svc,
+            json!({"image": "slipway-test/web:v2", "health_check": check("/missing")}),
+        )
         .await;
     let bad = server.deploy(&svc, json!({})).await;
     let done = server.wait_done(&bad, DEPLOY_WITHIN).await;
@@ -84,9 +84,8 @@ async fn deploy_upgrade_rollback_and_failures(store: Store) {
         .is_empty());
 
     // An image that is nowhere: failed, nothing changed.
-    spec["health_check"]["path"] = json!("/healthz");
     server
-        .patch(&format!("/services/{svc}"), json!({"spec": spec}))
+        .patch_spec(&svc, json!({"health_check": check("/healthz")}))
         .await;
     let missing = server
         .deploy(&svc, json!({"image": "slipway-test/nope:1"}))
@@ -177,13 +176,7 @@ async fn server_killed_mid_deploy_resolves_on_restart() {
         "succeeded"
     );
 
-    let mut spec = server.get(&format!("/services/{svc}")).await["spec"].clone();
-    for (k, v) in slow_v2().as_object().unwrap() {
-        spec[k] = v.clone();
-    }
-    server
-        .patch(&format!("/services/{svc}"), json!({"spec": spec}))
-        .await;
+    server.patch_spec(&svc, slow_v2()).await;
     let d2 = server.deploy(&svc, json!({})).await;
     server
         .wait_state(&d2, "running", Duration::from_secs(30))
@@ -230,13 +223,7 @@ async fn agent_killed_mid_deploy_converges_when_back() {
         server.wait_done(&d1, DEPLOY_WITHIN).await["state"],
         "succeeded"
     );
-    let mut spec = server.get(&format!("/services/{svc}")).await["spec"].clone();
-    for (k, v) in slow_v2().as_object().unwrap() {
-        spec[k] = v.clone();
-    }
-    server
-        .patch(&format!("/services/{svc}"), json!({"spec": spec}))
-        .await;
+    server.patch_spec(&svc, slow_v2()).await;
     let d2 = server.deploy(&svc, json!({})).await;
     server
         .wait_state(&d2, "running", Duration::from_secs(30))
