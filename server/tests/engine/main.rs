@@ -352,3 +352,50 @@ async fn cli_deploy_wait_reports_the_outcome() {
     assert!(stderr.contains("image missing"), "{stderr}");
     assert_eq!(fetch(port).await.as_deref(), Ok("v2"));
 }
+
+/// Cancel while the new release is starting: the deployment ends
+/// `cancelled`, the new containers go, the old release keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_mid_deploy_keeps_the_old_release() {
+    let server = Server::start(Store::Sqlite).await;
+    let port = free_port();
+    let (env, svc) = server.seed("cancel", port, json!({})).await;
+    let agent = Agent::enroll(&server, "node-1", &env).await;
+    let d1 = server.deploy(&svc, json!({})).await;
+    assert_eq!(
+        server.wait_done(&d1, DEPLOY_WITHIN).await["state"],
+        "succeeded"
+    );
+    server.patch_spec(&svc, slow_v2()).await;
+    let d2 = server.deploy(&svc, json!({})).await;
+    server
+        .wait_state(&d2, "running", Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server
+        .post(&format!("/deployments/{d2}/cancel"), json!(null), 200)
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !agent
+        .containers(&format!("label=slipway.deployment={d2}"))
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "containers of the cancelled deployment left:\n{}",
+            harness::tail(&agent.log(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let d = server.get(&format!("/deployments/{d2}")).await;
+    assert_eq!(d["state"], "cancelled", "{d}");
+    assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
+    // The next deployment of the service is not blocked by the cancelled one.
+    let d3 = server
+        .deploy(&svc, json!({"image": "slipway-test/web:v2"}))
+        .await;
+    assert_eq!(
+        server.wait_done(&d3, DEPLOY_WITHIN).await["state"],
+        "succeeded"
+    );
+}
