@@ -7,7 +7,9 @@
 //! test OpenID provider in `scripts/idp` with `node` (after `npm ci --prefix
 //! scripts/idp`). Screenshots of every step go to `e2e/screenshots/NN-name.png`
 //! (`sso-NN-name.png` for the single sign-on test, `ci-NN-name.png` for the
-//! webhooks and approvals test).
+//! webhooks and approvals test, `deploy-NN-name.png` for the hosts, deploy,
+//! live log and rollback test in `dashboard/deploy.rs`, which also needs
+//! `SLIPWAY_TEST_DOCKER_HOST` and the `slipway-test/web:v1`/`v2` images).
 use anyhow::{anyhow, bail, Context, Result};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use std::{
@@ -17,6 +19,9 @@ use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+#[path = "dashboard/deploy.rs"]
+mod deploy;
 
 const WAIT: Duration = Duration::from_secs(15);
 const USER: &str = "admin";
@@ -195,7 +200,7 @@ struct Ui {
     c: Client,
     base: String,
     shots: PathBuf,
-    /// Screenshot file name prefix: "" or "sso-".
+    /// Screenshot file name prefix: "", "sso-", "ci-" or "deploy-".
     prefix: &'static str,
     step: u32,
 }
@@ -300,7 +305,12 @@ impl Ui {
 
     /// Waits until the element's text contains `needle`.
     async fn expect_text(&self, selector: &str, needle: &str) -> Result<()> {
-        let deadline = Instant::now() + WAIT;
+        self.expect_text_within(selector, needle, WAIT).await
+    }
+
+    /// [`Ui::expect_text`] with its own timeout.
+    async fn expect_text_within(&self, selector: &str, needle: &str, wait: Duration) -> Result<()> {
+        let deadline = Instant::now() + wait;
         loop {
             let text = match self.c.find(Locator::Css(selector)).await {
                 Ok(el) => el.text().await.unwrap_or_default(),
@@ -325,6 +335,21 @@ impl Ui {
             }
             if Instant::now() > deadline {
                 bail!("expected to be at {path}, am at {url}");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    /// Waits until the path starts with `prefix` (e.g. `/deployments/`).
+    async fn expect_path_prefix(&self, prefix: &str) -> Result<()> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let url = self.c.current_url().await?;
+            if url.path().starts_with(prefix) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("expected to be under {prefix}, am at {url}");
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
@@ -481,9 +506,19 @@ async fn tour(ui: &mut Ui) -> Result<()> {
     ui.click_link(&css("service-row-web"), "web").await?;
     ui.expect_text(&css("service-name"), "web").await?;
     ui.expect_text(&css("spec-ports"), "8080:80").await?;
+    let service_path = ui.c.current_url().await?.path().to_owned();
+    // Deploy… opens a panel prefilled with the service's image; submitting
+    // follows the new deployment on its page. No host serves staging, so it
+    // stays queued.
     ui.click(&css("deploy")).await?;
-    ui.expect_text(&css("deployment-1"), "#1").await?;
+    ui.find(&css("deploy-form")).await?;
+    ui.click(&css("deploy-submit")).await?;
+    ui.expect_path_prefix("/deployments/").await?;
+    ui.expect_text(&css("deployment-state"), "queued").await?;
+    ui.expect_text(&css("deployment-release"), "#1").await?;
     ui.shot("service-deployed").await?;
+    ui.goto(&service_path).await?;
+    ui.expect_text(&css("deployment-1"), "#1").await?;
     ui.click(&css("edit-service")).await?;
     ui.fill("#svc-replicas", "3").await?;
     ui.click(&css("edit-service-submit")).await?;
@@ -545,7 +580,9 @@ fn screenshots_dir(prefix: &str) -> Result<PathBuf> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let ours = if prefix.is_empty() {
-            !name.starts_with("sso-") && !name.starts_with("ci-")
+            !["sso-", "ci-", "deploy-"]
+                .iter()
+                .any(|p| name.starts_with(p))
         } else {
             name.starts_with(prefix)
         };
@@ -939,9 +976,12 @@ async fn ci_scenario(ui: &mut Ui) -> Result<()> {
     ui.expect_text(&css("release-1"), "main @ abcdef1").await?;
     ui.click(&format!("{} {}", css("release-1"), css("deploy-release")))
         .await?;
-    ui.expect_text(&css("deployments"), "awaiting approval")
+    // It follows the new deployment on its page.
+    ui.expect_path_prefix("/deployments/").await?;
+    ui.expect_text(&css("deployment-state"), "awaiting approval")
         .await?;
     ui.shot("awaiting-approval").await?;
+    ui.goto(service_url.path()).await?;
 
     // The promote dialog (no other environment yet: nothing to pick).
     ui.click(&format!("{} {}", css("release-1"), css("promote-release")))
