@@ -935,8 +935,40 @@ impl Engine {
             },
             None => HashSet::new(),
         };
+        // Containers with Slipway's HTTP check report what one probe says
+        // now (Docker knows nothing of that check).
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(1))
+            .build()
+            .ok();
+        let probes = containers.iter().map(|c| {
+            let http = http.clone();
+            async move {
+                let (Some(http), Some((port, path))) = (http, &c.agent.health) else {
+                    return c.health;
+                };
+                let Some(host_port) = c.host_ports.get(&PortKey::tcp(*port)) else {
+                    return c.health;
+                };
+                if !c.is_running() {
+                    return c.health;
+                }
+                match http
+                    .get(format!("http://127.0.0.1:{host_port}{path}"))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() || r.status().is_redirection() => {
+                        ContainerHealth::Healthy
+                    }
+                    _ => ContainerHealth::Unhealthy,
+                }
+            }
+        });
+        let health = futures_util::future::join_all(probes).await;
         let mut statuses = Vec::new();
-        for c in &containers {
+        for (c, health) in containers.iter().zip(health) {
             let (Some(service_id), Some(deployment_id)) = (c.service_id, c.deployment_id) else {
                 continue;
             };
@@ -952,7 +984,7 @@ impl Engine {
                 release_number: c.release_number,
                 image: c.image.clone(),
                 state: c.state,
-                health: c.health,
+                health,
                 serving,
                 created_at: c.created_at,
             });

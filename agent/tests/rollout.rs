@@ -214,6 +214,11 @@ async fn rollout_revert_reconcile() {
     assert_eq!(statuses.len(), 1);
     assert!(statuses[0].serving, "{statuses:?}");
     assert_eq!(statuses[0].deployment_id, p1.deployment_id);
+    // The service's HTTP check, probed for the report.
+    assert_eq!(
+        statuses[0].health,
+        slipway_types::agent::ContainerHealth::Healthy
+    );
 
     // The same plan again is a no-op.
     let again = h.rollout(&p1).await.expect("repeat");
