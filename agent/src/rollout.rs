@@ -20,7 +20,9 @@ use uuid::Uuid;
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a container without any health check must stay running.
 const RUNNING_GRACE: Duration = Duration::from_secs(1);
-const POLL: Duration = Duration::from_millis(100);
+/// Health probes of a starting container: often, so a deploy is as quick as the
+/// container (one probe is a loopback GET and an inspect).
+const POLL: Duration = Duration::from_millis(25);
 const LOG_LINES_ON_FAILURE: u32 = 20;
 
 /// Where step events of a request go.
