@@ -71,14 +71,18 @@ impl ServiceLocks {
     }
 }
 
-/// Runs one request to its answer.
+/// Runs one request and hands its result to `answer`. A rollout answers
+/// as soon as the new release serves and retires the old containers
+/// afterwards, still holding the service's lock. `progress` is dropped
+/// before `answer` runs, so every event of the request precedes its answer.
 pub async fn execute(
     engine: &Engine,
     locks: &ServiceLocks,
     request: &AgentRequest,
-    progress: &Progress,
+    progress: Progress,
     cancel: &CancellationToken,
-) -> Result<AgentResponse, AgentError> {
+    answer: impl FnOnce(Result<AgentResponse, AgentError>),
+) {
     let services = match request {
         AgentRequest::Rollout(p) => vec![p.service.service_id],
         AgentRequest::Revert(p) => vec![p.service.service_id],
@@ -86,25 +90,39 @@ pub async fn execute(
         AgentRequest::ContainerLogs { .. } => Vec::new(),
     };
     let Some(_guards) = locks.lock_all(services, cancel).await else {
-        return Err(AgentError::new(
+        drop(progress);
+        answer(Err(AgentError::new(
             AgentErrorCode::Cancelled,
             "cancelled while queued",
-        ));
+        )));
+        return;
     };
-    match request {
-        AgentRequest::Rollout(p) => engine.rollout(p, progress, cancel).await,
-        AgentRequest::Revert(p) => engine.revert(p, progress, cancel).await,
-        AgentRequest::Reconcile(p) => engine.reconcile(p, progress, cancel).await,
+    let result = match request {
+        AgentRequest::Rollout(p) => match engine.rollout_serving(p, &progress, cancel).await {
+            Ok((response, retire)) => {
+                drop(progress);
+                answer(Ok(response));
+                if let Some(r) = retire {
+                    engine.retire(r, &Progress::discard()).await;
+                }
+                return;
+            }
+            Err(e) => Err(e),
+        },
+        AgentRequest::Revert(p) => engine.revert(p, &progress, cancel).await,
+        AgentRequest::Reconcile(p) => engine.reconcile(p, &progress, cancel).await,
         AgentRequest::ContainerLogs {
             container_id,
             tail,
             follow,
         } => {
             engine
-                .logs(container_id, *tail, *follow, progress, cancel)
+                .logs(container_id, *tail, *follow, &progress, cancel)
                 .await
         }
-    }
+    };
+    drop(progress);
+    answer(result);
 }
 
 pub struct Connector {
@@ -281,18 +299,23 @@ impl Connector {
                         }
                     });
                     let progress = Progress::new(ev_tx);
-                    let result = execute(&engine, &locks, &request, &progress, &cancel).await;
-                    drop(progress);
-                    let _ = forward.await;
-                    let answer = match result {
-                        Ok(response) => AgentMessage::Response { id, response },
-                        Err(error) => {
-                            tracing::warn!(request = id, error = %error, "request failed");
-                            AgentMessage::Failure { id, error }
-                        }
+                    let answer = |result: Result<AgentResponse, AgentError>| {
+                        let msg = match result {
+                            Ok(response) => AgentMessage::Response { id, response },
+                            Err(error) => {
+                                tracing::warn!(request = id, error = %error, "request failed");
+                                AgentMessage::Failure { id, error }
+                            }
+                        };
+                        lock(&inflight).remove(&id);
+                        // After the request's events: the forwarder ends once
+                        // `progress` (dropped before this runs) is gone.
+                        tokio::spawn(async move {
+                            let _ = forward.await;
+                            let _ = out.send(msg);
+                        });
                     };
-                    let _ = out.send(answer);
-                    lock(&inflight).remove(&id);
+                    execute(&engine, &locks, &request, progress, &cancel, answer).await;
                 });
             }
             ServerMessage::Cancel { id } => {

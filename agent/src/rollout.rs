@@ -459,12 +459,30 @@ impl Engine {
 
     // ------------------------------------------------------------ rollout
 
+    /// The whole rollout, retiring the old containers before it answers.
     pub async fn rollout(
         &self,
         plan: &RolloutPlan,
         progress: &Progress,
         cancel: &CancellationToken,
     ) -> Result<AgentResponse, AgentError> {
+        let (answer, retire) = self.rollout_serving(plan, progress, cancel).await?;
+        if let Some(r) = retire {
+            self.retire(r, progress).await;
+        }
+        Ok(answer)
+    }
+
+    /// Rolls out up to the moment the new containers serve (and the old ones
+    /// are drained). What remains — stopping and pruning the old containers —
+    /// is returned as a [`Retire`], so the caller can answer first: the
+    /// deployment is live, and with several hosts the next one can switch.
+    pub async fn rollout_serving(
+        &self,
+        plan: &RolloutPlan,
+        progress: &Progress,
+        cancel: &CancellationToken,
+    ) -> Result<(AgentResponse, Option<Retire>), AgentError> {
         let specs = spec::create_specs(&self.prefix, self.host_id, plan, self.proxy.is_some())
             .map_err(|e| err(AgentErrorCode::InvalidSpec, e.0))?;
         let service_id = plan.service.service_id;
@@ -527,10 +545,11 @@ impl Engine {
                     .iter()
                     .find(|d| d.deployment_id != plan.deployment_id)
                     .map(|d| d.deployment_id);
-                return Ok(AgentResponse::RolledOut {
+                let answer = AgentResponse::RolledOut {
                     containers: same.iter().map(|c| c.id.clone()).collect(),
                     previous_deployment_id: previous,
-                });
+                };
+                return Ok((answer, None));
             }
             if !(switch_only && all_running) {
                 progress.step("removing containers of an earlier attempt of this deployment");
@@ -607,9 +626,10 @@ impl Engine {
 
         if plan.phase == RolloutPhase::Prepare {
             progress.step("prepared: new containers healthy, traffic not switched yet");
-            return Ok(AgentResponse::Prepared {
+            let answer = AgentResponse::Prepared {
                 containers: created,
-            });
+            };
+            return Ok((answer, None));
         }
 
         // (d) switch traffic
@@ -648,8 +668,25 @@ impl Engine {
             .await;
         let deps = deployment_infos(&old);
         let previous = spec::previous_serving(&deps, plan.deployment_id);
+        let answer = AgentResponse::RolledOut {
+            containers: created,
+            previous_deployment_id: previous,
+        };
+        let retire = Retire {
+            old,
+            deployment_id: plan.deployment_id,
+            keep_previous: plan.keep_previous as usize,
+        };
+        Ok((answer, Some(retire)))
+    }
+
+    /// Stops the old containers (kept for rollback) and removes those beyond
+    /// the newest `keep_previous` earlier deployments.
+    pub async fn retire(&self, r: Retire, progress: &Progress) {
+        let deps = deployment_infos(&r.old);
         // Concurrently: each stop may take the engine's stop timeout.
-        let stops = old
+        let stops = r
+            .old
             .iter()
             .filter(|c| c.is_running() || c.state == ContainerState::Restarting)
             .map(|c| async move {
@@ -661,11 +698,9 @@ impl Engine {
                 }
             });
         futures_util::future::join_all(stops).await;
-
-        // (f) prune
-        let prune =
-            spec::deployments_to_prune(&deps, plan.deployment_id, plan.keep_previous as usize);
-        for c in old
+        let prune = spec::deployments_to_prune(&deps, r.deployment_id, r.keep_previous);
+        for c in r
+            .old
             .iter()
             .filter(|c| c.deployment_id.is_none_or(|d| prune.contains(&d)))
         {
@@ -675,10 +710,6 @@ impl Engine {
             }
         }
         progress.step("rollout complete");
-        Ok(AgentResponse::RolledOut {
-            containers: created,
-            previous_deployment_id: previous,
-        })
     }
 
     // ------------------------------------------------------------ revert
@@ -1026,6 +1057,13 @@ impl Engine {
         }
         Ok((statuses, samples))
     }
+}
+
+/// What a rollout leaves to do once the new containers serve.
+pub struct Retire {
+    old: Vec<ManagedContainer>,
+    deployment_id: Uuid,
+    keep_previous: usize,
 }
 
 fn deployment_infos(containers: &[ManagedContainer]) -> Vec<spec::DeploymentInfo> {

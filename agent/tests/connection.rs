@@ -114,7 +114,7 @@ fn plan(service: &ServiceKey, release: i64) -> RolloutPlan {
         release_number: release,
         service: service.clone(),
         container: ContainerSpec {
-            image: ImageRef::try_from("slipway-test/busybox:1").unwrap(),
+            image: ImageRef::try_from("slipway-test/web:v1").unwrap(),
             command: Some(vec![
                 "sh".into(),
                 "-c".into(),

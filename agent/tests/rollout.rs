@@ -1,6 +1,6 @@
 //! Rollout / Revert / Reconcile against the real Docker Engine and a real
 //! in-test ingress proxy. Needs `SLIPWAY_TEST_DOCKER_HOST` or `DOCKER_HOST`
-//! and the image `slipway-test/busybox:1`.
+//! and the image `slipway-test/web:v1`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 use slipway_agent::docker::Docker;
 use slipway_agent::rollout::{Engine, Progress};
@@ -120,7 +120,7 @@ impl Harness {
             release_number: release,
             service: self.service.clone(),
             container: ContainerSpec {
-                image: ImageRef::try_from("slipway-test/busybox:1").unwrap(),
+                image: ImageRef::try_from("slipway-test/web:v1").unwrap(),
                 command: Some(command),
                 env: BTreeMap::new(),
                 ports: vec![ContainerPort {
