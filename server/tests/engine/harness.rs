@@ -412,6 +412,22 @@ impl Agent {
         }
     }
 
+    /// Waits (≤ 30 s) until no container of `deployment` is left on this host.
+    pub async fn wait_no_containers_of(&self, deployment: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .containers(&format!("label=slipway.deployment={deployment}"))
+            .is_empty()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "containers of {deployment} left:\n{}",
+                tail(&self.log(), 40)
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Containers of this agent (by name prefix) that carry `label=value`.
     pub fn containers(&self, filter: &str) -> Vec<String> {
         let out = Command::new("docker")

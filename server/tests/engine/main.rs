@@ -191,18 +191,7 @@ async fn server_killed_mid_deploy_resolves_on_restart() {
     assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
     // The agent cleans up on its own when the connection drops, and the
     // reconcile after it reconnects removes anything left.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !agent
-        .containers(&format!("label=slipway.deployment={d2}"))
-        .is_empty()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "orphans of {d2} left:\n{}",
-            harness::tail(&agent.log(), 40)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    agent.wait_no_containers_of(&d2).await;
     // And the service deploys again normally.
     let d3 = server.deploy(&svc, json!({})).await;
     let done = server.wait_done(&d3, DEPLOY_WITHIN).await;
@@ -236,18 +225,7 @@ async fn agent_killed_mid_deploy_converges_when_back() {
     assert_eq!(done["state"], "failed", "{done}");
     agent.spawn(None);
     server.wait_host(&agent.host_id, "online").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !agent
-        .containers(&format!("label=slipway.deployment={d2}"))
-        .is_empty()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "orphans of {d2} left:\n{}",
-            harness::tail(&agent.log(), 40)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    agent.wait_no_containers_of(&d2).await;
     assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
 }
 
@@ -375,18 +353,7 @@ async fn cancel_mid_deploy_keeps_the_old_release() {
     server
         .post(&format!("/deployments/{d2}/cancel"), json!(null), 200)
         .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !agent
-        .containers(&format!("label=slipway.deployment={d2}"))
-        .is_empty()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "containers of the cancelled deployment left:\n{}",
-            harness::tail(&agent.log(), 40)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    agent.wait_no_containers_of(&d2).await;
     let d = server.get(&format!("/deployments/{d2}")).await;
     assert_eq!(d["state"], "cancelled", "{d}");
     assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
