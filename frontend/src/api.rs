@@ -67,19 +67,60 @@ pub fn invalid(field: &str, message: impl Into<String>) -> ApiErrorBody {
 }
 
 /// List endpoints answer `Page<T>`; accept a bare array too.
-#[derive(Deserialize)]
-#[serde(untagged)]
+///
+/// Decoded by hand rather than with `#[serde(untagged)]`: untagged enums
+/// buffer the body into serde's `Content` and instantiate every item type's
+/// deserializer a second time for it, a large share of the wasm.
 enum ListBody<T> {
-    Page(Page<T>),
+    Page(Vec<T>),
     List(Vec<T>),
 }
 
 impl<T> From<ListBody<T>> for Vec<T> {
     fn from(b: ListBody<T>) -> Vec<T> {
         match b {
-            ListBody::Page(p) => p.items,
-            ListBody::List(v) => v,
+            ListBody::Page(v) | ListBody::List(v) => v,
         }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ListBody<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ListVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ListVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ListVisitor<T> {
+    type Value = ListBody<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a page of items or an array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(ListBody::List(items))
+    }
+
+    /// A `Page<T>`: only `items` matters here (`total`, `limit`, `offset`
+    /// are skipped).
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut items = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "items" {
+                items = Some(map.next_value::<Vec<T>>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        items
+            .map(ListBody::Page)
+            .ok_or_else(|| serde::de::Error::missing_field("items"))
     }
 }
 
@@ -705,5 +746,12 @@ mod tests {
         assert_eq!(Vec::from(page), vec![1, 2]);
         let list: ListBody<u32> = serde_json::from_str("[3]").unwrap_or(ListBody::List(vec![]));
         assert_eq!(Vec::from(list), vec![3]);
+        let reordered: ListBody<u32> = serde_json::from_str(
+            r#"{"total":1,"limit":50,"offset":0,"items":[7],"extra":{"a":[1]}}"#,
+        )
+        .unwrap_or(ListBody::List(vec![]));
+        assert_eq!(Vec::from(reordered), vec![7]);
+        assert!(serde_json::from_str::<ListBody<u32>>(r#"{"total":0}"#).is_err());
+        assert!(serde_json::from_str::<ListBody<u32>>(r#""x""#).is_err());
     }
 }

@@ -5,6 +5,11 @@
 //! a wasm build never waits on the cargo lock of a host build) and runs
 //! wasm-bindgen *as a library* (web target) into `static/pkg/`. No trunk, no
 //! downloaded binaries.
+//!
+//! The wasm build gets `--cfg erase_components` (Leptos type-erases every
+//! component's view into `AnyView`): the release bundle is much smaller and
+//! compiles faster. `SLIPWAY_WASM_KEEP_NAMES=1` keeps the wasm name section in
+//! a release build, for size analysis (`twiggy top static/pkg/*.wasm`).
 use anyhow::{bail, Context, Result};
 use std::{
     env,
@@ -29,6 +34,29 @@ fn main() -> Result<()> {
         _ => {
             eprintln!("usage: cargo run -p xtask -- build-frontend [--release]");
             std::process::exit(2);
+        }
+    }
+}
+
+/// Appends `flags` to the rustflags cargo will use for the target build,
+/// keeping whatever the caller set (`CARGO_ENCODED_RUSTFLAGS` wins over
+/// `RUSTFLAGS` in cargo, so extend the one that is set).
+fn add_rustflags(cmd: &mut Command, flags: &[&str]) {
+    match env::var("CARGO_ENCODED_RUSTFLAGS") {
+        Ok(enc) if !enc.is_empty() => {
+            let mut all: Vec<&str> = enc.split('\x1f').collect();
+            all.extend_from_slice(flags);
+            cmd.env("CARGO_ENCODED_RUSTFLAGS", all.join("\x1f"));
+        }
+        _ => {
+            let mut all = env::var("RUSTFLAGS").unwrap_or_default();
+            for f in flags {
+                if !all.is_empty() {
+                    all.push(' ');
+                }
+                all.push_str(f);
+            }
+            cmd.env("RUSTFLAGS", all);
         }
     }
 }
@@ -69,6 +97,7 @@ fn build_frontend(release: bool) -> Result<()> {
             profile,
         ])
         .env("CARGO_TARGET_DIR", &target_dir);
+    add_rustflags(&mut cmd, &["--cfg", "erase_components"]);
     eprintln!(
         "xtask: cargo build -p {CRATE} --target {TARGET} --profile {profile} (CARGO_TARGET_DIR={})",
         target_dir.display()
@@ -91,12 +120,14 @@ fn build_frontend(release: bool) -> Result<()> {
     let out_dir = root.join("static").join("pkg");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     eprintln!("xtask: wasm-bindgen --target web → {}", out_dir.display());
+    let keep_names = env::var_os("SLIPWAY_WASM_KEEP_NAMES").is_some_and(|v| v == "1");
     wasm_bindgen_cli_support::Bindgen::new()
         .input_path(&wasm)
         .web(true)?
         .typescript(false)
         .debug(!release)
-        .remove_name_section(release)
+        .keep_debug(false)
+        .remove_name_section(release && !keep_names)
         .remove_producers_section(release)
         .out_name(WASM_NAME)
         .generate(&out_dir)

@@ -1,17 +1,18 @@
 //! Environments by name (`project / environment`) and the role/environment
 //! pickers shared by the users, role-mapping and token pages.
 use crate::api::{self, ApiResult, EnvChoice};
+use crate::components::Fetch;
 use leptos::prelude::*;
 use slipway_types::Role;
 use uuid::Uuid;
 
 /// Every environment, loaded once per page, to show names instead of ids.
 #[derive(Clone, Copy)]
-pub struct Envs(LocalResource<ApiResult<Vec<EnvChoice>>>);
+pub struct Envs(Fetch<ApiResult<Vec<EnvChoice>>>);
 
 impl Envs {
     pub fn load() -> Self {
-        Self(LocalResource::new(api::environment_choices))
+        Self(Fetch::new(api::environment_choices))
     }
 
     pub fn list(&self) -> Vec<EnvChoice> {

@@ -1,4 +1,5 @@
 //! The environment page's deploy policy: approvals, maintenance windows, freezes.
+use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
     app::use_session,
@@ -107,7 +108,7 @@ pub fn parse_freezes(text: &str) -> Result<Vec<DeployFreeze>, ApiErrorBody> {
 #[component]
 pub fn PolicySection(environment: Uuid) -> impl IntoView {
     let session = use_session();
-    let policy = LocalResource::new(move || api::policy(environment));
+    let policy = Fetch::new(move || api::policy(environment));
     view! {
         <section class="card" data-test="policy">
             <div class="card-header">

@@ -1,5 +1,6 @@
 //! The service page's CI sections: trigger rules, releases (rollback) and
 //! promotion.
+use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
     components::{ui::fmt_time, ErrorBox, FieldError, FormAlert, FormErrors, Loading},
@@ -20,7 +21,7 @@ use uuid::Uuid;
 #[component]
 pub fn TriggerRules(service: Uuid) -> impl IntoView {
     let version = RwSignal::new(0u32);
-    let list = LocalResource::new(move || {
+    let list = Fetch::new(move || {
         version.track();
         api::triggers(service)
     });
@@ -185,7 +186,7 @@ pub fn ReleasesList(
     version: RwSignal<u32>,
 ) -> impl IntoView {
     let navigate = use_navigate();
-    let list = LocalResource::new(move || {
+    let list = Fetch::new(move || {
         version.track();
         async move {
             let releases = api::releases(service).await?;
@@ -196,7 +197,7 @@ pub fn ReleasesList(
             Ok::<_, ApiErrorBody>((releases, current))
         }
     });
-    let targets = LocalResource::new(move || async move {
+    let targets = Fetch::new(move || async move {
         api::environments(project).await.map(|l| {
             l.into_iter()
                 .filter(|e| e.id != environment)
@@ -330,7 +331,7 @@ fn PromotePanel(
 ) -> impl IntoView {
     let rid = release.id;
     let target = RwSignal::new(None::<Uuid>);
-    let preview = LocalResource::new(move || {
+    let preview = Fetch::new(move || {
         let t = target.get();
         async move {
             match t {

@@ -51,9 +51,24 @@ pub fn ErrorBox(error: ApiErrorBody) -> impl IntoView {
     }
 }
 
-/// `2026-11-23 19:27 UTC`
+/// `2026-11-23 19:27 UTC`. Written out by hand: chrono's `format` pulls its
+/// whole strftime interpreter into the wasm.
 pub fn fmt_time(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+/// `19:27:05`
+pub fn fmt_clock(t: &chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::Timelike;
+    format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
 }
 
 pub fn fmt_opt_time(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
@@ -83,6 +98,19 @@ pub fn fmt_bytes(b: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_written_like_strftime() {
+        use chrono::TimeZone;
+        let t = chrono::Utc
+            .with_ymd_and_hms(2026, 1, 3, 4, 5, 6)
+            .single()
+            .unwrap_or_default();
+        assert_eq!(fmt_time(&t), t.format("%Y-%m-%d %H:%M UTC").to_string());
+        assert_eq!(fmt_time(&t), "2026-01-03 04:05 UTC");
+        assert_eq!(fmt_clock(&t), t.format("%H:%M:%S").to_string());
+        assert_eq!(fmt_opt_time(&None), "—");
+    }
 
     #[test]
     fn bytes_are_human() {

@@ -1,4 +1,5 @@
 //! The project page's CI sections: webhook endpoints and recent deliveries.
+use crate::components::Fetch;
 use crate::{
     api,
     app::use_session,
@@ -51,7 +52,7 @@ pub fn SecretOnce(
 #[component]
 pub fn WebhooksSection(project: Uuid) -> impl IntoView {
     let version = RwSignal::new(0u32);
-    let list = LocalResource::new(move || {
+    let list = Fetch::new(move || {
         version.track();
         api::webhooks(project)
     });
@@ -166,7 +167,7 @@ fn WebhookRow(
 pub fn DeliveriesSection(project: Uuid) -> impl IntoView {
     let session = use_session();
     let version = RwSignal::new(0u32);
-    let list = LocalResource::new(move || {
+    let list = Fetch::new(move || {
         version.track();
         api::deliveries(project)
     });
@@ -271,7 +272,7 @@ fn DeliveryRow(
 
 #[component]
 fn ReleaseLink(id: Uuid) -> impl IntoView {
-    let r = LocalResource::new(move || api::release(id));
+    let r = Fetch::new(move || api::release(id));
     move || {
         r.get().and_then(Result::ok).map(|r| {
             view! {
@@ -285,7 +286,7 @@ fn ReleaseLink(id: Uuid) -> impl IntoView {
 
 #[component]
 fn DeploymentLink(id: Uuid) -> impl IntoView {
-    let r = LocalResource::new(move || api::deployment(id));
+    let r = Fetch::new(move || api::deployment(id));
     move || {
         r.get().and_then(Result::ok).map(|d| {
             view! {

@@ -1,4 +1,5 @@
 //! `/approvals`: deployments waiting for approval; approve or reject them.
+use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
     components::{releases::FrozenAlert, ui::fmt_time, ErrorBox, FormErrors, Loading, StateBadge},
@@ -24,7 +25,7 @@ async fn names(a: &ApprovalRequest) -> (String, String, String) {
 #[component]
 pub fn ApprovalsPage() -> impl IntoView {
     let version = RwSignal::new(0u32);
-    let list = LocalResource::new(move || {
+    let list = Fetch::new(move || {
         version.track();
         async move {
             let mut out = Vec::new();

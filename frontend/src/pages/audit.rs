@@ -1,4 +1,5 @@
 //! `/audit`: the audit log with filters, pagination and CSV export.
+use crate::components::Fetch;
 use crate::{
     api::{self, AuditQuery},
     components::{ui::fmt_time, ErrorBox, Loading},
@@ -30,7 +31,7 @@ pub fn AuditPage() -> impl IntoView {
         limit: PAGE,
         ..Default::default()
     });
-    let page = LocalResource::new(move || {
+    let page = Fetch::new(move || {
         let q = query.get();
         async move { api::audit(&q).await }
     });

@@ -1,5 +1,6 @@
 //! `/hosts/:id/containers/:cid/logs`: a container's output, live.
 use super::use_id_param;
+use crate::components::Fetch;
 use crate::{
     api,
     sse::{EventStream, SseMsg, StreamSlot},
@@ -57,7 +58,7 @@ pub fn ContainerLogsPage() -> impl IntoView {
     let host_id = use_id_param();
     let params = use_params_map();
     let cid = Memo::new(move |_| params.with(|p| p.get("cid")).unwrap_or_default());
-    let host = LocalResource::new(move || {
+    let host = Fetch::new(move || {
         let id = host_id.get();
         async move {
             match id {

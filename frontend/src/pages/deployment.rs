@@ -5,6 +5,7 @@
 //! is over, the page polls `GET /deployments/{id}` instead; on `lagged`
 //! (events were dropped) it reads the deployment again.
 use super::use_id_param;
+use crate::components::Fetch;
 use crate::{
     api,
     app::use_session,
@@ -83,7 +84,7 @@ fn outcome(state: DeploymentState) -> (&'static str, &'static str) {
 #[component]
 pub fn DeploymentPage() -> impl IntoView {
     let id = use_id_param();
-    let data = LocalResource::new(move || {
+    let data = Fetch::new(move || {
         let id = id.get();
         async move {
             let id = id.ok_or_else(|| api::client_error("bad deployment id"))?;
@@ -247,7 +248,7 @@ fn DeploymentView(service_name: String, d: Deployment) -> impl IntoView {
                                     .iter()
                                     .map(|s| view! {
                                         <div class="step" data-test="step">
-                                            <span class="step-at">{s.at.format("%H:%M:%S").to_string()}</span>
+                                            <span class="step-at">{crate::components::ui::fmt_clock(&s.at)}</span>
                                             <span class="step-msg">{s.message.clone()}</span>
                                         </div>
                                     })

@@ -1,6 +1,7 @@
 //! `/environments/:id`: services, variables & secrets; edit or delete the
 //! environment; import services from a docker-compose file.
 use super::{confirm, use_id_param};
+use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
     app::use_session,
@@ -26,7 +27,7 @@ use uuid::Uuid;
 pub fn EnvironmentPage() -> impl IntoView {
     let id = use_id_param();
     let version = RwSignal::new(0u32);
-    let data = LocalResource::new(move || {
+    let data = Fetch::new(move || {
         version.track();
         let id = id.get();
         async move {
@@ -407,7 +408,7 @@ fn EditEnvironmentForm(
 fn VariablesSection(environment: Uuid) -> impl IntoView {
     let session = use_session();
     let version = RwSignal::new(0u32);
-    let vars = LocalResource::new(move || {
+    let vars = Fetch::new(move || {
         version.track();
         api::variables(environment)
     });

@@ -1,6 +1,7 @@
 //! `/hosts/:id`: what the agent reported (facts), the live containers with
 //! their resource use, links to their logs; enroll again or revoke.
 use super::{confirm, use_id_param};
+use crate::components::Fetch;
 use crate::{
     api,
     app::use_session,
@@ -24,7 +25,7 @@ use uuid::Uuid;
 pub fn HostPage() -> impl IntoView {
     let id = use_id_param();
     let version = RwSignal::new(0u32);
-    let data = LocalResource::new(move || {
+    let data = Fetch::new(move || {
         version.track();
         let id = id.get();
         async move {

@@ -1,6 +1,7 @@
 //! `/hosts`: machines that run services. Adding a host shows its agent's
 //! enrollment command once.
 use super::confirm;
+use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
     app::use_session,
@@ -22,7 +23,7 @@ use std::time::Duration;
 pub fn HostsPage() -> impl IntoView {
     let session = use_session();
     let version = RwSignal::new(0u32);
-    let hosts = LocalResource::new(move || {
+    let hosts = Fetch::new(move || {
         version.track();
         api::hosts()
     });

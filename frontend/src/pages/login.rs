@@ -1,5 +1,6 @@
 //! `/login`: single sign-on buttons and/or the local password form, and the
 //! reason an SSO login came back with (`/login?error=<reason>`).
+use crate::components::Fetch;
 use crate::{
     api,
     app::use_session,
@@ -37,7 +38,7 @@ pub fn LoginPage() -> impl IntoView {
             .with(|q| q.get("error"))
             .map(|r| sso_error_message(&r))
     };
-    let options = LocalResource::new(api::login_options);
+    let options = Fetch::new(api::login_options);
     // Until the options answer, assume local login (the common case).
     let local = move || options.get().and_then(Result::ok).is_none_or(|o| o.local);
     let providers = move || {

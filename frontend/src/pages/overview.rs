@@ -1,5 +1,6 @@
 //! `/`: every project × environment × service with its current release and
 //! the state of its last deployment.
+use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
     app::use_session,
@@ -18,7 +19,7 @@ use slipway_types::{
 #[component]
 pub fn OverviewPage() -> impl IntoView {
     let version = RwSignal::new(0u32);
-    let overview = LocalResource::new(move || {
+    let overview = Fetch::new(move || {
         version.track();
         api::overview()
     });

@@ -1,5 +1,6 @@
 //! `/projects/:id`: environments of a project; edit or delete the project.
 use super::{confirm, use_id_param};
+use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
     app::use_session,
@@ -21,7 +22,7 @@ use uuid::Uuid;
 pub fn ProjectPage() -> impl IntoView {
     let id = use_id_param();
     let version = RwSignal::new(0u32);
-    let data = LocalResource::new(move || {
+    let data = Fetch::new(move || {
         version.track();
         let id = id.get();
         async move {

@@ -1,6 +1,7 @@
 //! `/settings/roles` (admin): claim → role mapping rules for single sign-on,
 //! and "Test these claims" to see what a user would get.
 use super::confirm;
+use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
     components::{
@@ -21,7 +22,7 @@ const EXAMPLE_CLAIMS: &str = "{\n  \"groups\": [\"eng\", \"payments-oncall\"]\n}
 #[component]
 pub fn RolesPage() -> impl IntoView {
     let version = RwSignal::new(0u32);
-    let mappings = LocalResource::new(move || {
+    let mappings = Fetch::new(move || {
         version.track();
         api::role_mappings()
     });

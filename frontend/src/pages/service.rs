@@ -1,6 +1,7 @@
 //! `/services/:id`: the spec, an edit form, "Deploy" (a new release from an
 //! image, or an earlier release), the deployments and the releases.
 use super::{confirm, use_id_param};
+use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
     app::use_session,
@@ -27,7 +28,7 @@ use uuid::Uuid;
 pub fn ServicePage() -> impl IntoView {
     let id = use_id_param();
     let version = RwSignal::new(0u32);
-    let data = LocalResource::new(move || {
+    let data = Fetch::new(move || {
         version.track();
         let id = id.get();
         async move {
@@ -206,7 +207,7 @@ fn DeployPanel(
     let source = RwSignal::new(DeploySource::Image);
     let image = RwSignal::new(default_image);
     let release = RwSignal::new(None::<Uuid>);
-    let releases = LocalResource::new(move || api::releases(service));
+    let releases = Fetch::new(move || api::releases(service));
     let errors = FormErrors::new(&["image", "release", "override_reason"]);
     let busy = RwSignal::new(false);
     // Admins may deploy through a freeze with a written (audited) reason;
@@ -359,7 +360,7 @@ fn DeployPanel(
 
 #[component]
 fn DeploymentsList(service: Uuid, version: RwSignal<u32>, live: ReadSignal<bool>) -> impl IntoView {
-    let list = LocalResource::new(move || {
+    let list = Fetch::new(move || {
         version.track();
         api::deployments(service)
     });

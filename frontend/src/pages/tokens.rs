@@ -1,5 +1,6 @@
 //! `/tokens`: API tokens for CI and scripts. The secret is shown once.
 use super::confirm;
+use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
     components::{
@@ -19,7 +20,7 @@ use uuid::Uuid;
 #[component]
 pub fn TokensPage() -> impl IntoView {
     let version = RwSignal::new(0u32);
-    let tokens = LocalResource::new(move || {
+    let tokens = Fetch::new(move || {
         version.track();
         api::tokens()
     });

@@ -1,6 +1,7 @@
 //! `/users` (admin): local and single sign-on users, their roles and grants,
 //! sessions; disable, set a local user's role, grant/revoke roles.
 use super::confirm;
+use crate::components::Fetch;
 use crate::{
     api,
     components::{
@@ -19,7 +20,7 @@ use uuid::Uuid;
 #[component]
 pub fn UsersPage() -> impl IntoView {
     let version = RwSignal::new(0u32);
-    let users = LocalResource::new(move || {
+    let users = Fetch::new(move || {
         version.track();
         api::users()
     });
