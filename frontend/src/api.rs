@@ -224,8 +224,19 @@ async fn send(call: Call<'_>) -> ApiResult<Response> {
 }
 
 async fn decode<T: DeserializeOwned>(resp: Response) -> ApiResult<T> {
-    resp.json::<T>()
+    let value = json_value(resp).await?;
+    serde_json::from_value::<T>(value)
+        .map_err(|e| client_error(format!("unexpected answer from the server: {e}")))
+}
+
+/// The body as a JSON tree: the one instantiation of serde_json's parser.
+#[inline(never)]
+async fn json_value(resp: Response) -> ApiResult<serde_json::Value> {
+    let text = resp
+        .text()
         .await
+        .map_err(|e| client_error(format!("could not read the answer: {e}")))?;
+    serde_json::from_str(&text)
         .map_err(|e| client_error(format!("unexpected answer from the server: {e}")))
 }
 
