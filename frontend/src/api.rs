@@ -224,9 +224,19 @@ async fn send(call: Call<'_>) -> ApiResult<Response> {
 }
 
 async fn decode<T: DeserializeOwned>(resp: Response) -> ApiResult<T> {
-    let value = json_value(resp).await?;
+    from_json(json_value(resp).await?)
+}
+
+fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> ApiResult<T> {
     serde_json::from_value::<T>(value)
         .map_err(|e| client_error(format!("unexpected answer from the server: {e}")))
+}
+
+/// Sends a call and reads its JSON answer: not generic, so each typed call
+/// only adds its own decoding.
+#[inline(never)]
+async fn call_json(call: Call<'_>) -> ApiResult<serde_json::Value> {
+    json_value(send(call).await?).await
 }
 
 /// The body as a JSON tree: the one instantiation of serde_json's parser.
@@ -245,14 +255,15 @@ fn to_json<B: Serialize>(body: &B) -> ApiResult<String> {
 }
 
 pub async fn get<T: DeserializeOwned>(path: &str) -> ApiResult<T> {
-    let resp = send(Call {
-        method: Method::GET,
-        path,
-        body: None,
-        public: false,
-    })
-    .await?;
-    decode(resp).await
+    from_json(
+        call_json(Call {
+            method: Method::GET,
+            path,
+            body: None,
+            public: false,
+        })
+        .await?,
+    )
 }
 
 pub async fn get_list<T: DeserializeOwned>(path: &str) -> ApiResult<Vec<T>> {
@@ -264,14 +275,15 @@ async fn with_body<B: Serialize, T: DeserializeOwned>(
     path: &str,
     body: &B,
 ) -> ApiResult<T> {
-    let resp = send(Call {
-        method,
-        path,
-        body: Some(to_json(body)?),
-        public: false,
-    })
-    .await?;
-    decode(resp).await
+    from_json(
+        call_json(Call {
+            method,
+            path,
+            body: Some(to_json(body)?),
+            public: false,
+        })
+        .await?,
+    )
 }
 
 pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> ApiResult<T> {
@@ -288,14 +300,15 @@ pub async fn put<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Api
 
 /// A POST that carries no body (actions such as cancel, revoke, rollback).
 pub async fn post_empty<T: DeserializeOwned>(path: &str) -> ApiResult<T> {
-    let resp = send(Call {
-        method: Method::POST,
-        path,
-        body: None,
-        public: false,
-    })
-    .await?;
-    decode(resp).await
+    from_json(
+        call_json(Call {
+            method: Method::POST,
+            path,
+            body: None,
+            public: false,
+        })
+        .await?,
+    )
 }
 
 pub async fn delete(path: &str) -> ApiResult<()> {
