@@ -250,6 +250,17 @@ async fn json_value(resp: Response) -> ApiResult<serde_json::Value> {
         .map_err(|e| client_error(format!("unexpected answer from the server: {e}")))
 }
 
+/// Decodes a JSON text (an event stream's `data:`) through [`serde_json::Value`],
+/// like the API answers, so the text parser is instantiated once.
+pub fn parse_json<T: DeserializeOwned>(text: &str) -> Option<T> {
+    serde_json::from_value(parse_value(text)?).ok()
+}
+
+#[inline(never)]
+fn parse_value(text: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(text).ok()
+}
+
 fn to_json<B: Serialize>(body: &B) -> ApiResult<String> {
     serde_json::to_string(body).map_err(|e| client_error(format!("could not encode: {e}")))
 }

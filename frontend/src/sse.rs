@@ -148,7 +148,7 @@ impl Default for StreamSlot {
 
 /// Parses the `data:` of a live event; anything else is ignored.
 pub fn parse_live(data: &str) -> Option<LiveEvent> {
-    serde_json::from_str(data).ok()
+    api::parse_json(data)
 }
 
 /// Calls `on_event` for every [`LiveEvent`] while the component is mounted,

@@ -29,8 +29,7 @@ enum StreamState {
 
 /// The `error` of the server's final `end` event (`{"ok":false,"error":"…"}`).
 fn end_error(data: &str) -> Option<String> {
-    serde_json::from_str::<serde_json::Value>(data)
-        .ok()?
+    crate::api::parse_json::<serde_json::Value>(data)?
         .get("error")?
         .as_str()
         .map(str::to_owned)
@@ -38,7 +37,7 @@ fn end_error(data: &str) -> Option<String> {
 
 /// A `data:` payload as a line; anything that is not a `LogLine` is shown as is.
 fn parse_line(data: &str) -> LogLine {
-    serde_json::from_str(data).unwrap_or_else(|_| LogLine {
+    crate::api::parse_json(data).unwrap_or_else(|| LogLine {
         stream: LogStream::Stdout,
         line: data.to_owned(),
     })

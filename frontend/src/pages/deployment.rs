@@ -130,7 +130,7 @@ fn DeploymentView(service_name: String, d: Deployment) -> impl IntoView {
                     live.update(LiveDeployment::restart);
                 }
                 SseMsg::Message(data) => {
-                    let Ok(ev) = serde_json::from_str::<DeploymentEvent>(&data) else {
+                    let Some(ev) = crate::api::parse_json::<DeploymentEvent>(&data) else {
                         return;
                     };
                     let ended =
