@@ -8,7 +8,7 @@ use crate::{
     error::ApiError,
     ops::{self, Metrics},
     secrets::MasterKey,
-    store,
+    store::{self, cache::ReadCache},
 };
 use actix_files::{Files, NamedFile};
 use actix_web::{
@@ -17,8 +17,8 @@ use actix_web::{
     web, App, HttpResponse, HttpServer,
 };
 use anyhow::Context;
-use sea_orm::DatabaseConnection;
-use std::net::TcpListener;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use std::{net::TcpListener, sync::Arc};
 
 pub struct AppState {
     pub db: DatabaseConnection,
@@ -38,6 +38,8 @@ pub struct AppState {
     pub live: crate::live::LiveBus,
     /// Wakes the deploy engine when a deployment is queued.
     pub engine: crate::deploy::engine::EngineWaker,
+    /// Token lookups and service pages kept in memory (see `store::cache`).
+    pub read_cache: Arc<ReadCache>,
 }
 
 pub struct Application {
@@ -53,6 +55,13 @@ impl Application {
         store::migrate(&db).await?;
         let key = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
         let dummy_hash = password::hash(crate::auth::random_secret()).await?;
+        let read_cache = if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let cache = Arc::new(ReadCache::replicated());
+            store::cache::listen_postgres(&db, cache.clone());
+            cache
+        } else {
+            Arc::new(ReadCache::single_process())
+        };
         let state = web::Data::new(AppState {
             db,
             key,
@@ -68,6 +77,7 @@ impl Application {
             hub: crate::agents::AgentHub::default(),
             live: crate::live::LiveBus::default(),
             engine: crate::deploy::engine::EngineWaker::default(),
+            read_cache,
         });
         crate::deploy::engine::spawn(state.clone());
         let listener = TcpListener::bind(settings.bind)

@@ -8,7 +8,7 @@ use crate::store::entities::{audit_entry, audit_head};
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
     sea_query::Expr, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
 };
 use serde_json::Value;
@@ -138,8 +138,18 @@ impl AuditTx {
         Ok(seq)
     }
 
+    /// Commits, and lets every replica's read cache know that data changed
+    /// (see [`crate::store::cache`]).
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.txn.commit().await
+        if self.txn.get_database_backend() == DbBackend::Postgres {
+            self.txn
+                .execute_unprepared(crate::store::cache::NOTIFY)
+                .await?;
+        }
+        let result = self.txn.commit().await;
+        // Also after a failed commit: whether it took effect is unknown.
+        crate::store::cache::changed();
+        result
     }
 }
 

@@ -271,7 +271,7 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Principal, 
         let secret = value
             .strip_prefix("Bearer ")
             .ok_or(ApiError::Unauthenticated)?;
-        return tokens::authenticate(&state.db, secret.trim()).await;
+        return tokens::authenticate(&state.db, &state.read_cache, secret.trim()).await;
     }
     let cookie = req
         .cookie(SESSION_COOKIE)

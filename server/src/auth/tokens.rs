@@ -1,8 +1,11 @@
 //! API tokens: `slp_<43 chars>`, shown once, stored as SHA-256, revocable,
 //! optionally limited to environments, with an expiry and a last-used time.
 use super::{random_secret, sha256_hex, Principal};
-use crate::{error::ApiError, store::entities::api_token};
-use chrono::{Duration, Utc};
+use crate::{
+    error::ApiError,
+    store::{cache::ReadCache, entities::api_token},
+};
+use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     sea_query::Expr, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, QueryFilter,
@@ -77,29 +80,69 @@ pub fn to_api(m: api_token::Model) -> ApiToken {
     }
 }
 
-pub async fn authenticate(db: &DatabaseConnection, secret: &str) -> Result<Principal, ApiError> {
+/// What a valid bearer token resolves to; kept by the read cache
+/// ([`crate::store::cache`]) so that a request need not query the store.
+#[derive(Clone)]
+pub struct CachedToken {
+    id: Uuid,
+    principal: Principal,
+    expires_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+pub async fn authenticate(
+    db: &DatabaseConnection,
+    cache: &ReadCache,
+    secret: &str,
+) -> Result<Principal, ApiError> {
     if !secret.starts_with(PREFIX) || secret.len() > 128 {
         return Err(ApiError::Unauthenticated);
     }
+    let hash = sha256_hex(secret);
+    let generation = cache.generation();
+    let token = match generation.and_then(|g| cache.tokens.get(g, &hash)) {
+        Some(token) => token,
+        None => {
+            let token = lookup(db, &hash).await?;
+            if let Some(g) = generation {
+                cache.tokens.put(g, hash.clone(), token.clone());
+            }
+            token
+        }
+    };
+    let now = Utc::now();
+    if token.expires_at.is_some_and(|e| e <= now) {
+        return Err(ApiError::Unauthenticated);
+    }
+    if token
+        .last_used_at
+        .is_none_or(|l| now - l > Duration::minutes(1))
+    {
+        api_token::Entity::update_many()
+            .col_expr(api_token::Column::LastUsedAt, Expr::value(now))
+            .filter(api_token::Column::Id.eq(token.id))
+            .exec(db)
+            .await?;
+        if let Some(g) = generation {
+            let mut used = token.clone();
+            used.last_used_at = Some(now);
+            cache.tokens.put(g, hash, used);
+        }
+    }
+    Ok(token.principal)
+}
+
+/// The unrevoked token stored under `hash`.
+async fn lookup(db: &DatabaseConnection, hash: &str) -> Result<CachedToken, ApiError> {
     let Some(t) = api_token::Entity::find()
-        .filter(api_token::Column::TokenHash.eq(sha256_hex(secret)))
+        .filter(api_token::Column::TokenHash.eq(hash))
         .one(db)
         .await?
     else {
         return Err(ApiError::Unauthenticated);
     };
-    let now = Utc::now();
-    if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e <= now) {
+    if t.revoked_at.is_some() {
         return Err(ApiError::Unauthenticated);
-    }
-    if t.last_used_at
-        .is_none_or(|l| now - l > Duration::minutes(1))
-    {
-        api_token::Entity::update_many()
-            .col_expr(api_token::Column::LastUsedAt, Expr::value(now))
-            .filter(api_token::Column::Id.eq(t.id))
-            .exec(db)
-            .await?;
     }
     let envs: Vec<Uuid> = serde_json::from_str(&t.environments).unwrap_or_default();
     let actions: Vec<TokenAction> = serde_json::from_str(&t.actions).map_err(|e| {
@@ -112,14 +155,19 @@ pub async fn authenticate(db: &DatabaseConnection, secret: &str) -> Result<Princ
         .role
         .parse()
         .map_err(|e: String| ApiError::Internal(anyhow::anyhow!(e)))?;
-    Ok(Principal {
-        name: format!("token:{}", t.name),
-        user_id: None,
-        role,
-        env_roles: Default::default(),
-        environments: (!envs.is_empty()).then_some(envs),
-        actions: (!actions.is_empty()).then_some(actions),
-        session: None,
+    Ok(CachedToken {
+        id: t.id,
+        principal: Principal {
+            name: format!("token:{}", t.name),
+            user_id: None,
+            role,
+            env_roles: Default::default(),
+            environments: (!envs.is_empty()).then_some(envs),
+            actions: (!actions.is_empty()).then_some(actions),
+            session: None,
+        },
+        expires_at: t.expires_at,
+        last_used_at: t.last_used_at,
     })
 }
 

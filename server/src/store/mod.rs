@@ -1,5 +1,6 @@
 //! The store: connection, migrations and the entities. SQLite is the embedded
 //! default; PostgreSQL is the production store.
+pub mod cache;
 pub mod entities;
 
 use crate::config::{redact_url, Settings};

@@ -8,6 +8,7 @@ mod agents;
 mod approvals;
 mod audit;
 mod auth;
+mod cache;
 mod cli;
 mod compose;
 mod crud;
