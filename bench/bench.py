@@ -335,6 +335,18 @@ def wrk_row(w):
     }
 
 
+def cpu_us_per_request(d, name, w):
+    """Server CPU time (user + system) per request over a wrk run, in µs."""
+    c = load(d, f"cpu-{name}.json")
+    if not c or not w or not w["requests"]:
+        return None
+    return c["ticks"] / c["hz"] * 1e6 / w["requests"]
+
+
+def cpu_cell(us):
+    return f"{us:.0f} µs" if us is not None else "n/a"
+
+
 def ok(cond):
     return "✅" if cond else "❌"
 
@@ -366,17 +378,20 @@ def report(d, out):
             f"| `GET /health` req/s | {H['rps']:,.0f} | | |",
             f"| … latency p50 / p99 / max | {H['p50']:.2f} / {H['p99']:.2f} / {H['max']:.1f} ms | | |",
             f"| list ÷ health throughput | {L['rps'] / H['rps']:.2f} | | |",
+            f"| server CPU per request: list / health | {cpu_cell(cpu_us_per_request(d, 'list', lst))} / "
+            f"{cpu_cell(cpu_us_per_request(d, 'health', health))} | | |",
         ]
         diag = (
-            ("wrk-me.json", "diagnostic: `GET /api/v1/auth/me` (token auth only)"),
-            ("wrk-list1.json", "diagnostic: the list with `limit=1`"),
+            ("me", "diagnostic: `GET /api/v1/auth/me` (token auth only)"),
+            ("list1", "diagnostic: the list with `limit=1`"),
         )
-        for fname, label in diag:
-            w = load(d, fname)
+        for name, label in diag:
+            w = load(d, f"wrk-{name}.json")
             if w:
                 r = wrk_row(w)
                 lines.append(
-                    f"| {label} req/s, p50 / p99 | {r['rps']:,.0f}, {r['p50']:.2f} / {r['p99']:.2f} ms | | |"
+                    f"| {label} req/s, p50 / p99, server CPU per request | {r['rps']:,.0f}, "
+                    f"{r['p50']:.2f} / {r['p99']:.2f} ms, {cpu_cell(cpu_us_per_request(d, name, w))} | | |"
                 )
         if seedr:
             lines.append(
