@@ -2,6 +2,7 @@
 //! backoff, and dispatch of requests (one task each, serialized per service).
 use crate::identity::Identity;
 use crate::rollout::{Engine, Progress};
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::{SinkExt, StreamExt};
 use slipway_types::agent::{
     challenge_message, AgentError, AgentErrorCode, AgentEvent, AgentMessage, AgentRequest,
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -34,19 +35,35 @@ pub enum ConnError {
     Transient(String),
 }
 
+/// A future that resolves once the retires queued for a service so far are done.
+type Retired = Shared<BoxFuture<'static, ()>>;
+
+#[derive(Default)]
+struct ServiceSlot {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// The last retire queued for this service (each waits for the one before).
+    retired: Option<Retired>,
+}
+
 /// One lock per service: requests for the same service queue behind each other.
+/// A rollout's retire (stopping and pruning the old containers once the new
+/// release serves) runs after the lock is released, in a per-service queue:
+/// the next rollout does not wait for it, a revert or reconcile does.
 #[derive(Default, Clone)]
 pub struct ServiceLocks {
-    inner: Arc<Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>,
+    inner: Arc<Mutex<HashMap<Uuid, ServiceSlot>>>,
 }
 
 impl ServiceLocks {
-    fn get(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = match self.inner.lock() {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, ServiceSlot>> {
+        match self.inner.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        map.entry(id).or_default().clone()
+        }
+    }
+
+    fn get(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        self.map().entry(id).or_default().lock.clone()
     }
 
     /// Locks every service in `ids` (sorted, so two requests never deadlock),
@@ -69,12 +86,32 @@ impl ServiceLocks {
         }
         Some(guards)
     }
+
+    /// Queues a retire of `id` (call it holding the service's lock, so the
+    /// order is the order of the rollouts). Returns what it must wait for
+    /// first, and the token whose drop marks it done.
+    pub fn queue_retire(&self, id: Uuid) -> (Option<Retired>, oneshot::Sender<()>) {
+        let (tx, rx) = oneshot::channel::<()>();
+        let mine: Retired = rx.map(|_| ()).boxed().shared();
+        let before = self.map().entry(id).or_default().retired.replace(mine);
+        (before, tx)
+    }
+
+    /// Waits until every retire of `id` queued so far is done.
+    pub async fn retired(&self, id: Uuid) {
+        let last = self.map().get(&id).and_then(|s| s.retired.clone());
+        if let Some(last) = last {
+            last.await;
+        }
+    }
 }
 
 /// Runs one request and hands its result to `answer`. A rollout answers
-/// as soon as the new release serves and retires the old containers
-/// afterwards, still holding the service's lock. `progress` is dropped
-/// before `answer` runs, so every event of the request precedes its answer.
+/// as soon as the new release serves; the old containers are retired
+/// afterwards, after the service's lock is released, in the order of the
+/// rollouts, and before any later revert or reconcile of the service acts.
+/// `progress` is dropped before `answer` runs, so every event of the
+/// request precedes its answer.
 pub async fn execute(
     engine: &Engine,
     locks: &ServiceLocks,
@@ -89,7 +126,7 @@ pub async fn execute(
         AgentRequest::Reconcile(p) => p.services.iter().map(|s| s.service.service_id).collect(),
         AgentRequest::ContainerLogs { .. } => Vec::new(),
     };
-    let Some(_guards) = locks.lock_all(services, cancel).await else {
+    let Some(guards) = locks.lock_all(services.clone(), cancel).await else {
         drop(progress);
         answer(Err(AgentError::new(
             AgentErrorCode::Cancelled,
@@ -97,13 +134,26 @@ pub async fn execute(
         )));
         return;
     };
+    if !matches!(request, AgentRequest::Rollout(_)) {
+        // A revert or reconcile sees the containers as the earlier rollouts
+        // left them (e.g. restores one only after it was stopped).
+        for id in &services {
+            locks.retired(*id).await;
+        }
+    }
     let result = match request {
         AgentRequest::Rollout(p) => match engine.rollout_serving(p, &progress, cancel).await {
             Ok((response, retire)) => {
                 drop(progress);
                 answer(Ok(response));
                 if let Some(r) = retire {
+                    let (before, done) = locks.queue_retire(p.service.service_id);
+                    drop(guards);
+                    if let Some(before) = before {
+                        before.await;
+                    }
                     engine.retire(r, &Progress::discard()).await;
+                    drop(done);
                 }
                 return;
             }
@@ -123,6 +173,7 @@ pub async fn execute(
     };
     drop(progress);
     answer(result);
+    drop(guards);
 }
 
 pub struct Connector {
@@ -385,5 +436,71 @@ where
             }
             Some(Ok(_)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test]
+    async fn retires_run_in_rollout_order_and_reverts_wait_for_them() {
+        let locks = ServiceLocks::default();
+        let svc = Uuid::new_v4();
+        // Nothing queued: nothing to wait for.
+        locks.retired(svc).await;
+
+        let (first_before, first_done) = locks.queue_retire(svc);
+        assert!(first_before.is_none());
+        let (second_before, second_done) = locks.queue_retire(svc);
+        let second_before = second_before.expect("the second waits for the first");
+
+        let finished = Arc::new(AtomicUsize::new(0));
+        let waiter = {
+            let (locks, finished) = (locks.clone(), finished.clone());
+            tokio::spawn(async move {
+                locks.retired(svc).await;
+                finished.load(Ordering::SeqCst)
+            })
+        };
+        let second = {
+            let finished = finished.clone();
+            tokio::spawn(async move {
+                second_before.await;
+                let seen = finished.fetch_add(1, Ordering::SeqCst);
+                drop(second_done);
+                seen
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !second.is_finished(),
+            "the second retire ran before the first"
+        );
+        assert!(
+            !waiter.is_finished(),
+            "a revert did not wait for the retires"
+        );
+
+        finished.fetch_add(1, Ordering::SeqCst);
+        drop(first_done);
+        assert_eq!(second.await.unwrap(), 1, "the second ran after the first");
+        assert_eq!(waiter.await.unwrap(), 2, "the revert waited for both");
+        // Another service is independent.
+        locks.retired(Uuid::new_v4()).await;
+    }
+
+    #[tokio::test]
+    async fn the_service_lock_is_free_while_a_retire_is_queued() {
+        let locks = ServiceLocks::default();
+        let svc = Uuid::new_v4();
+        let cancel = CancellationToken::new();
+        let guards = locks.lock_all(vec![svc], &cancel).await.unwrap();
+        let (_before, _done) = locks.queue_retire(svc);
+        drop(guards);
+        // The next rollout gets the lock at once although the retire is pending.
+        let next = tokio::time::timeout(Duration::from_secs(1), locks.lock_all(vec![svc], &cancel));
+        assert!(next.await.unwrap().is_some());
     }
 }

@@ -29,6 +29,9 @@ pub enum DockerError {
     BadHost(String),
     #[error("no such container: {0}")]
     NotFound(String),
+    /// 409, e.g. a container name already in use.
+    #[error("Docker Engine: {0}")]
+    Conflict(String),
     #[error("Docker Engine: {0}")]
     Api(String),
 }
@@ -40,6 +43,10 @@ impl From<bollard::errors::Error> for DockerError {
                 status_code: 404,
                 message,
             } => DockerError::NotFound(message),
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                message,
+            } => DockerError::Conflict(message),
             other => DockerError::Api(other.to_string()),
         }
     }

@@ -538,18 +538,35 @@ impl Engine {
                         })
                     })
                 });
+            if routed && plan.phase == RolloutPhase::Prepare {
+                // Resent prepare (or a service without published ports, which
+                // has no routes to compare): the containers are ready.
+                progress.step("prepared: new containers healthy, traffic not switched yet");
+                let answer = AgentResponse::Prepared {
+                    containers: same.iter().map(|c| c.id.clone()).collect(),
+                };
+                return Ok((answer, None));
+            }
             if routed {
-                progress.step("deployment already serving on this host");
-                let deps = deployment_infos(&existing);
-                let previous = deps
-                    .iter()
-                    .find(|d| d.deployment_id != plan.deployment_id)
-                    .map(|d| d.deployment_id);
+                progress.step("deployment serving on this host");
+                let old: Vec<ManagedContainer> = existing
+                    .into_iter()
+                    .filter(|c| c.deployment_id != Some(plan.deployment_id))
+                    .collect();
+                let previous = spec::previous_serving(&deployment_infos(&old), plan.deployment_id);
                 let answer = AgentResponse::RolledOut {
                     containers: same.iter().map(|c| c.id.clone()).collect(),
                     previous_deployment_id: previous,
                 };
-                return Ok((answer, None));
+                // The old containers are retired here too (idempotent when a
+                // resent request finds them stopped already): a service without
+                // published ports is switched by this very answer.
+                let retire = Retire {
+                    old,
+                    deployment_id: plan.deployment_id,
+                    keep_previous: plan.keep_previous as usize,
+                };
+                return Ok((answer, Some(retire)));
             }
             if !(switch_only && all_running) {
                 progress.step("removing containers of an earlier attempt of this deployment");
@@ -581,11 +598,23 @@ impl Engine {
             if cancel.is_cancelled() {
                 return Err(self.abort_rollout(&created, cancelled(), None).await);
             }
-            // A leftover with the same name (e.g. from a crash) is replaced.
-            if let Err(e) = self.docker.remove(&s.name).await {
-                tracing::debug!(error = %e, "no leftover container");
-            }
-            match self.docker.create(s).await {
+            // A leftover with the same name (e.g. from a crash) is replaced:
+            // only then is it worth a second round trip.
+            let first = match self.docker.create(s).await {
+                Err(DockerError::Conflict(m)) => {
+                    tracing::info!(container = %s.name, conflict = %m, "replacing a leftover container");
+                    if let Err(e) = self.docker.remove(&s.name).await {
+                        tracing::warn!(error = %e, "could not remove the leftover container");
+                    }
+                    None
+                }
+                other => Some(other),
+            };
+            let result = match first {
+                Some(r) => r,
+                None => self.docker.create(s).await,
+            };
+            match result {
                 Ok(id) => {
                     progress.step(format!("created container {}", s.name));
                     created.push(id.clone());
@@ -692,6 +721,9 @@ impl Engine {
             .map(|c| async move {
                 match self.docker.stop(&c.id).await {
                     Ok(()) => progress.step(format!("stopped old container {}", c.name)),
+                    // Pruned meanwhile by the retire of an earlier rollout
+                    // (this list was read before that one finished).
+                    Err(DockerError::NotFound(_)) => {}
                     Err(e) => {
                         progress.step(format!("could not stop old container {}: {e}", c.name))
                     }

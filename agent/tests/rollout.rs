@@ -7,7 +7,7 @@ use slipway_agent::rollout::{Engine, Progress};
 use slipway_proxy::ProxyClient;
 use slipway_types::agent::{
     AgentErrorCode, AgentEvent, AgentResponse, ContainerPort, ContainerSpec, DesiredService,
-    ReconcilePlan, RevertPlan, RolloutPlan, ServiceKey,
+    ReconcilePlan, RevertPlan, RolloutPhase, RolloutPlan, ServiceKey,
 };
 use slipway_types::api::{HealthCheck, Protocol, Resources};
 use slipway_types::{ImageRef, Port};
@@ -468,4 +468,56 @@ async fn logs_of_own_containers_only() {
     .expect("cancel ends the stream")
     .expect("logs");
     assert_eq!(r, AgentResponse::LogsEnded);
+}
+
+/// A service without published ports on several hosts: `prepare` starts the
+/// new containers, `switch` (nothing to route) retires the old ones, and a
+/// resent `prepare`/`switch` is answered the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_and_switch_without_published_ports_retire_the_old_release() {
+    let Some(h) = harness().await else { return };
+    let unpublished = |release: i64, phase: RolloutPhase| {
+        let mut p = h.plan(release, httpd(&format!("v{release}")), "/healthz");
+        p.container.ports[0].published = None;
+        p.phase = phase;
+        p
+    };
+    let p1 = unpublished(1, RolloutPhase::Full);
+    assert!(matches!(
+        h.rollout(&p1).await,
+        Ok(AgentResponse::RolledOut { .. })
+    ));
+    assert_eq!(h.containers().await, vec![(p1.deployment_id, true)]);
+
+    let mut p2 = unpublished(2, RolloutPhase::Prepare);
+    let prepared = h.rollout(&p2).await;
+    assert!(
+        matches!(prepared, Ok(AgentResponse::Prepared { .. })),
+        "{prepared:?}"
+    );
+    // A resent prepare finds its containers ready.
+    assert!(matches!(
+        h.rollout(&p2).await,
+        Ok(AgentResponse::Prepared { .. })
+    ));
+    let mut running: Vec<_> = h.containers().await;
+    running.sort();
+    let mut want = vec![(p1.deployment_id, true), (p2.deployment_id, true)];
+    want.sort();
+    assert_eq!(running, want, "both serve until the switch");
+
+    p2.phase = RolloutPhase::Switch;
+    let switched = h.rollout(&p2).await;
+    assert!(
+        matches!(&switched, Ok(AgentResponse::RolledOut { previous_deployment_id: Some(d), .. }) if *d == p1.deployment_id),
+        "{switched:?}"
+    );
+    let mut after = h.containers().await;
+    after.sort();
+    let mut want = vec![(p1.deployment_id, false), (p2.deployment_id, true)];
+    want.sort();
+    assert_eq!(
+        after, want,
+        "the old release is stopped and kept for rollback"
+    );
 }

@@ -48,7 +48,7 @@ use slipway_types::{
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
 /// A running deployment's lease; renewed every [`LEASE_RENEW`].
@@ -96,6 +96,8 @@ enum Outcome {
 
 struct Engine {
     db: DatabaseConnection,
+    /// The step log's writer (see [`StepWriter`]).
+    steps: mpsc::UnboundedSender<StepMsg>,
     hub: AgentHub,
     live: LiveBus,
     state: web::Data<AppState>,
@@ -109,8 +111,17 @@ struct Engine {
 
 /// Starts the engine on the current runtime.
 pub fn spawn(state: web::Data<AppState>) {
+    let (steps, rx) = mpsc::unbounded_channel();
+    tokio::spawn(
+        StepWriter {
+            db: state.db.clone(),
+            live: state.live.clone(),
+        }
+        .run(rx),
+    );
     let engine = Arc::new(Engine {
         db: state.db.clone(),
+        steps,
         hub: state.hub.clone(),
         live: state.live.clone(),
         instance: format!("engine-{}", Uuid::new_v4()),
@@ -181,28 +192,26 @@ impl Engine {
         }));
     }
 
-    /// Stores one line of the deployment's step log and streams it.
+    /// Appends one line to the deployment's step log. It is stored and then
+    /// streamed by the [`StepWriter`], in order, without the caller waiting
+    /// for the store (steps are not state: nothing acts on them).
     async fn step(&self, deployment_id: Uuid, message: String) {
         tracing::info!(deployment = %deployment_id, "{message}");
         // One timestamp, at the store's precision, so a stream that replays
         // stored steps can recognise the same line arriving live.
         let at = Utc::now().trunc_subsecs(6);
-        let row = deployment_step::ActiveModel {
-            deployment_id: Set(deployment_id),
-            at: Set(at),
-            message: Set(message.clone()),
-            ..Default::default()
-        };
-        if let Err(e) = deployment_step::Entity::insert(row)
-            .exec_without_returning(&self.db)
-            .await
-        {
-            tracing::warn!(deployment = %deployment_id, error = %e, "could not store a step");
-        }
-        self.live.publish(Live::Step {
+        let _ = self.steps.send(StepMsg::Step {
             deployment_id,
             step: DeploymentStep { at, message },
         });
+    }
+
+    /// Waits until every step appended so far is stored (and streamed).
+    async fn flush_steps(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.steps.send(StepMsg::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     // ------------------------------------------------------------ claiming
@@ -364,16 +373,19 @@ impl Engine {
             )));
         }
         let targets = plan::spread(ctx.spec.replicas.max(1), &online);
-        for (h, n) in &targets {
-            deployment_target::Entity::insert(deployment_target::ActiveModel {
-                deployment_id: Set(id),
-                host_id: Set(h.id),
-                replicas: Set(i32::try_from(*n).unwrap_or(i32::MAX)),
-                state: Set("pending".into()),
-                updated_at: Set(Utc::now()),
-            })
-            .exec_without_returning(&self.db)
-            .await?;
+        // One statement for all hosts.
+        let now = Utc::now();
+        let rows = targets.iter().map(|(h, n)| deployment_target::ActiveModel {
+            deployment_id: Set(id),
+            host_id: Set(h.id),
+            replicas: Set(i32::try_from(*n).unwrap_or(i32::MAX)),
+            state: Set("pending".into()),
+            updated_at: Set(now),
+        });
+        if !targets.is_empty() {
+            deployment_target::Entity::insert_many(rows)
+                .exec_without_returning(&self.db)
+                .await?;
         }
         self.step(
             id,
@@ -663,6 +675,7 @@ impl Engine {
             ),
             Outcome::Cancelled => {
                 self.step(id, "stopped after cancellation".into()).await;
+                self.flush_steps().await;
                 return Ok(());
             }
         };
@@ -680,6 +693,8 @@ impl Engine {
         action: &'static str,
         still_ours: impl Fn(&deployment::Model) -> bool,
     ) -> Result<bool, EngineError> {
+        // The step log is complete in the store before the state is final.
+        self.flush_steps().await;
         let mut tx = AuditTx::begin(&self.db).await?;
         let Some(d) = deployment::Entity::find_by_id(id).one(&tx.txn).await? else {
             return Ok(false);
@@ -721,6 +736,8 @@ impl Engine {
             None => state.as_str().to_string(),
         };
         self.step(id, line).await;
+        // Streams see the last line before the final state.
+        self.flush_steps().await;
         self.publish_state(&d, state, number);
         Ok(true)
     }
@@ -1082,6 +1099,75 @@ async fn release_number(db: &DatabaseConnection, release_id: Uuid) -> i64 {
 
 fn lease_end() -> chrono::DateTime<Utc> {
     Utc::now() + ChronoDuration::from_std(LEASE).unwrap_or_else(|_| ChronoDuration::seconds(15))
+}
+
+enum StepMsg {
+    Step {
+        deployment_id: Uuid,
+        step: DeploymentStep,
+    },
+    /// Answered once everything sent before is stored.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Most steps stored by one statement.
+const STEP_BATCH: usize = 256;
+
+/// Stores step-log lines in the order they were appended, several per
+/// statement when they arrive together (a fan-out's hosts report at once),
+/// and streams each one once stored: an SSE client subscribes before it
+/// reads the stored steps, so it sees every line one way or the other.
+struct StepWriter {
+    db: DatabaseConnection,
+    live: LiveBus,
+}
+
+impl StepWriter {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<StepMsg>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < STEP_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            let mut steps = Vec::new();
+            let mut flushes = Vec::new();
+            for m in batch {
+                match m {
+                    StepMsg::Step {
+                        deployment_id,
+                        step,
+                    } => steps.push((deployment_id, step)),
+                    StepMsg::Flush(tx) => flushes.push(tx),
+                }
+            }
+            if !steps.is_empty() {
+                let rows = steps.iter().map(|(d, s)| deployment_step::ActiveModel {
+                    deployment_id: Set(*d),
+                    at: Set(s.at),
+                    message: Set(s.message.clone()),
+                    ..Default::default()
+                });
+                if let Err(e) = deployment_step::Entity::insert_many(rows)
+                    .exec_without_returning(&self.db)
+                    .await
+                {
+                    tracing::warn!(error = %e, lines = steps.len(), "could not store steps");
+                }
+                for (deployment_id, step) in steps {
+                    self.live.publish(Live::Step {
+                        deployment_id,
+                        step,
+                    });
+                }
+            }
+            for tx in flushes {
+                let _ = tx.send(());
+            }
+        }
+    }
 }
 
 /// Prepared hosts that were not switched yet, other than `failed` (which
