@@ -421,6 +421,24 @@ def report(d, out):
         if fan["median_one_s"] > 0:
             r = fan["median_fan_s"] / fan["median_one_s"]
             lines.append(f"| 20 agents ÷ 1 agent | **{r:.2f}×** | ≤ 2× | {ok(r <= 2)} |")
+    bare_fan, bare_one = load(d, "bare-fan.json"), load(d, "bare-one.json")
+    if bare_fan and bare_one:
+        n = bare_fan["concurrent"]
+        lines += [
+            f"| reference: {n} bare starts at once on the shared engine (bollard, create → start → "
+            f"all `/healthz` 200), median of {bare_fan['runs']} | {bare_fan['median_all_healthy_ms'] / 1000:.2f} s "
+            f"(runs: {', '.join(f'{x / 1000:.2f}' for x in bare_fan['all_healthy_ms'])}) | | |",
+            f"| … 1 bare start, median of {bare_one['runs']} (right after) | "
+            f"{bare_one['median_all_healthy_ms'] / 1000:.2f} s "
+            f"(runs: {', '.join(f'{x / 1000:.2f}' for x in bare_one['all_healthy_ms'])}) | | |",
+        ]
+        if bare_one["median_all_healthy_ms"] > 0:
+            rb = bare_fan["median_all_healthy_ms"] / bare_one["median_all_healthy_ms"]
+            lines.append(f"| {n} bare starts at once ÷ 1 (the shared engine's own fan-out ratio) "
+                         f"| **{rb:.2f}×** | | |")
+        if fan and bare_fan["median_all_healthy_ms"] > 0:
+            rf = fan["median_fan_s"] * 1000 / bare_fan["median_all_healthy_ms"]
+            lines.append(f"| fan-out deploy ÷ {n} bare starts at once | **{rf:.2f}** | | |")
     if rss:
         lines += [
             f"| server RSS idle after start | {mib(rss['server_idle_kb'])} | | |",

@@ -7,6 +7,11 @@
 //! the create call to the first 200 is the sample. The container is removed after
 //! each run (and on error). Prints one JSON object on stdout.
 //!
+//! With `--concurrent N` each run starts N such containers at once (the
+//! physical floor of a fan-out to N agents sharing one Docker Engine): the
+//! sample is the time from the first create call until the last of the N
+//! answers 200.
+//!
 //! ```sh
 //! cargo run --release -p slipway-agent --example bare_start -- \
 //!     --docker-host unix:///var/run/docker.sock --image slipway-test/web:v1 --runs 10
@@ -20,7 +25,7 @@ const POLL: Duration = Duration::from_millis(5);
 
 #[derive(Debug, thiserror::Error)]
 enum BareError {
-    #[error("usage: bare_start --docker-host unix:///PATH --image IMAGE [--runs N] [--port 8080] [--path /healthz] [--timeout-secs 30] [--name-prefix bare-start-]: {0}")]
+    #[error("usage: bare_start --docker-host unix:///PATH --image IMAGE [--runs N] [--concurrent N] [--port 8080] [--path /healthz] [--timeout-secs 30] [--name-prefix bare-start-]: {0}")]
     Usage(String),
     #[error("Docker Engine: {0}")]
     Docker(#[from] bollard::errors::Error),
@@ -42,6 +47,7 @@ struct Args {
     docker_host: String,
     image: String,
     runs: usize,
+    concurrent: usize,
     port: u16,
     path: String,
     timeout: Duration,
@@ -53,6 +59,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, BareError> {
         docker_host: std::env::var("DOCKER_HOST").unwrap_or_default(),
         image: String::new(),
         runs: 10,
+        concurrent: 1,
         port: 8080,
         path: "/healthz".to_owned(),
         timeout: Duration::from_secs(30),
@@ -70,6 +77,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, BareError> {
             "--docker-host" => a.docker_host = value,
             "--image" => a.image = value,
             "--runs" => a.runs = usize::try_from(num(&value)?).unwrap_or(usize::MAX),
+            "--concurrent" => a.concurrent = usize::try_from(num(&value)?).unwrap_or(usize::MAX),
             "--port" => {
                 a.port = u16::try_from(num(&value)?)
                     .map_err(|_| BareError::Usage(format!("--port out of range: {value}")))?
@@ -85,6 +93,9 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, BareError> {
     }
     if a.runs == 0 {
         return Err(BareError::Usage("--runs must be at least 1".to_owned()));
+    }
+    if a.concurrent == 0 || a.concurrent > 100 {
+        return Err(BareError::Usage("--concurrent must be 1..100".to_owned()));
     }
     if !a.path.starts_with('/') {
         return Err(BareError::Usage("--path must start with '/'".to_owned()));
@@ -244,31 +255,61 @@ async fn run(a: Args) -> Result<(), BareError> {
         .timeout(Duration::from_secs(1))
         .build()?;
     let mut samples = Vec::with_capacity(a.runs);
+    let mut batches = Vec::with_capacity(a.runs);
     for i in 0..a.runs {
-        let name = format!("{}{}-{i}", a.name_prefix, std::process::id());
-        remove(&docker, &name).await;
-        let result = one_run(&docker, &http, &a, &name).await;
-        remove(&docker, &name).await;
-        let s = result?;
-        eprintln!(
-            "bare_start run {}: created {:.1} ms, started {:.1} ms, healthy {:.1} ms ({} polls)",
-            i + 1,
-            s.create_ms,
-            s.started_ms,
-            s.healthy_ms,
-            s.polls
-        );
-        samples.push(s);
+        let names: Vec<String> = (0..a.concurrent)
+            .map(|j| format!("{}{}-{i}-{j}", a.name_prefix, std::process::id()))
+            .collect();
+        for name in &names {
+            remove(&docker, name).await;
+        }
+        let t0 = Instant::now();
+        let results = futures_util::future::join_all(
+            names.iter().map(|name| one_run(&docker, &http, &a, name)),
+        )
+        .await;
+        let batch_ms = ms(t0.elapsed());
+        futures_util::future::join_all(names.iter().map(|name| remove(&docker, name))).await;
+        let mut run = Vec::with_capacity(results.len());
+        for r in results {
+            run.push(r?);
+        }
+        let healthy: Vec<f64> = run.iter().map(|s| s.healthy_ms).collect();
+        if a.concurrent == 1 {
+            let s = &run[0];
+            eprintln!(
+                "bare_start run {}: created {:.1} ms, started {:.1} ms, healthy {:.1} ms ({} polls)",
+                i + 1,
+                s.create_ms,
+                s.started_ms,
+                s.healthy_ms,
+                s.polls
+            );
+        } else {
+            eprintln!(
+                "bare_start run {}: {} at once, all healthy after {batch_ms:.1} ms (each: median {:.1} ms, first {:.1} ms)",
+                i + 1,
+                a.concurrent,
+                median(&healthy),
+                healthy.iter().copied().fold(f64::INFINITY, f64::min),
+            );
+        }
+        batches.push(batch_ms);
+        samples.extend(run);
     }
     let healthy: Vec<f64> = samples.iter().map(|s| s.healthy_ms).collect();
     let started: Vec<f64> = samples.iter().map(|s| s.started_ms).collect();
     let out = serde_json::json!({
         "image": a.image,
-        "runs": samples.len(),
+        "runs": a.runs,
+        "concurrent": a.concurrent,
         "healthy_ms": healthy,
         "started_ms": started,
         "median_healthy_ms": median(&healthy),
         "median_started_ms": median(&started),
+        // Per run: first create call → the last container's first 200.
+        "all_healthy_ms": batches,
+        "median_all_healthy_ms": median(&batches),
     });
     println!("{out}");
     Ok(())
@@ -310,6 +351,11 @@ mod tests {
         assert!(matches!(a, Ok(Args { runs: 3, .. })));
         assert!(args(&["--runs", "3"]).is_err());
         assert!(args(&["--image", "x", "--runs", "0"]).is_err());
+        assert!(args(&["--image", "x", "--concurrent", "0"]).is_err());
+        assert!(matches!(
+            args(&["--image", "x", "--concurrent", "20"]),
+            Ok(Args { concurrent: 20, .. })
+        ));
         assert!(args(&["--image", "x", "--runs", "many"]).is_err());
         assert!(args(&["--image", "x", "--port", "70000"]).is_err());
         assert!(args(&["--image", "x", "--path", "healthz"]).is_err());
