@@ -39,6 +39,9 @@ pub enum ApiError {
     InvalidSignature(String),
     #[error("{0}")]
     DeployFrozen(String),
+    /// The path exists, the method does not; carries the `Allow` header value.
+    #[error("this route answers only {0}")]
+    MethodNotAllowed(String),
     #[error("internal error")]
     Store(#[from] DbErr),
     #[error("internal error")]
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::InvalidSignature(_) => ErrorCode::InvalidSignature,
             ApiError::DeployFrozen(_) => ErrorCode::DeployFrozen,
+            ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ApiError::Store(_) | ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -101,6 +105,7 @@ impl ResponseError for ApiError {
             | ErrorCode::InvalidStateTransition
             | ErrorCode::DeployFrozen => StatusCode::CONFLICT,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -123,6 +128,9 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(self.status_code());
         if let ApiError::RateLimited(secs) = self {
             res.insert_header(("Retry-After", secs.to_string()));
+        }
+        if let ApiError::MethodNotAllowed(allow) = self {
+            res.insert_header(("Allow", allow.as_str()));
         }
         if matches!(self, ApiError::Unauthenticated) {
             res.insert_header(("WWW-Authenticate", "Bearer"));

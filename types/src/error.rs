@@ -23,6 +23,7 @@ pub enum ErrorCode {
     Unavailable,
     InvalidSignature,
     DeployFrozen,
+    MethodNotAllowed,
 }
 
 impl ErrorCode {
@@ -45,6 +46,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::InvalidSignature => "invalid_signature",
             ErrorCode::DeployFrozen => "deploy_frozen",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
         }
     }
 }

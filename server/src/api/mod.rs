@@ -14,7 +14,7 @@ pub mod services;
 pub mod variables;
 
 use crate::{audit, auth, ci, error::ApiError, store::is_unique_violation};
-use actix_web::web;
+use actix_web::{web, HttpResponse};
 use sea_orm::DbErr;
 use slipway_types::{ResourceName, Role};
 
@@ -46,9 +46,54 @@ macro_rules! routes {
 
         /// Registers every `/api/v1` route.
         pub fn configure(cfg: &mut web::ServiceConfig) {
-            $( cfg.route($path, web::$method().to($handler)); )*
+            let mut table = ResourceTable::default();
+            $( table.add($path, stringify!($method), web::$method().to($handler)); )*
+            table.register(cfg);
         }
     };
+}
+
+/// Routes grouped by path, so that a path is matched once whatever its
+/// methods (a request tries far fewer patterns), and a known path with a
+/// method it lacks answers 405 with `Allow`.
+#[derive(Default)]
+struct ResourceTable {
+    resources: Vec<(&'static str, Vec<&'static str>, Vec<actix_web::Route>)>,
+}
+
+impl ResourceTable {
+    fn add(&mut self, path: &'static str, method: &'static str, route: actix_web::Route) {
+        match self.resources.iter_mut().find(|(p, _, _)| *p == path) {
+            Some((_, methods, routes)) => {
+                methods.push(method);
+                routes.push(route);
+            }
+            None => self.resources.push((path, vec![method], vec![route])),
+        }
+    }
+
+    fn register(mut self, cfg: &mut web::ServiceConfig) {
+        // A resource answers for its whole path, so a more specific path
+        // (`/role-mappings/preview`) must come before one that also matches
+        // it (`/role-mappings/{id}`): fewer parameters first, else in order.
+        self.resources
+            .sort_by_key(|(path, _, _)| path.matches('{').count());
+        for (path, methods, routes) in self.resources {
+            let allow = methods
+                .iter()
+                .map(|m| m.to_ascii_uppercase())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let resource = routes.into_iter().fold(
+                web::resource(path).default_service(web::to(move || {
+                    let allow = allow.clone();
+                    async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
+                })),
+                |resource, route| resource.route(route),
+            );
+            cfg.service(resource);
+        }
+    }
 }
 
 const PUBLIC: Option<Role> = None;

@@ -111,3 +111,27 @@ async fn openapi_document_lists_every_route_with_its_role() {
         "approver"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_path_with_another_method_answers_405_with_allow() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    app.setup_admin().await;
+    let r = app.delete("/api/v1/projects").await.expect(405);
+    assert_eq!(r.error_code(), "method_not_allowed");
+    assert_eq!(r.headers["allow"], "GET, POST");
+    let r = app
+        .send(
+            Method::PUT,
+            "/api/v1/projects/6d7c0b7e-0000-4000-8000-000000000000",
+            None,
+            None,
+        )
+        .await
+        .expect(405);
+    assert_eq!(r.headers["allow"], "GET, PATCH, DELETE");
+    // An unknown path is still 404.
+    assert_eq!(
+        app.get("/api/v1/nope").await.expect(404).error_code(),
+        "not_found"
+    );
+}
