@@ -43,8 +43,13 @@ class Api:
         u = urllib.parse.urlsplit(base)
         self.conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=30)
         self.headers = {}
+        self.last_used = time.monotonic()
 
     def call(self, method, path, body=None, expect=(200, 201)):
+        # The server closes keep-alive connections idle for 5 s; start afresh
+        # well before that rather than race it (a POST must not be re-sent).
+        if time.monotonic() - self.last_used > 2:
+            self.conn.close()
         data = None if body is None else json.dumps(body).encode()
         headers = dict(self.headers)
         if data is not None:
@@ -52,6 +57,7 @@ class Api:
         self.conn.request(method, path, body=data, headers=headers)
         resp = self.conn.getresponse()
         raw = resp.read()
+        self.last_used = time.monotonic()
         if resp.status not in expect:
             die(f"{method} {path} -> {resp.status}: {raw[:500]!r}")
         return resp, (json.loads(raw) if raw else None)
