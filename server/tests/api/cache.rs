@@ -29,6 +29,20 @@ async fn names(app: &TestApp, env: &str, token: &str) -> Vec<String> {
         .collect()
 }
 
+/// The id of the API token called `name` (listed with the admin session).
+async fn token_id(app: &TestApp, name: &str) -> String {
+    let tokens = app.get("/api/v1/tokens").await.expect(200);
+    tokens.body["items"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .find(|t| t["name"] == name)
+        .expect("token listed")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
 async fn cached_reads_follow_every_change(mut app: TestApp) {
     app.setup_admin().await;
     let (_, env, web) = app.seed_service("shop", "staging", "web").await;
@@ -73,16 +87,7 @@ async fn cached_reads_follow_every_change(mut app: TestApp) {
         .expect(204);
     assert_eq!(names(&app, &env, &token).await, ["worker"]);
     // A revoked token is refused on its very next request.
-    let tokens = app.get("/api/v1/tokens").await.expect(200);
-    let id = tokens.body["items"]
-        .as_array()
-        .expect("tokens")
-        .iter()
-        .find(|t| t["name"] == "viewer-token")
-        .expect("viewer token")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = token_id(&app, "viewer-token").await;
     app.delete(&format!("/api/v1/tokens/{id}"))
         .await
         .expect(204);
@@ -202,16 +207,7 @@ async fn a_replica_process_hears_changes_made_on_another() {
     .expect(201);
     replica_sees(&b, &path, &token, |s, body| s == 200 && body["total"] == 2).await;
     // … and refuses the token once A has revoked it.
-    let tokens = a.get("/api/v1/tokens").await.expect(200);
-    let id = tokens.body["items"]
-        .as_array()
-        .expect("tokens")
-        .iter()
-        .find(|t| t["name"] == "admin-token")
-        .expect("admin token")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = token_id(&a, "admin-token").await;
     a.delete(&format!("/api/v1/tokens/{id}")).await.expect(204);
     replica_sees(&b, &path, &token, |s, _| s == 401).await;
 }
