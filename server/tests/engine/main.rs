@@ -161,6 +161,30 @@ fn slow_v2() -> serde_json::Value {
     })
 }
 
+/// Seeds `name` on `port` with one agent, deploys v1 (succeeded), then starts
+/// a slow v2 and returns once it has been running for a moment: the point
+/// at which the crash and cancel tests interrupt it.
+async fn v1_serving_then_slow_v2_running(
+    server: &Server,
+    name: &str,
+    port: u16,
+) -> (String, Agent, String) {
+    let (env, svc) = server.seed(name, port, json!({})).await;
+    let agent = Agent::enroll(server, "node-1", &env).await;
+    let d1 = server.deploy(&svc, json!({})).await;
+    assert_eq!(
+        server.wait_done(&d1, DEPLOY_WITHIN).await["state"],
+        "succeeded"
+    );
+    server.patch_spec(&svc, slow_v2()).await;
+    let d2 = server.deploy(&svc, json!({})).await;
+    server
+        .wait_state(&d2, "running", Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    (svc, agent, d2)
+}
+
 /// SIGKILL the control plane mid-deploy: after restart the deployment is
 /// resolved (failed), v1 still serves, no container of the aborted
 /// deployment is left.
@@ -168,20 +192,7 @@ fn slow_v2() -> serde_json::Value {
 async fn server_killed_mid_deploy_resolves_on_restart() {
     let mut server = Server::start(Store::Sqlite).await;
     let port = free_port();
-    let (env, svc) = server.seed("crash", port, json!({})).await;
-    let agent = Agent::enroll(&server, "node-1", &env).await;
-    let d1 = server.deploy(&svc, json!({})).await;
-    assert_eq!(
-        server.wait_done(&d1, DEPLOY_WITHIN).await["state"],
-        "succeeded"
-    );
-
-    server.patch_spec(&svc, slow_v2()).await;
-    let d2 = server.deploy(&svc, json!({})).await;
-    server
-        .wait_state(&d2, "running", Duration::from_secs(30))
-        .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (svc, agent, d2) = v1_serving_then_slow_v2_running(&server, "crash", port).await;
     server.kill();
     // Traffic keeps flowing while the control plane is down.
     assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
@@ -205,19 +216,7 @@ async fn server_killed_mid_deploy_resolves_on_restart() {
 async fn agent_killed_mid_deploy_converges_when_back() {
     let server = Server::start(Store::Sqlite).await;
     let port = free_port();
-    let (env, svc) = server.seed("agentcrash", port, json!({})).await;
-    let mut agent = Agent::enroll(&server, "node-1", &env).await;
-    let d1 = server.deploy(&svc, json!({})).await;
-    assert_eq!(
-        server.wait_done(&d1, DEPLOY_WITHIN).await["state"],
-        "succeeded"
-    );
-    server.patch_spec(&svc, slow_v2()).await;
-    let d2 = server.deploy(&svc, json!({})).await;
-    server
-        .wait_state(&d2, "running", Duration::from_secs(30))
-        .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_svc, mut agent, d2) = v1_serving_then_slow_v2_running(&server, "agentcrash", port).await;
     agent.kill();
     // The proxy is its own process: v1 keeps serving without the agent.
     assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
@@ -337,19 +336,7 @@ async fn cli_deploy_wait_reports_the_outcome() {
 async fn cancel_mid_deploy_keeps_the_old_release() {
     let server = Server::start(Store::Sqlite).await;
     let port = free_port();
-    let (env, svc) = server.seed("cancel", port, json!({})).await;
-    let agent = Agent::enroll(&server, "node-1", &env).await;
-    let d1 = server.deploy(&svc, json!({})).await;
-    assert_eq!(
-        server.wait_done(&d1, DEPLOY_WITHIN).await["state"],
-        "succeeded"
-    );
-    server.patch_spec(&svc, slow_v2()).await;
-    let d2 = server.deploy(&svc, json!({})).await;
-    server
-        .wait_state(&d2, "running", Duration::from_secs(30))
-        .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (svc, agent, d2) = v1_serving_then_slow_v2_running(&server, "cancel", port).await;
     server
         .post(&format!("/deployments/{d2}/cancel"), json!(null), 200)
         .await;
