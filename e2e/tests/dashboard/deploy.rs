@@ -499,6 +499,9 @@ async fn deploy_scenario(
     ui.click(&format!("{} {}", css("release-1"), css("rollback-release")))
         .await?;
     ui.expect_path_prefix("/deployments/").await?;
+    // Containers are named `…-r{release}-{first 8 of the deployment id}-{replica}`.
+    let rollback_id = ui.c.current_url().await?.path()["/deployments/".len()..].to_owned();
+    let rollback_container = format!("-r1-{}-", rollback_id.get(..8).unwrap_or(&rollback_id));
     expect_deployment_succeeded(ui).await?;
     expect_not_reloaded(ui, "the rollback to finish").await?;
     ui.expect_text(&css("deployment-release"), "#1").await?;
@@ -531,13 +534,17 @@ async fn deploy_scenario(
 
     // 6. The host's containers; the serving one's logs.
     ui.goto(&host_path).await?;
-    // The page follows the agent's status reports: the rolled-back release's
-    // container replaces the old one there a moment after the rollout.
+    // The page follows the agent's status reports (every 5 s): the rollback's
+    // container replaces the old ones there a moment after the rollout. A
+    // report taken before it may still show release #1's first container
+    // running and serving; that one is stopped by now, so wait for the new one.
     let deadline = Instant::now() + Duration::from_secs(30);
     let logs_link = loop {
         // A row re-rendered under us is simply looked at again.
         if let Ok(Some(name)) = serving_container(ui, &prefix, "slipway-test/web:v1").await {
-            break format!("{} {}", css(&name), css("container-logs"));
+            if name.contains(&rollback_container) {
+                break format!("{} {}", css(&name), css("container-logs"));
+            }
         }
         if Instant::now() > deadline {
             let table = match ui.c.find(Locator::Css(&css("host-containers"))).await {
