@@ -144,7 +144,7 @@ async fn csrf_token() -> Option<String> {
     };
     match raw(&me_call, None).await {
         Ok(resp) if resp.ok() => {
-            let me: Me = resp.json().await.ok()?;
+            let me: Me = from_json(json_value(resp).await.ok()?).ok()?;
             remember(&me);
             me.csrf_token
         }
@@ -176,7 +176,8 @@ async fn raw(call: &Call<'_>, csrf: Option<String>) -> ApiResult<Response> {
 
 async fn error_of(resp: Response) -> ApiErrorBody {
     let status = resp.status();
-    match resp.json::<ApiErrorBody>().await {
+    let status_text = resp.status_text();
+    match json_value(resp).await.and_then(from_json::<ApiErrorBody>) {
         Ok(body) => body,
         Err(_) => ApiErrorBody {
             error: match status {
@@ -187,7 +188,7 @@ async fn error_of(resp: Response) -> ApiErrorBody {
                 422 => ErrorCode::InvalidInput,
                 _ => ErrorCode::Internal,
             },
-            message: format!("the server answered {status} {}", resp.status_text()),
+            message: format!("the server answered {status} {status_text}"),
             field: None,
         },
     }
@@ -228,7 +229,7 @@ async fn decode<T: DeserializeOwned>(resp: Response) -> ApiResult<T> {
 }
 
 fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> ApiResult<T> {
-    serde_json::from_value::<T>(value)
+    crate::decode::from_value::<T>(value)
         .map_err(|e| client_error(format!("unexpected answer from the server: {e}")))
 }
 
@@ -253,7 +254,7 @@ async fn json_value(resp: Response) -> ApiResult<serde_json::Value> {
 /// Decodes a JSON text (an event stream's `data:`) through [`serde_json::Value`],
 /// like the API answers, so the text parser is instantiated once.
 pub fn parse_json<T: DeserializeOwned>(text: &str) -> Option<T> {
-    serde_json::from_value(parse_value(text)?).ok()
+    crate::decode::from_value(parse_value(text)?).ok()
 }
 
 #[inline(never)]

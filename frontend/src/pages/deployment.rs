@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn events_decode_from_the_wire() {
-        let s: DeploymentEvent = serde_json::from_str(
+        let s: DeploymentEvent = crate::api::parse_json(
             r#"{"type":"step","at":"2026-11-30T09:00:00Z","message":"pulling image"}"#,
         )
         .unwrap_or(DeploymentEvent::State {
