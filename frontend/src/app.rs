@@ -1,4 +1,5 @@
 //! Router, session context and top navigation.
+use crate::components::handler;
 use crate::{
     api,
     components::Loading,
@@ -200,7 +201,7 @@ fn UserMenu(me: Me) -> impl IntoView {
         .chars()
         .next()
         .unwrap_or('?')
-        .to_uppercase()
+        .to_ascii_uppercase()
         .to_string();
     let (name, role) = (me.username.clone(), me.role.as_str());
     view! {
@@ -210,7 +211,7 @@ fn UserMenu(me: Me) -> impl IntoView {
                 data-test="user-menu"
                 aria-haspopup="menu"
                 aria-expanded=move || open.get().to_string()
-                on:click=move |_| open.update(|o| *o = !*o)
+                on:click=handler(move |_| open.update(|o| *o = !*o))
             >
                 <span class="avatar">{initial}</span>
                 <span class="username" data-test="username">{me.username}</span>
@@ -222,20 +223,20 @@ fn UserMenu(me: Me) -> impl IntoView {
                 open.get()
                     .then(|| {
                         view! {
-                            <div class="menu-backdrop" on:click=move |_| open.set(false)></div>
+                            <div class="menu-backdrop" on:click=handler(move |_| open.set(false))></div>
                             <div class="menu" role="menu" data-test="user-menu-items">
                                 <div class="menu-head">
                                     <div class="menu-name">{name.clone()}</div>
                                     <div class="muted small">{format!("Signed in as {role}")}</div>
                                 </div>
-                                <button class="menu-item" role="menuitem" data-test="logout" on:click=move |_| here(false)>
+                                <button class="menu-item" role="menuitem" data-test="logout" on:click=handler(move |_| here(false))>
                                     "Log out"
                                 </button>
                                 <button
                                     class="menu-item"
                                     role="menuitem"
                                     data-test="logout-everywhere"
-                                    on:click=move |_| everywhere(true)
+                                    on:click=handler(move |_| everywhere(true))
                                 >
                                     "Log out everywhere"
                                     <span class="menu-hint">"Ends your sessions on every device"</span>

@@ -645,6 +645,19 @@ pub enum Trigger {
     Promotion,
 }
 
+impl Trigger {
+    /// The wire name (`manual`, `api`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Api => "api",
+            Trigger::Webhook => "webhook",
+            Trigger::Rollback => "rollback",
+            Trigger::Promotion => "promotion",
+        }
+    }
+}
+
 /// Immutable: what was (or will be) deployed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Release {

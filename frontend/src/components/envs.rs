@@ -1,5 +1,6 @@
 //! Environments by name (`project / environment`) and the role/environment
 //! pickers shared by the users, role-mapping and token pages.
+use super::handler;
 use crate::api::{self, ApiResult, EnvChoice};
 use crate::components::Fetch;
 use leptos::prelude::*;
@@ -26,8 +27,7 @@ impl Envs {
         };
         self.0
             .with(|r| {
-                r.as_ref()
-                    .and_then(|r| r.as_ref().ok())
+                r.and_then(|r| r.as_ref().ok())
                     .and_then(|l| l.iter().find(|c| c.id == id))
                     .map(|c| c.label.clone())
             })
@@ -46,14 +46,14 @@ pub fn RoleSelect(
         <select
             id=id
             name="role"
-            on:change=move |ev| {
+            on:change=handler(move |ev| {
                 if let Ok(r) = event_target_value(&ev).parse::<Role>() {
                     value.set(r);
                     if let Some(f) = on_pick {
                         f.run(r);
                     }
                 }
-            }
+            })
         >
             {Role::ALL
                 .into_iter()
@@ -71,7 +71,7 @@ pub fn EnvSelect(
     value: RwSignal<Option<Uuid>>,
 ) -> impl IntoView {
     view! {
-        <select id=id name="environment" on:change=move |ev| value.set(Uuid::parse_str(&event_target_value(&ev)).ok())>
+        <select id=id name="environment" on:change=handler(move |ev| value.set(Uuid::parse_str(&event_target_value(&ev)).ok()))>
             <option value="" selected=move || value.get().is_none()>"Everywhere"</option>
             <For
                 each=move || envs.list()
@@ -118,7 +118,7 @@ pub fn EnvChips(
                             class:on=on
                             aria-pressed=move || on().to_string()
                             data-test=test
-                            on:click=move |_| toggle(id)
+                            on:click=handler(move |_| toggle(id))
                         >
                             {c.label}
                         </button>

@@ -1,5 +1,6 @@
 //! Small building blocks shared by the pages.
 pub mod envs;
+pub mod events;
 pub mod fetch;
 pub mod forms;
 pub mod policy;
@@ -8,6 +9,7 @@ pub mod service_form;
 pub mod ui;
 pub mod webhooks;
 
+pub use events::handler;
 pub use fetch::Fetch;
 pub use forms::{FieldError, FormAlert, FormErrors};
 pub use ui::{ErrorBox, HostStatusBadge, Loading, StateBadge};

@@ -1,4 +1,5 @@
 //! The environment page's deploy policy: approvals, maintenance windows, freezes.
+use super::handler;
 use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
@@ -52,7 +53,7 @@ pub fn parse_windows(text: &str) -> Result<Vec<MaintenanceWindow>, ApiErrorBody>
                 .split(',')
                 .map(|d| {
                     DAYS.iter()
-                        .find(|(_, n)| *n == d.trim().to_lowercase())
+                        .find(|(_, n)| d.trim().eq_ignore_ascii_case(n))
                         .map(|(w, _)| *w)
                         .ok_or_else(|| bad(i, format!("`{d}` is not a day (mon … sun)")))
                 })
@@ -185,7 +186,7 @@ fn PolicyForm(p: EnvironmentPolicy) -> impl IntoView {
         }
     };
     view! {
-        <form class="card-body" on:submit=submit data-test="policy-form" novalidate>
+        <form class="card-body" on:submit=handler(submit) data-test="policy-form" novalidate>
             <FormAlert errors />
             <div class="form-grid">
                 <div class="field">

@@ -1,5 +1,6 @@
 //! The service page's CI sections: trigger rules, releases (rollback) and
 //! promotion.
+use super::handler;
 use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
@@ -76,7 +77,7 @@ fn TriggerRow(
             <td class="mono small">{t.image_template.clone().unwrap_or_else(|| "from payload".into())}</td>
             <td>{if t.auto_deploy { "yes" } else { "no" }}</td>
             <td class="row-actions">
-                <button class="btn btn-sm btn-danger" on:click=remove data-test="delete-trigger">"Delete"</button>
+                <button class="btn btn-sm btn-danger" on:click=handler(remove) data-test="delete-trigger">"Delete"</button>
             </td>
         </tr>
     }
@@ -118,12 +119,12 @@ fn NewTriggerForm(service: Uuid, on_done: impl Fn() + Copy + 'static) -> impl In
         });
     };
     view! {
-        <form class="inline-form card-body" on:submit=submit data-test="trigger-form" novalidate>
+        <form class="inline-form card-body" on:submit=handler(submit) data-test="trigger-form" novalidate>
             <FormAlert errors />
             <div class="form-row">
                 <div class="field">
                     <label for="trigger-event">"Event"</label>
-                    <select id="trigger-event" on:change=move |ev| event.set(event_target_value(&ev))>
+                    <select id="trigger-event" on:change=handler(move |ev| event.set(event_target_value(&ev)))>
                         {TriggerEvent::ALL.into_iter().map(|e| view! { <option value=e.as_str()>{e.as_str()}</option> }).collect_view()}
                     </select>
                 </div>
@@ -240,7 +241,7 @@ pub fn ReleasesList(
         <section class="card" data-test="releases">
             <div class="card-header">
                 <h2>"Releases"</h2>
-                <button class="btn btn-ghost btn-sm" on:click=move |_| version.update(|v| *v += 1)>"Refresh"</button>
+                <button class="btn btn-ghost btn-sm" on:click=handler(move |_| version.update(|v| *v += 1))>"Refresh"</button>
             </div>
             <FrozenAlert errors />
             {move || promoting.get().map(|r| {
@@ -278,7 +279,7 @@ pub fn ReleasesList(
                                         </td>
                                         <td class="mono small">{r.image.to_string()}</td>
                                         <td class="mono small">{if git.is_empty() { "—".to_owned() } else { git }}</td>
-                                        <td>{format!("{:?}", r.trigger).to_lowercase()}" · "<span class="muted">{r.author.clone()}</span></td>
+                                        <td>{r.trigger.as_str()}" · "<span class="muted">{r.author.clone()}</span></td>
                                         <td class="muted small">{fmt_time(&r.created_at)}</td>
                                         <td class="row-actions">
                                             <Show when=move || can_deploy.get()>
@@ -290,7 +291,7 @@ pub fn ReleasesList(
                                                                 class="btn btn-sm rollback-btn"
                                                                 data-test="rollback-release"
                                                                 disabled=move || busy.get()
-                                                                on:click=move |_| act(id, true)
+                                                                on:click=handler(move |_| act(id, true))
                                                             >"Rollback"</button>
                                                         }.into_any(),
                                                         ReleaseAction::Deploy => view! {
@@ -298,16 +299,16 @@ pub fn ReleasesList(
                                                                 class="btn btn-sm"
                                                                 data-test="deploy-release"
                                                                 disabled=move || busy.get()
-                                                                on:click=move |_| act(id, false)
+                                                                on:click=handler(move |_| act(id, false))
                                                             >"Deploy"</button>
                                                         }.into_any(),
                                                         ReleaseAction::None => ().into_any(),
                                                     }
                                                 }
-                                                <button class="btn btn-sm" data-test="promote-release" on:click={
+                                                <button class="btn btn-sm" data-test="promote-release" on:click=handler({
                                                     let r2 = r2.clone();
                                                     move |_| promoting.set(Some(r2.clone()))
-                                                }>"Promote…"</button>
+                                                })>"Promote…"</button>
                                             </Show>
                                         </td>
                                     </tr>
@@ -366,12 +367,12 @@ fn PromotePanel(
         <div class="card promote-panel" data-test="promote-panel">
             <div class="card-header">
                 <h3>{format!("Promote release #{}", release.number)}</h3>
-                <button class="btn btn-ghost btn-sm" on:click=move |_| on_close()>"Close"</button>
+                <button class="btn btn-ghost btn-sm" on:click=handler(move |_| on_close())>"Close"</button>
             </div>
             <div class="card-body">
                 <div class="field">
                     <label for="promote-target">"Target environment"</label>
-                    <select id="promote-target" data-test="promote-target" on:change=move |ev| target.set(Uuid::parse_str(&event_target_value(&ev)).ok())>
+                    <select id="promote-target" data-test="promote-target" on:change=handler(move |ev| target.set(Uuid::parse_str(&event_target_value(&ev)).ok()))>
                         <option value="">"Choose…"</option>
                         {targets.into_iter().map(|e| view! { <option value=e.id.to_string()>{e.name.to_string()}</option> }).collect_view()}
                     </select>
@@ -392,7 +393,7 @@ fn PromotePanel(
                                 <dt>"Other changes"</dt><dd class="mono">{list(p.other_changes)}</dd>
                             </dl>
                             <div class="form-actions">
-                                <button class="btn btn-primary" data-test="promote-confirm" on:click=confirm_promote>"Promote"</button>
+                                <button class="btn btn-primary" data-test="promote-confirm" on:click=handler(confirm_promote)>"Promote"</button>
                             </div>
                         }.into_any()
                     }

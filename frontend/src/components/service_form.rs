@@ -157,7 +157,7 @@ impl ServiceFormState {
         s.cpus.set(
             spec.resources
                 .cpus
-                .map(|c| c.to_string())
+                .map(super::ui::fmt_cpus)
                 .unwrap_or_default(),
         );
         s.memory_mb.set(

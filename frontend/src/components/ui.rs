@@ -76,16 +76,18 @@ pub fn fmt_opt_time(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
 }
 
 /// `512 MiB`, `1.5 GiB`: binary units, one decimal from GiB up.
+///
+/// Integer arithmetic only: Rust's float formatting would add its whole
+/// shortest/exact digit machinery to the wasm for two call sites.
 pub fn fmt_bytes(b: u64) -> String {
     const KIB: u64 = 1024;
     const MIB: u64 = KIB * 1024;
     const GIB: u64 = MIB * 1024;
     const TIB: u64 = GIB * 1024;
-    let f = b as f64;
     if b >= TIB {
-        format!("{:.1} TiB", f / TIB as f64)
+        format!("{} TiB", tenths(u128::from(b), u128::from(TIB)))
     } else if b >= GIB {
-        format!("{:.1} GiB", f / GIB as f64)
+        format!("{} GiB", tenths(u128::from(b), u128::from(GIB)))
     } else if b >= MIB {
         format!("{} MiB", b / MIB)
     } else if b >= KIB {
@@ -93,6 +95,37 @@ pub fn fmt_bytes(b: u64) -> String {
     } else {
         format!("{b} B")
     }
+}
+
+/// `n / unit` rounded to one decimal: `1.5`.
+fn tenths(n: u128, unit: u128) -> String {
+    let t = (n * 10 + unit / 2) / unit;
+    format!("{}.{}", t / 10, t % 10)
+}
+
+/// A percentage with one decimal: `12.3 %` (`—` if not a finite number ≥ 0).
+pub fn fmt_percent(p: f64) -> String {
+    if !(p.is_finite() && p >= 0.0) {
+        return "—".into();
+    }
+    let t = (p * 10.0).round() as u64;
+    format!("{}.{} %", t / 10, t % 10)
+}
+
+/// CPUs as written in a spec: `0.5`, `2`, `1.25`, to Docker's resolution of
+/// a billionth of a CPU, without trailing zeros.
+pub fn fmt_cpus(c: f64) -> String {
+    const NANO: u64 = 1_000_000_000;
+    if !(c.is_finite() && c >= 0.0) {
+        return "—".into();
+    }
+    let n = (c * NANO as f64).round() as u64;
+    let (whole, frac) = (n / NANO, n % NANO);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{frac:09}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
 #[cfg(test)]
@@ -119,5 +152,25 @@ mod tests {
         assert_eq!(fmt_bytes(512 * 1024 * 1024), "512 MiB");
         assert_eq!(fmt_bytes(3 * 1024 * 1024 * 1024 / 2), "1.5 GiB");
         assert_eq!(fmt_bytes(2 * 1024 * 1024 * 1024 * 1024), "2.0 TiB");
+        assert_eq!(fmt_bytes(7 * 1024 * 1024 * 1024 / 4), "1.8 GiB");
+        assert_eq!(fmt_bytes(u64::MAX), "16777216.0 TiB");
+    }
+
+    #[test]
+    fn cpus_and_percentages_are_written_without_float_formatting() {
+        for (c, text) in [
+            (0.5, "0.5"),
+            (2.0, "2"),
+            (1.25, "1.25"),
+            (0.000000001, "0.000000001"),
+        ] {
+            assert_eq!(fmt_cpus(c), text);
+            assert_eq!(fmt_cpus(c), c.to_string());
+        }
+        assert_eq!(fmt_cpus(f64::NAN), "—");
+        assert_eq!(fmt_percent(12.345), "12.3 %");
+        assert_eq!(fmt_percent(0.0), "0.0 %");
+        assert_eq!(fmt_percent(250.06), "250.1 %");
+        assert_eq!(fmt_percent(-1.0), "—");
     }
 }

@@ -1,4 +1,5 @@
 //! The project page's CI sections: webhook endpoints and recent deliveries.
+use super::handler;
 use crate::components::Fetch;
 use crate::{
     api,
@@ -39,10 +40,10 @@ pub fn SecretOnce(
             </div>
             <div class="secret-row">
                 <code class="secret" data-test="webhook-secret-value">{secret}</code>
-                <button class="btn btn-sm" on:click=copy data-test="copy-webhook-secret">
+                <button class="btn btn-sm" on:click=handler(copy) data-test="copy-webhook-secret">
                     {move || if copied.get() { "Copied" } else { "Copy" }}
                 </button>
-                <button class="btn btn-ghost btn-sm" on:click=move |_| on_close()>"Done"</button>
+                <button class="btn btn-ghost btn-sm" on:click=handler(move |_| on_close())>"Done"</button>
             </div>
         </div>
     }
@@ -83,8 +84,8 @@ pub fn WebhooksSection(project: Uuid) -> impl IntoView {
         <section class="card" data-test="webhooks">
             <div class="card-header">
                 <h2>"Webhooks"</h2>
-                <form class="inline-actions" on:submit=create data-test="webhook-form">
-                    <select name="provider" data-test="webhook-provider" on:change=move |ev| provider.set(event_target_value(&ev))>
+                <form class="inline-actions" on:submit=handler(create) data-test="webhook-form">
+                    <select name="provider" data-test="webhook-provider" on:change=handler(move |ev| provider.set(event_target_value(&ev)))>
                         <option value="github">"GitHub"</option>
                         <option value="gitlab">"GitLab"</option>
                         <option value="generic">"Generic (signed JSON)"</option>
@@ -155,8 +156,8 @@ fn WebhookRow(
                 {w.rotated_at.map(|r| format!(" · rotated {}", fmt_time(&r)))}
             </td>
             <td class="row-actions">
-                <button class="btn btn-sm" on:click=rotate data-test="rotate-webhook">"Rotate"</button>
-                <button class="btn btn-sm btn-danger" on:click=remove data-test="delete-webhook">"Delete"</button>
+                <button class="btn btn-sm" on:click=handler(rotate) data-test="rotate-webhook">"Rotate"</button>
+                <button class="btn btn-sm btn-danger" on:click=handler(remove) data-test="delete-webhook">"Delete"</button>
             </td>
         </tr>
     }
@@ -263,7 +264,7 @@ fn DeliveryRow(
             </td>
             <td class="row-actions">
                 {(admin && d.verified).then(|| view! {
-                    <button class="btn btn-sm" on:click=redeliver data-test="redeliver">"Redeliver"</button>
+                    <button class="btn btn-sm" on:click=handler(redeliver) data-test="redeliver">"Redeliver"</button>
                 })}
             </td>
         </tr>

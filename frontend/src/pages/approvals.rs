@@ -1,4 +1,5 @@
 //! `/approvals`: deployments waiting for approval; approve or reject them.
+use crate::components::handler;
 use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
@@ -44,7 +45,7 @@ pub fn ApprovalsPage() -> impl IntoView {
                 <p class="muted">"Deployments waiting for approval in environments that require it."</p>
             </div>
             <div class="actions">
-                <button class="btn" on:click=move |_| refresh()>"Refresh"</button>
+                <button class="btn" on:click=handler(move |_| refresh())>"Refresh"</button>
             </div>
         </div>
         <section class="card">
@@ -144,12 +145,12 @@ fn ApprovalRow(
                         when=move || !own()
                         fallback=|| view! { <span class="muted small" data-test="own-request">"your request: another approver decides"</span> }
                     >
-                        <button class="btn btn-sm btn-primary" data-test="approve" on:click=approve>"Approve"</button>
+                        <button class="btn btn-sm btn-primary" data-test="approve" on:click=handler(approve)>"Approve"</button>
                     </Show>
-                    <button class="btn btn-sm btn-danger" data-test="reject" on:click=move |_| rejecting.update(|r| *r = !*r)>"Reject…"</button>
+                    <button class="btn btn-sm btn-danger" data-test="reject" on:click=handler(move |_| rejecting.update(|r| *r = !*r))>"Reject…"</button>
                 </div>
                 <Show when=move || rejecting.get()>
-                    <form class="reject-form" on:submit=reject data-test="reject-form" novalidate>
+                    <form class="reject-form" on:submit=handler(reject) data-test="reject-form" novalidate>
                         <input name="reason" placeholder="reason (required)" data-test="reject-reason" bind:value=reason />
                         <button class="btn btn-sm btn-danger" type="submit" data-test="reject-submit">"Reject"</button>
                     </form>

@@ -1,4 +1,5 @@
 //! `/audit`: the audit log with filters, pagination and CSV export.
+use crate::components::handler;
 use crate::components::Fetch;
 use crate::{
     api::{self, AuditQuery},
@@ -69,7 +70,7 @@ pub fn AuditPage() -> impl IntoView {
                 "Export CSV"
             </a>
         </div>
-        <form class="card filters" on:submit=apply data-test="audit-filters">
+        <form class="card filters" on:submit=handler(apply) data-test="audit-filters">
             <div class="field">
                 <label for="f-actor">"Actor"</label>
                 <input id="f-actor" name="actor" placeholder="admin" bind:value=actor />
@@ -92,7 +93,7 @@ pub fn AuditPage() -> impl IntoView {
             </div>
             <div class="filter-actions">
                 <button class="btn btn-primary" type="submit" data-test="audit-apply">"Filter"</button>
-                <button class="btn btn-ghost" type="button" on:click=reset>"Reset"</button>
+                <button class="btn btn-ghost" type="button" on:click=handler(reset)>"Reset"</button>
             </div>
         </form>
         <section class="card">
@@ -115,14 +116,14 @@ pub fn AuditPage() -> impl IntoView {
                                 <button
                                     class="btn btn-sm"
                                     disabled={offset == 0}
-                                    on:click=move |_| query.update(|q| q.offset = q.offset.saturating_sub(PAGE))
+                                    on:click=handler(move |_| query.update(|q| q.offset = q.offset.saturating_sub(PAGE)))
                                 >
                                     "← Newer"
                                 </button>
                                 <button
                                     class="btn btn-sm"
                                     disabled={offset + n >= total}
-                                    on:click=move |_| query.update(|q| q.offset += PAGE)
+                                    on:click=handler(move |_| query.update(|q| q.offset += PAGE))
                                 >
                                     "Older →"
                                 </button>

@@ -1,5 +1,6 @@
 //! `/hosts/:id/containers/:cid/logs`: a container's output, live.
 use super::use_id_param;
+use crate::components::handler;
 use crate::components::Fetch;
 use crate::{
     api,
@@ -173,9 +174,9 @@ pub fn ContainerLogsPage() -> impl IntoView {
                     <input type="checkbox" data-test="logs-follow" id="logs-follow" bind:checked=follow />
                     <span>"Follow"</span>
                 </label>
-                <button class="btn" data-test="logs-clear" on:click=move |_| lines.set(Vec::new())>"Clear"</button>
+                <button class="btn" data-test="logs-clear" on:click=handler(move |_| lines.set(Vec::new()))>"Clear"</button>
                 <Show when=move || matches!(state.get(), StreamState::Ended | StreamState::Finished(_))>
-                    <button class="btn btn-primary" data-test="logs-reconnect" on:click=move |_| connect()>"Reconnect"</button>
+                    <button class="btn btn-primary" data-test="logs-reconnect" on:click=handler(move |_| connect())>"Reconnect"</button>
                 </Show>
             </div>
         </div>

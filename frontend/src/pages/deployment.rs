@@ -5,6 +5,7 @@
 //! is over, the page polls `GET /deployments/{id}` instead; on `lagged`
 //! (events were dropped) it reads the deployment again.
 use super::use_id_param;
+use crate::components::handler;
 use crate::components::Fetch;
 use crate::{
     api,
@@ -203,7 +204,7 @@ fn DeploymentView(service_name: String, d: Deployment) -> impl IntoView {
             </div>
             <div class="actions">
                 <Show when=can_cancel>
-                    <button class="btn btn-danger" id="cancel-deployment" data-test="cancel-deployment" on:click=cancel>
+                    <button class="btn btn-danger" id="cancel-deployment" data-test="cancel-deployment" on:click=handler(cancel)>
                         "Cancel"
                     </button>
                 </Show>

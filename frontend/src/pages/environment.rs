@@ -1,6 +1,7 @@
 //! `/environments/:id`: services, variables & secrets; edit or delete the
 //! environment; import services from a docker-compose file.
 use super::{confirm, use_id_param};
+use crate::components::handler;
 use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
@@ -92,16 +93,16 @@ fn EnvironmentView(
             </div>
             <Show when=move || session.is_admin()>
                 <div class="actions">
-                    <button class="btn btn-primary" data-test="new-service" on:click=move |_| adding.update(|v| *v = !*v)>
+                    <button class="btn btn-primary" data-test="new-service" on:click=handler(move |_| adding.update(|v| *v = !*v))>
                         "New service"
                     </button>
-                    <button class="btn" data-test="import-compose" id="import-compose" on:click=move |_| importing.update(|v| *v = !*v)>
+                    <button class="btn" data-test="import-compose" id="import-compose" on:click=handler(move |_| importing.update(|v| *v = !*v))>
                         "Import compose…"
                     </button>
-                    <button class="btn" data-test="edit-environment" on:click=move |_| editing.update(|v| *v = !*v)>
+                    <button class="btn" data-test="edit-environment" on:click=handler(move |_| editing.update(|v| *v = !*v))>
                         "Edit"
                     </button>
-                    <button class="btn btn-danger" data-test="delete-environment" on:click=on_delete.clone()>
+                    <button class="btn btn-danger" data-test="delete-environment" on:click=handler(on_delete.clone())>
                         "Delete"
                     </button>
                 </div>
@@ -201,7 +202,7 @@ fn NewServiceForm(
         }
     };
     view! {
-        <form class="card form-card" on:submit=submit data-test="service-form" novalidate>
+        <form class="card form-card" on:submit=handler(submit) data-test="service-form" novalidate>
             <h2>"New service"</h2>
             <FormAlert errors />
             <ServiceFields state errors />
@@ -261,14 +262,14 @@ fn ComposeImportForm(
             data-test="compose-form"
             id="compose-form"
             novalidate
-            on:submit=move |ev: leptos::ev::SubmitEvent| {
+            on:submit=handler(move |ev: leptos::ev::SubmitEvent| {
                 ev.prevent_default();
                 run(false);
-            }
+            })
         >
             <div class="card-header-inline">
                 <h2>"Import from docker-compose"</h2>
-                <button type="button" class="btn btn-ghost btn-sm" on:click=move |_| on_close()>"Close"</button>
+                <button type="button" class="btn btn-ghost btn-sm" on:click=handler(move |_| on_close())>"Close"</button>
             </div>
             <p class="muted small">
                 "Each compose service becomes a Slipway service of this environment. Keys Slipway cannot honour are refused; harmless ones are listed as ignored."
@@ -285,7 +286,7 @@ fn ComposeImportForm(
                     data-test="compose-text"
                     placeholder="services:\n  web:\n    image: nginx:1.27\n    ports: [\"8080:80\"]"
                     bind:value=compose
-                    on:input=move |_| preview.set(None)
+                    on:input=handler(move |_| preview.set(None))
                 ></textarea>
                 <FieldError errors field="compose" />
             </div>
@@ -297,7 +298,7 @@ fn ComposeImportForm(
                     id="compose-preview"
                     data-test="compose-preview"
                     disabled=move || busy.get()
-                    on:click=move |_| run(true)
+                    on:click=handler(move |_| run(true))
                 >
                     "Preview"
                 </button>
@@ -385,7 +386,7 @@ fn EditEnvironmentForm(
         }
     };
     view! {
-        <form class="card form-card" on:submit=submit data-test="edit-environment-form" novalidate>
+        <form class="card form-card" on:submit=handler(submit) data-test="edit-environment-form" novalidate>
             <h2>"Edit environment"</h2>
             <FormAlert errors />
             <div class="field">
@@ -488,7 +489,7 @@ fn VariablesTable(
                                 <td class="muted small">{format!("{} by {}", fmt_time(&v.updated_at), v.updated_by)}</td>
                                 <td class="right">
                                     <Show when=move || session.is_admin()>
-                                        <button class="btn btn-ghost btn-sm" on:click=remove.clone()>"Delete"</button>
+                                        <button class="btn btn-ghost btn-sm" on:click=handler(remove.clone())>"Delete"</button>
                                     </Show>
                                 </td>
                             </tr>
@@ -533,7 +534,7 @@ fn PutVariableForm(
         }
     };
     view! {
-        <form class="inline-form card-body" on:submit=submit data-test="variable-form" novalidate>
+        <form class="inline-form card-body" on:submit=handler(submit) data-test="variable-form" novalidate>
             <FormAlert errors />
             <div class="form-row">
                 <div class="field">

@@ -1,13 +1,14 @@
 //! `/hosts/:id`: what the agent reported (facts), the live containers with
 //! their resource use, links to their logs; enroll again or revoke.
 use super::{confirm, use_id_param};
+use crate::components::handler;
 use crate::components::Fetch;
 use crate::{
     api,
     app::use_session,
     components::{
         envs::{EnvChips, Envs},
-        ui::{fmt_bytes, fmt_opt_time, fmt_time},
+        ui::{fmt_bytes, fmt_opt_time, fmt_percent, fmt_time},
         ErrorBox, FormAlert, FormErrors, HostStatusBadge, Loading,
     },
     pages::hosts::EnrollmentOnce,
@@ -135,10 +136,10 @@ fn HostView(
             </div>
             <Show when=move || session.is_admin() && status != HostStatus::Revoked>
                 <div class="actions">
-                    <button class="btn" data-test="enroll-host" id="enroll-host" on:click=enroll>
+                    <button class="btn" data-test="enroll-host" id="enroll-host" on:click=handler(enroll)>
                         {if status == HostStatus::Pending { "Enrollment command" } else { "Enroll again" }}
                     </button>
-                    <button class="btn btn-danger" data-test="revoke-host" id="revoke-host" on:click=revoke>
+                    <button class="btn btn-danger" data-test="revoke-host" id="revoke-host" on:click=handler(revoke)>
                         "Revoke"
                     </button>
                 </div>
@@ -214,7 +215,7 @@ fn HostEnvironments(
         <section class="card card-body" data-test="host-environments-form">
             <div class="card-header-inline">
                 <h2>"Environments served"</h2>
-                <button class="btn btn-primary btn-sm" data-test="host-environments-save" disabled=move || !changed() on:click=save>
+                <button class="btn btn-primary btn-sm" data-test="host-environments-save" disabled=move || !changed() on:click=handler(save)>
                     "Save"
                 </button>
             </div>
@@ -235,7 +236,7 @@ fn facts_rows(facts: Option<HostFacts>) -> impl IntoView {
     let row = |k: &'static str, v: String| {
         view! {
             <dt>{k}</dt>
-            <dd class="mono" data-test=format!("fact-{}", k.to_lowercase().replace(' ', "-"))>{v}</dd>
+            <dd class="mono" data-test=format!("fact-{}", k.to_ascii_lowercase().replace(' ', "-"))>{v}</dd>
         }
     };
     view! {
@@ -288,7 +289,7 @@ fn usage(stats: Option<&ContainerStats>) -> (String, String) {
     match stats {
         None => ("—".into(), "—".into()),
         Some(s) => (
-            format!("{:.1} %", s.cpu_percent),
+            fmt_percent(s.cpu_percent),
             match s.memory_limit_bytes {
                 Some(l) if l > 0 => format!("{} / {}", fmt_bytes(s.memory_bytes), fmt_bytes(l)),
                 _ => fmt_bytes(s.memory_bytes),

@@ -1,6 +1,7 @@
 //! `/hosts`: machines that run services. Adding a host shows its agent's
 //! enrollment command once.
 use super::confirm;
+use crate::components::handler;
 use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
@@ -131,7 +132,7 @@ fn HostsTable(
                                 <td class="muted small">{fmt_opt_time(&h.last_seen_at)}</td>
                                 <td class="right">
                                     <Show when=move || session.is_admin()>
-                                        <button class="btn btn-ghost btn-sm" data-test="remove-host" on:click=remove>"Remove"</button>
+                                        <button class="btn btn-ghost btn-sm" data-test="remove-host" on:click=handler(remove)>"Remove"</button>
                                     </Show>
                                 </td>
                             </tr>
@@ -191,7 +192,7 @@ fn NewHostForm(
         }
     };
     view! {
-        <form class="card inline-form card-body" on:submit=submit data-test="host-form" novalidate>
+        <form class="card inline-form card-body" on:submit=handler(submit) data-test="host-form" novalidate>
             <FormAlert errors />
             <div class="form-row">
                 <div class="field grow">
@@ -237,10 +238,10 @@ pub fn EnrollmentOnce(
             </div>
             <div class="secret-row">
                 <pre class="secret enroll-command" data-test="enroll-command-value">{enrollment.command}</pre>
-                <button class="btn btn-sm" on:click=copy data-test="copy-enroll-command">
+                <button class="btn btn-sm" on:click=handler(copy) data-test="copy-enroll-command">
                     {move || if copied.get() { "Copied" } else { "Copy" }}
                 </button>
-                <button class="btn btn-ghost btn-sm" data-test="enroll-done" on:click=move |_| on_close()>"Done"</button>
+                <button class="btn btn-ghost btn-sm" data-test="enroll-done" on:click=handler(move |_| on_close())>"Done"</button>
             </div>
         </div>
     }

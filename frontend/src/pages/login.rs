@@ -1,5 +1,6 @@
 //! `/login`: single sign-on buttons and/or the local password form, and the
 //! reason an SSO login came back with (`/login?error=<reason>`).
+use crate::components::handler;
 use crate::components::Fetch;
 use crate::{
     api,
@@ -131,7 +132,7 @@ fn PasswordForm() -> impl IntoView {
     };
 
     view! {
-        <form on:submit=submit data-test="login-form" novalidate>
+        <form on:submit=handler(submit) data-test="login-form" novalidate>
             <FormAlert errors />
             <div class="field">
                 <label for="login-username">"Username"</label>

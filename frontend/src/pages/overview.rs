@@ -1,5 +1,6 @@
 //! `/`: every project × environment × service with its current release and
 //! the state of its last deployment.
+use crate::components::handler;
 use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
@@ -39,7 +40,7 @@ pub fn OverviewPage() -> impl IntoView {
                 <p class="muted">"Projects, their environments and what runs in them."</p>
             </div>
             <Show when=move || session.is_admin()>
-                <button class="btn btn-primary" data-test="new-project" on:click=move |_| show_form.update(|v| *v = !*v)>
+                <button class="btn btn-primary" data-test="new-project" on:click=handler(move |_| show_form.update(|v| *v = !*v))>
                     "New project"
                 </button>
             </Show>
@@ -197,7 +198,7 @@ fn NewProjectForm(on_done: impl Fn() + Copy + 'static) -> impl IntoView {
         }
     };
     view! {
-        <form class="card form-card" on:submit=submit data-test="project-form" novalidate>
+        <form class="card form-card" on:submit=handler(submit) data-test="project-form" novalidate>
             <h2>"New project"</h2>
             <FormAlert errors />
             <div class="form-grid">

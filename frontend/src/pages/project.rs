@@ -1,5 +1,6 @@
 //! `/projects/:id`: environments of a project; edit or delete the project.
 use super::{confirm, use_id_param};
+use crate::components::handler;
 use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
@@ -79,10 +80,10 @@ fn ProjectView(
             </div>
             <Show when=move || session.is_admin()>
                 <div class="actions">
-                    <button class="btn" data-test="edit-project" on:click=move |_| editing.update(|v| *v = !*v)>
+                    <button class="btn" data-test="edit-project" on:click=handler(move |_| editing.update(|v| *v = !*v))>
                         "Edit"
                     </button>
-                    <button class="btn btn-danger" data-test="delete-project" on:click=on_delete.clone()>
+                    <button class="btn btn-danger" data-test="delete-project" on:click=handler(on_delete.clone())>
                         "Delete"
                     </button>
                 </div>
@@ -182,7 +183,7 @@ fn NewEnvironmentForm(
         }
     };
     view! {
-        <form class="card form-card" on:submit=submit data-test="environment-form" novalidate>
+        <form class="card form-card" on:submit=handler(submit) data-test="environment-form" novalidate>
             <h2>"New environment"</h2>
             <FormAlert errors />
             <div class="field">
@@ -234,7 +235,7 @@ fn EditProjectForm(
         }
     };
     view! {
-        <form class="card form-card" on:submit=submit data-test="edit-project-form" novalidate>
+        <form class="card form-card" on:submit=handler(submit) data-test="edit-project-form" novalidate>
             <h2>"Edit project"</h2>
             <FormAlert errors />
             <div class="form-grid">

@@ -1,6 +1,7 @@
 //! `/settings/roles` (admin): claim → role mapping rules for single sign-on,
 //! and "Test these claims" to see what a user would get.
 use super::confirm;
+use crate::components::handler;
 use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
@@ -127,7 +128,7 @@ fn MappingRow(
             <td>{move || envs.name(m.environment_id)}</td>
             <td class="muted small">{format!("{} by {}", fmt_time(&m.created_at), m.created_by)}</td>
             <td class="right">
-                <button class="btn btn-ghost btn-sm" data-test="delete-mapping" on:click=remove>"Delete"</button>
+                <button class="btn btn-ghost btn-sm" data-test="delete-mapping" on:click=handler(remove)>"Delete"</button>
             </td>
         </tr>
     }
@@ -164,7 +165,7 @@ fn NewMappingForm(envs: Envs, on_done: impl Fn() + Copy + Send + Sync + 'static)
         });
     };
     view! {
-        <form class="inline-form card-body" on:submit=submit data-test="mapping-form" novalidate>
+        <form class="inline-form card-body" on:submit=handler(submit) data-test="mapping-form" novalidate>
             <h3 class="form-title">"Add a rule"</h3>
             <FormAlert errors />
             <div class="form-row">
@@ -235,7 +236,7 @@ fn ClaimsTester(envs: Envs, matched: RwSignal<Vec<Uuid>>) -> impl IntoView {
                 <h2>"Test these claims"</h2>
             </div>
             <div class="tester">
-            <form class="card-body" on:submit=submit data-test="claims-form" novalidate>
+            <form class="card-body" on:submit=handler(submit) data-test="claims-form" novalidate>
                 <FormAlert errors />
                 <div class="field">
                     <label for="claims-json">"Claims of an id_token (JSON)"</label>

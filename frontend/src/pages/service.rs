@@ -1,6 +1,7 @@
 //! `/services/:id`: the spec, an edit form, "Deploy" (a new release from an
 //! image, or an earlier release), the deployments and the releases.
 use super::{confirm, use_id_param};
+use crate::components::handler;
 use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
@@ -10,7 +11,7 @@ use crate::{
         service_form::{
             env_to_text, ports_to_text, ServiceFields, ServiceFormState, SERVICE_FIELDS,
         },
-        ui::{fmt_opt_time, fmt_time},
+        ui::{fmt_cpus, fmt_opt_time, fmt_time},
         ErrorBox, FieldError, FormAlert, FormErrors, Loading, StateBadge,
     },
     sse::{poll_while, use_live_events},
@@ -106,16 +107,16 @@ fn ServiceView(
                         id="deploy-button"
                         data-test="deploy"
                         aria-expanded=move || deploying.get().to_string()
-                        on:click=move |_| deploying.update(|v| *v = !*v)
+                        on:click=handler(move |_| deploying.update(|v| *v = !*v))
                     >
                         "Deploy…"
                     </button>
                 </Show>
                 <Show when=move || session.is_admin()>
-                    <button class="btn" data-test="edit-service" on:click=move |_| editing.update(|v| *v = !*v)>
+                    <button class="btn" data-test="edit-service" on:click=handler(move |_| editing.update(|v| *v = !*v))>
                         "Edit"
                     </button>
-                    <button class="btn btn-danger" data-test="delete-service" on:click=on_delete.clone()>
+                    <button class="btn btn-danger" data-test="delete-service" on:click=handler(on_delete.clone())>
                         "Delete"
                     </button>
                 </Show>
@@ -259,10 +260,10 @@ fn DeployPanel(
         }
     };
     view! {
-        <form class="card form-card deploy-panel" on:submit=submit data-test="deploy-form" id="deploy-form" novalidate>
+        <form class="card form-card deploy-panel" on:submit=handler(submit) data-test="deploy-form" id="deploy-form" novalidate>
             <div class="card-header-inline">
                 <h2>"Deploy"</h2>
-                <button type="button" class="btn btn-ghost btn-sm" data-test="deploy-close" on:click=move |_| on_close()>
+                <button type="button" class="btn btn-ghost btn-sm" data-test="deploy-close" on:click=handler(move |_| on_close())>
                     "Close"
                 </button>
             </div>
@@ -275,7 +276,7 @@ fn DeployPanel(
                     id="deploy-source-image"
                     data-test="deploy-source-image"
                     prop:checked=move || source.get() == DeploySource::Image
-                    on:change=move |_| source.set(DeploySource::Image)
+                    on:change=handler(move |_| source.set(DeploySource::Image))
                 />
                 <span>"New release from image"</span>
             </label>
@@ -286,7 +287,7 @@ fn DeployPanel(
                     class="mono"
                     data-test="deploy-image"
                     bind:value=image
-                    on:focus=move |_| source.set(DeploySource::Image)
+                    on:focus=handler(move |_| source.set(DeploySource::Image))
                 />
                 <FieldError errors field="image" />
             </div>
@@ -298,7 +299,7 @@ fn DeployPanel(
                     id="deploy-source-release"
                     data-test="deploy-source-release"
                     prop:checked=move || source.get() == DeploySource::Release
-                    on:change=move |_| source.set(DeploySource::Release)
+                    on:change=handler(move |_| source.set(DeploySource::Release))
                 />
                 <span>"An earlier release"</span>
             </label>
@@ -314,10 +315,10 @@ fn DeployPanel(
                             id="release-picker"
                             name="release"
                             data-test="release-picker"
-                            on:change=move |ev| {
+                            on:change=handler(move |ev| {
                                 release.set(Uuid::parse_str(&event_target_value(&ev)).ok());
                                 source.set(DeploySource::Release);
-                            }
+                            })
                         >
                             <option value="" selected=move || release.get().is_none()>"Choose a release…"</option>
                             {l.into_iter()
@@ -380,7 +381,7 @@ fn DeploymentsList(service: Uuid, version: RwSignal<u32>, live: ReadSignal<bool>
         <section class="card">
             <div class="card-header">
                 <h2>"Deployments"</h2>
-                <button class="btn btn-ghost btn-sm" on:click=move |_| version.update(|v| *v += 1)>"Refresh"</button>
+                <button class="btn btn-ghost btn-sm" on:click=handler(move |_| version.update(|v| *v += 1))>"Refresh"</button>
             </div>
             {move || match list.get() {
                 None => view! { <Loading /> }.into_any(),
@@ -431,7 +432,7 @@ fn SpecView(spec: ServiceSpec) -> impl IntoView {
     let row = |k: &'static str, v: String| {
         view! {
             <dt>{k}</dt>
-            <dd class="mono" data-test=format!("spec-{}", k.to_lowercase().replace(' ', "-"))>
+            <dd class="mono" data-test=format!("spec-{}", k.to_ascii_lowercase().replace(' ', "-"))>
                 {if v.is_empty() { "—".to_owned() } else { v }}
             </dd>
         }
@@ -457,7 +458,7 @@ fn SpecView(spec: ServiceSpec) -> impl IntoView {
                 {row("Image", spec.image.to_string())}
                 {row("Ports", ports_to_text(&spec.ports))}
                 {row("Replicas", spec.replicas.to_string())}
-                {row("CPUs", spec.resources.cpus.map(|c| c.to_string()).unwrap_or_default())}
+                {row("CPUs", spec.resources.cpus.map(fmt_cpus).unwrap_or_default())}
                 {row("Memory", spec.resources.memory_mb.map(|m| format!("{m} MB")).unwrap_or_default())}
                 {row(
                     "Health check",
@@ -501,7 +502,7 @@ fn EditServiceForm(
         }
     };
     view! {
-        <form class="card form-card" on:submit=submit data-test="edit-service-form" novalidate>
+        <form class="card form-card" on:submit=handler(submit) data-test="edit-service-form" novalidate>
             <h2>"Edit service"</h2>
             <FormAlert errors />
             <ServiceFields state errors />

@@ -1,4 +1,5 @@
 //! `/setup`: create the first admin account.
+use crate::components::handler;
 use crate::{
     api::{self, invalid},
     app::use_session,
@@ -54,7 +55,7 @@ pub fn SetupPage() -> impl IntoView {
         <div class="auth-card card">
             <h1>"Welcome to Slipway"</h1>
             <p class="muted">"Create the first administrator account to get started."</p>
-            <form on:submit=submit data-test="setup-form" novalidate>
+            <form on:submit=handler(submit) data-test="setup-form" novalidate>
                 <FormAlert errors />
                 <div class="field">
                     <label for="setup-username">"Username"</label>

@@ -1,5 +1,6 @@
 //! `/tokens`: API tokens for CI and scripts. The secret is shown once.
 use super::confirm;
+use crate::components::handler;
 use crate::components::Fetch;
 use crate::{
     api::{self, invalid},
@@ -68,10 +69,10 @@ fn SecretOnce(secret: String, on_close: impl Fn() + Copy + 'static) -> impl Into
             </div>
             <div class="secret-row">
                 <code class="secret" data-test="token-secret-value">{secret}</code>
-                <button class="btn btn-sm" on:click=copy data-test="copy-token">
+                <button class="btn btn-sm" on:click=handler(copy) data-test="copy-token">
                     {move || if copied.get() { "Copied" } else { "Copy" }}
                 </button>
-                <button class="btn btn-ghost btn-sm" on:click=move |_| on_close()>"Done"</button>
+                <button class="btn btn-ghost btn-sm" on:click=handler(move |_| on_close())>"Done"</button>
             </div>
         </div>
     }
@@ -125,7 +126,7 @@ fn NewTokenForm(envs: Envs, on_created: impl Fn(String) + Copy + 'static) -> imp
         });
     };
     view! {
-        <form class="card inline-form card-body" on:submit=submit data-test="token-form" novalidate>
+        <form class="card inline-form card-body" on:submit=handler(submit) data-test="token-form" novalidate>
             <FormAlert errors />
             <div class="form-row">
                 <div class="field grow">
@@ -180,7 +181,7 @@ fn EnvPicker(envs: Envs, chosen: RwSignal<Vec<Uuid>>) -> impl IntoView {
                                 class:on=on
                                 aria-pressed=move || on().to_string()
                                 data-test=test
-                                on:click=move |_| toggle(id)
+                                on:click=handler(move |_| toggle(id))
                             >
                                 {c.label}
                             </button>
@@ -226,7 +227,7 @@ fn ActionPicker(chosen: RwSignal<Vec<TokenAction>>) -> impl IntoView {
                                 class:on=on
                                 aria-pressed=move || on().to_string()
                                 data-test=format!("token-action-{}", a.as_str())
-                                on:click=move |_| toggle(a)
+                                on:click=handler(move |_| toggle(a))
                             >
                                 {a.as_str()}
                             </button>
@@ -313,7 +314,7 @@ fn TokensTable(
                                         view! { <span class="badge badge-cancelled">"revoked"</span> }.into_any()
                                     } else {
                                         view! {
-                                            <button class="btn btn-ghost btn-sm" data-test="revoke-token" on:click=revoke>
+                                            <button class="btn btn-ghost btn-sm" data-test="revoke-token" on:click=handler(revoke)>
                                                 "Revoke"
                                             </button>
                                         }

@@ -1,6 +1,7 @@
 //! `/users` (admin): local and single sign-on users, their roles and grants,
 //! sessions; disable, set a local user's role, grant/revoke roles.
 use super::confirm;
+use crate::components::handler;
 use crate::components::Fetch;
 use crate::{
     api,
@@ -168,11 +169,11 @@ fn UserRow(initial: User, ctx: RowCtx) -> impl IntoView {
                         class="btn btn-ghost btn-sm"
                         data-test="end-sessions"
                         disabled=move || user.with(|u| u.active_sessions == 0)
-                        on:click=end_sessions
+                        on:click=handler(end_sessions)
                     >
                         "End sessions"
                     </button>
-                    <button class="btn btn-sm" class:btn-danger=move || !disabled() data-test="toggle-user" on:click=toggle>
+                    <button class="btn btn-sm" class:btn-danger=move || !disabled() data-test="toggle-user" on:click=handler(toggle)>
                         {move || if disabled() { "Enable" } else { "Disable" }}
                     </button>
                 </div>
@@ -186,7 +187,7 @@ fn UserCell(user: Memo<User>) -> impl IntoView {
     move || {
         user.with(|u| {
             let title = u.display_name.clone().unwrap_or_else(|| u.username.clone());
-            let initial = title.chars().next().unwrap_or('?').to_uppercase().to_string();
+            let initial = title.chars().next().unwrap_or('?').to_ascii_uppercase().to_string();
             let sub = match &u.email {
                 Some(e) if *e != u.username => format!("{} · {e}", u.username),
                 _ => u.username.clone(),
@@ -257,7 +258,7 @@ fn GrantsCell(user: Memo<User>, ctx: RowCtx) -> impl IntoView {
                 <GrantChip user=id grant=g ctx />
             </For>
             <Show when=move || !adding.get()>
-                <button class="chip chip-add" data-test="add-grant" on:click=move |_| adding.set(true)>
+                <button class="chip chip-add" data-test="add-grant" on:click=handler(move |_| adding.set(true))>
                     "+ Grant"
                 </button>
             </Show>
@@ -288,7 +289,7 @@ fn GrantChip(user: Uuid, grant: RoleGrant, ctx: RowCtx) -> impl IntoView {
             <strong>{grant.role.as_str()}</strong>
             <span class="chip-scope">{scope}</span>
             <span class=if from_sso { "tag tag-sso" } else { "tag" }>{if from_sso { "SSO" } else { "manual" }}</span>
-            <button class="chip-x" aria-label="Remove grant" data-test="remove-grant" on:click=remove>"×"</button>
+            <button class="chip-x" aria-label="Remove grant" data-test="remove-grant" on:click=handler(remove)>"×"</button>
         </span>
     }
 }
@@ -316,12 +317,12 @@ fn GrantForm(user: Uuid, ctx: RowCtx, on_close: impl Fn() + Copy + 'static) -> i
         });
     };
     view! {
-        <form class="grant-form" on:submit=submit data-test="grant-form">
+        <form class="grant-form" on:submit=handler(submit) data-test="grant-form">
             <FormAlert errors />
             <RoleSelect value=role />
             <EnvSelect envs=ctx.envs value=environment />
             <button class="btn btn-primary btn-sm" type="submit" data-test="grant-submit">"Grant"</button>
-            <button class="btn btn-ghost btn-sm" type="button" on:click=move |_| on_close()>"Cancel"</button>
+            <button class="btn btn-ghost btn-sm" type="button" on:click=handler(move |_| on_close())>"Cancel"</button>
         </form>
     }
 }
