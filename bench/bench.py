@@ -412,12 +412,17 @@ def report(d, out):
             f"| server RSS after seeding + load | {rss['after_kb'] / 1024:.1f} MiB (peak {rss['peak_kb'] / 1024:.1f} MiB) | | |",
         ]
     if bundle:
+        served = bundle.get("served", bundle["gz"])
         lines.append(
-            f"| dashboard bundle (wasm + js) raw / gzip -9 | {bundle['raw'] / 1024:.0f} KiB / "
-            f"{bundle['gz'] / 1024:.0f} KiB (= {bundle['gz'] / 1000:.0f} kB) | ≤ 400 kB gz | {ok(bundle['gz'] <= 400_000)} |"
+            f"| dashboard bundle (wasm + js) gzip as served | {served / 1000:.0f} kB "
+            f"(raw {bundle['raw'] / 1000:.0f} kB; gzip -9 of the files {bundle['gz'] / 1000:.0f} kB) "
+            f"| ≤ 400 kB gz | {ok(served <= 400_000)} |"
         )
         for f in bundle["files"]:
-            lines.append(f"| … `{f['name']}` | {f['raw'] / 1024:.0f} KiB / {f['gz'] / 1024:.0f} KiB | | |")
+            lines.append(
+                f"| … `{f['name']}` raw / gzip -9 / served | {f['raw'] / 1000:.0f} / {f['gz'] / 1000:.0f} / "
+                f"{f.get('served', f['gz']) / 1000:.0f} kB | | |"
+            )
     else:
         lines.append("| dashboard bundle | not measured (no static/pkg) | | |")
     if tt:

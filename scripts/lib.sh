@@ -145,6 +145,20 @@ target_dir() {
     mkdir -p "$CARGO_TARGET_DIR"
 }
 
+# ensure_wasm_opt: binaryen's wasm-opt (npm binaryen@132, locked in
+# scripts/wasm-opt) for the release build of the dashboard. Never Debian's
+# binaryen: its wasm-opt silently breaks the app.
+ensure_wasm_opt() {
+    local dir="$SLIPWAY_REPO/scripts/wasm-opt"
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        ensure_apt_packages nodejs npm
+    fi
+    if [[ ! -x $dir/node_modules/.bin/wasm-opt || $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
+        log "npm ci --prefix scripts/wasm-opt"
+        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >&2
+    fi
+}
+
 # build_frontend [--release]: build the dashboard into static/pkg/ via xtask.
 # xtask finds the repo through env!("CARGO_MANIFEST_DIR"), fixed at compile time: with
 # a CARGO_TARGET_DIR shared by several checkouts, cargo may reuse an xtask binary built
@@ -152,6 +166,9 @@ target_dir() {
 # force a rebuild of xtask here.
 build_frontend() {
     local marker wasm="$SLIPWAY_REPO/static/pkg/slipway_frontend_bg.wasm" rc=0
+    if [[ " $* " == *" --release "* ]]; then
+        ensure_wasm_opt
+    fi
     marker="$(mktemp)"
     (cd "$SLIPWAY_REPO" && cargo run -q -p xtask -- build-frontend "$@") || rc=$?
     if ((rc == 0)) && [[ ! $wasm -nt $marker ]]; then

@@ -243,11 +243,12 @@ impl Settings {
                 continue;
             };
             let key = key.to_ascii_lowercase();
-            // Variables consumed by the CLI, the agent (`slipway agent`)
-            // and the test harness, not settings.
+            // Variables consumed by the CLI, the agent (`slipway agent`),
+            // the test harness and the dashboard build (xtask), not settings.
             if matches!(key.as_str(), "config" | "admin_password" | "token" | "url")
                 || key.starts_with("test_")
                 || key.starts_with("agent_")
+                || key.starts_with("wasm_")
             {
                 continue;
             }

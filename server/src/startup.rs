@@ -152,6 +152,8 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> anyhow::Result<S
                     .configure(api::configure)
                     .default_service(web::to(api_not_found)),
             )
+            .route("/pkg/{name}", web::get().to(crate::assets::pkg_file))
+            .route("/pkg/{name}", web::head().to(crate::assets::pkg_file))
             .service(
                 Files::new("/", static_dir)
                     .index_file("index.html")
