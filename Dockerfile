@@ -4,9 +4,14 @@
 #   docker run -p 8080:8080 -v slipway-data:/data slipway
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-RUN rustup target add wasm32-unknown-unknown
+RUN rustup target add wasm32-unknown-unknown \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends nodejs npm \
+ && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cargo run --release -p xtask -- build-frontend --release \
+# wasm-opt from npm binaryen (scripts/wasm-opt), never Debian's binaryen.
+RUN npm ci --prefix scripts/wasm-opt --no-audit --no-fund \
+ && cargo run --release -p xtask -- build-frontend --release \
  && cargo build --release -p slipway \
  && cp target/release/slipway /slipway
 
