@@ -129,8 +129,14 @@ fn build_frontend(release: bool) -> Result<()> {
 
     let out_dir = root.join("static").join("pkg");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    eprintln!("xtask: wasm-bindgen --target web → {}", out_dir.display());
     let keep_names = env::var_os("SLIPWAY_WASM_KEEP_NAMES").is_some_and(|v| v == "1");
+    if release && !keep_names && release_is_current(&wasm, &out_dir) {
+        eprintln!("xtask: static/pkg is up to date with {}", wasm.display());
+        // Marks the files as this build's (scripts/lib.sh checks that the wasm
+        // was written), each `.gz` no older than its file.
+        return touch_outputs(&out_dir);
+    }
+    eprintln!("xtask: wasm-bindgen --target web → {}", out_dir.display());
     wasm_bindgen_cli_support::Bindgen::new()
         .input_path(&wasm)
         .web(true)?
@@ -170,6 +176,48 @@ fn build_frontend(release: bool) -> Result<()> {
             ),
             false => eprintln!("xtask:   {name}: {} KiB", raw / 1024),
         }
+    }
+    Ok(())
+}
+
+/// Whether the release files in `out_dir` (the `.gz` files are written last)
+/// are newer than both the compiled `wasm` and this xtask: then wasm-bindgen,
+/// wasm-opt and zopfli (a minute together) have nothing new to do.
+fn release_is_current(wasm: &Path, out_dir: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let inputs = [
+        modified(wasm),
+        env::current_exe().ok().and_then(|exe| modified(&exe)),
+    ];
+    let Some(newest_input) = inputs
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .and_then(|v| v.into_iter().max())
+    else {
+        return false;
+    };
+    [
+        format!("{WASM_NAME}_bg.wasm.gz"),
+        format!("{WASM_NAME}.js.gz"),
+    ]
+    .iter()
+    .all(|name| modified(&out_dir.join(name)).is_some_and(|t| t > newest_input))
+}
+
+fn touch_outputs(out_dir: &Path) -> Result<()> {
+    let now = std::time::SystemTime::now();
+    for name in [
+        format!("{WASM_NAME}_bg.wasm"),
+        format!("{WASM_NAME}.js"),
+        format!("{WASM_NAME}_bg.wasm.gz"),
+        format!("{WASM_NAME}.js.gz"),
+    ] {
+        let path = out_dir.join(name);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(now))
+            .with_context(|| format!("touching {}", path.display()))?;
     }
     Ok(())
 }
