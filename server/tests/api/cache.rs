@@ -2,7 +2,7 @@
 //! has made stale: on one server for every kind of change, and across
 //! replicas that are separate processes on one PostgreSQL store.
 use crate::{
-    helpers::{postgres_admin_url, spawn_app, Backend, TestApp},
+    helpers::{item_named, postgres_admin_url, spawn_app, Backend, TestApp},
     store_test,
 };
 use reqwest::Method;
@@ -32,12 +32,7 @@ async fn names(app: &TestApp, env: &str, token: &str) -> Vec<String> {
 /// The id of the API token called `name` (listed with the admin session).
 async fn token_id(app: &TestApp, name: &str) -> String {
     let tokens = app.get("/api/v1/tokens").await.expect(200);
-    tokens.body["items"]
-        .as_array()
-        .expect("tokens")
-        .iter()
-        .find(|t| t["name"] == name)
-        .expect("token listed")["id"]
+    item_named(&tokens.body, name)["id"]
         .as_str()
         .expect("id")
         .to_owned()

@@ -1,5 +1,5 @@
 use crate::{
-    helpers::{spawn_app, Backend, TestApp},
+    helpers::{item_named, spawn_app, Backend, TestApp},
     store_test,
 };
 use reqwest::Method;
@@ -33,13 +33,7 @@ async fn cli_token_create_works_against_the_api(mut app: TestApp) {
     assert_eq!(me.body["role"], "deployer");
     assert_eq!(me.body["username"], "token:ci");
     let tokens = app.get("/api/v1/tokens").await.expect(200);
-    let ci = tokens.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "ci")
-        .unwrap()
-        .clone();
+    let ci = item_named(&tokens.body, "ci").clone();
     assert!(ci["expires_at"].is_string());
     assert!(ci["created_by"].as_str().unwrap().starts_with("cli:"));
     let audit = app

@@ -53,6 +53,17 @@ async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
     }
 }
 
+/// The item called `name` in a page (`{"items": [...]}`) of a list answer.
+#[track_caller]
+pub fn item_named<'a>(page: &'a Value, name: &str) -> &'a Value {
+    page["items"]
+        .as_array()
+        .expect("a page of items")
+        .iter()
+        .find(|item| item["name"] == name)
+        .unwrap_or_else(|| panic!("no item named {name:?} in {page}"))
+}
+
 pub fn settings_for(base_env: &[(&str, String)]) -> Settings {
     let env: BTreeMap<String, String> = base_env
         .iter()
@@ -227,12 +238,7 @@ impl TestApp {
             r if r.status == 201 => r.body["id"].as_str().expect("id").to_owned(),
             _ => {
                 let all = self.get("/api/v1/projects?limit=500").await;
-                all.body["items"]
-                    .as_array()
-                    .expect("items")
-                    .iter()
-                    .find(|p| p["name"] == project)
-                    .expect("project exists")["id"]
+                item_named(&all.body, project)["id"]
                     .as_str()
                     .expect("id")
                     .to_owned()
