@@ -10,13 +10,9 @@ use crate::{
         roles::RolesPage, service::ServicePage, setup::SetupPage, tokens::TokensPage,
         users::UsersPage,
     },
+    router::{self, navigate, Page},
 };
 use leptos::{prelude::*, task::spawn_local};
-use leptos_router::{
-    components::{Route, Router, Routes},
-    hooks::{use_location, use_navigate},
-    path, NavigateOptions,
-};
 use slipway_types::{api::Me, ErrorCode, Role};
 
 /// Who is logged in, shared through context.
@@ -50,34 +46,42 @@ pub fn App() -> impl IntoView {
         me: RwSignal::new(None),
         ready: RwSignal::new(false),
     });
+    router::install();
     view! {
-        <Router>
-            <Boot />
-            <TopNav />
-            <main class="page">
-                <Show when=move || use_session().ready.get() fallback=Loading>
-                    <Routes fallback=NotFound>
-                        <Route path=path!("/setup") view=SetupPage />
-                        <Route path=path!("/login") view=LoginPage />
-                        <Route path=path!("/") view=OverviewPage />
-                        <Route path=path!("/projects/:id") view=ProjectPage />
-                        <Route path=path!("/environments/:id") view=EnvironmentPage />
-                        <Route path=path!("/services/:id") view=ServicePage />
-                        <Route path=path!("/audit") view=AuditPage />
-                        <Route path=path!("/approvals") view=ApprovalsPage />
-                        <Route path=path!("/deployments/:id") view=DeploymentPage />
-                        <Route path=path!("/hosts") view=HostsPage />
-                        <Route path=path!("/hosts/:id") view=HostPage />
-                        <Route path=path!("/hosts/:id/containers/:cid/logs") view=ContainerLogsPage />
-                        <Route path=path!("/tokens") view=TokensPage />
-                        <Route path=path!("/users") view=UsersPage />
-                        <Route path=path!("/settings/roles") view=RolesPage />
-                    </Routes>
-                </Show>
-            </main>
-        </Router>
+        <Boot />
+        <TopNav />
+        <main class="page">
+            <Show when=move || use_session().ready.get() fallback=Loading>
+                {router::routes(ROUTES, || view! { <NotFound /> }.into_any())}
+            </Show>
+        </main>
     }
 }
+
+/// The pages, by path (`:name` is a parameter, see [`router::use_param`]).
+const ROUTES: &[(&str, Page)] = &[
+    ("/setup", || view! { <SetupPage /> }.into_any()),
+    ("/login", || view! { <LoginPage /> }.into_any()),
+    ("/", || view! { <OverviewPage /> }.into_any()),
+    ("/projects/:id", || view! { <ProjectPage /> }.into_any()),
+    ("/environments/:id", || {
+        view! { <EnvironmentPage /> }.into_any()
+    }),
+    ("/services/:id", || view! { <ServicePage /> }.into_any()),
+    ("/audit", || view! { <AuditPage /> }.into_any()),
+    ("/approvals", || view! { <ApprovalsPage /> }.into_any()),
+    ("/deployments/:id", || {
+        view! { <DeploymentPage /> }.into_any()
+    }),
+    ("/hosts", || view! { <HostsPage /> }.into_any()),
+    ("/hosts/:id", || view! { <HostPage /> }.into_any()),
+    ("/hosts/:id/containers/:cid/logs", || {
+        view! { <ContainerLogsPage /> }.into_any()
+    }),
+    ("/tokens", || view! { <TokensPage /> }.into_any()),
+    ("/users", || view! { <UsersPage /> }.into_any()),
+    ("/settings/roles", || view! { <RolesPage /> }.into_any()),
+];
 
 fn current_path() -> String {
     web_sys::window()
@@ -89,25 +93,23 @@ fn current_path() -> String {
 #[component]
 fn Boot() -> impl IntoView {
     let session = use_session();
-    let navigate = use_navigate();
-    let nav = navigate.clone();
     api::on_unauthenticated(move || {
         session.me.set(None);
         let path = current_path();
         if path != "/login" && path != "/setup" {
-            nav("/login", NavigateOptions::default());
+            navigate("/login");
         }
     });
     spawn_local(async move {
         match api::setup_status().await {
             Ok(s) if s.needs_setup => {
-                navigate("/setup", NavigateOptions::default());
+                navigate("/setup");
             }
             _ => match api::me().await {
                 Ok(me) => {
                     session.me.set(Some(me));
                     if matches!(current_path().as_str(), "/login" | "/setup") {
-                        navigate("/", NavigateOptions::default());
+                        navigate("/");
                     }
                 }
                 Err(e) if e.error == ErrorCode::Unauthenticated => {}
@@ -121,9 +123,8 @@ fn Boot() -> impl IntoView {
 #[component]
 fn TopNav() -> impl IntoView {
     let session = use_session();
-    let location = use_location();
     let section = move |prefix: &'static str| {
-        let p = location.pathname.get();
+        let p = router::path();
         if prefix == "/" {
             p == "/"
                 || p.starts_with("/projects")
@@ -181,11 +182,9 @@ fn TopNav() -> impl IntoView {
 #[component]
 fn UserMenu(me: Me) -> impl IntoView {
     let session = use_session();
-    let navigate = use_navigate();
     let open = RwSignal::new(false);
     let end = move |everywhere: bool| {
         open.set(false);
-        let navigate = navigate.clone();
         spawn_local(async move {
             let _ = if everywhere {
                 api::logout_everywhere().await
@@ -193,7 +192,7 @@ fn UserMenu(me: Me) -> impl IntoView {
                 api::logout().await
             };
             session.me.set(None);
-            navigate("/login", NavigateOptions::default());
+            navigate("/login");
         });
     };
     let initial = me
@@ -219,7 +218,6 @@ fn UserMenu(me: Me) -> impl IntoView {
                 <span class="caret" aria-hidden="true">"▾"</span>
             </button>
             {move || {
-                let (here, everywhere) = (end.clone(), end.clone());
                 open.get()
                     .then(|| {
                         view! {
@@ -229,14 +227,14 @@ fn UserMenu(me: Me) -> impl IntoView {
                                     <div class="menu-name">{name.clone()}</div>
                                     <div class="muted small">{format!("Signed in as {role}")}</div>
                                 </div>
-                                <button class="menu-item" role="menuitem" data-test="logout" on:click=handler(move |_| here(false))>
+                                <button class="menu-item" role="menuitem" data-test="logout" on:click=handler(move |_| end(false))>
                                     "Log out"
                                 </button>
                                 <button
                                     class="menu-item"
                                     role="menuitem"
                                     data-test="logout-everywhere"
-                                    on:click=handler(move |_| everywhere(true))
+                                    on:click=handler(move |_| end(true))
                                 >
                                     "Log out everywhere"
                                     <span class="menu-hint">"Ends your sessions on every device"</span>

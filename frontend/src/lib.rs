@@ -1,8 +1,8 @@
 //! Slipway's web dashboard: a client-side rendered Leptos app compiled to
 //! wasm and served by the server from `static/` (see `xtask build-frontend`).
 //!
-//! Map: [`api`] is the only module that talks HTTP; [`app`] holds the router,
-//! the session context and the top navigation; one file per page in
+//! Map: [`api`] is the only module that talks HTTP; [`app`] holds the route table,
+//! the session context and the top navigation; [`router`] follows the URL; one file per page in
 //! [`pages`]; shared widgets in [`components`]; event streams (SSE) in [`sse`].
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,6 +11,7 @@ pub mod app;
 pub mod components;
 pub mod decode;
 pub mod pages;
+pub mod router;
 pub mod sse;
 
 use wasm_bindgen::prelude::wasm_bindgen;

@@ -2,13 +2,13 @@
 //! promotion.
 use super::handler;
 use crate::components::Fetch;
+use crate::router::navigate;
 use crate::{
     api::{self, invalid},
     components::{ui::fmt_time, ErrorBox, FieldError, FormAlert, FormErrors, Loading},
     pages::confirm,
 };
 use leptos::{prelude::*, task::spawn_local};
-use leptos_router::{hooks::use_navigate, NavigateOptions};
 use slipway_types::{
     api::{
         CreateDeployment, Deployment, DeploymentState, Environment, NewTriggerRule, PromoteRequest,
@@ -186,7 +186,6 @@ pub fn ReleasesList(
     can_deploy: Signal<bool>,
     version: RwSignal<u32>,
 ) -> impl IntoView {
-    let navigate = use_navigate();
     let list = Fetch::new(move || {
         version.track();
         async move {
@@ -213,7 +212,6 @@ pub fn ReleasesList(
     let act = move |release: Uuid, rollback: bool| {
         errors.clear();
         busy.set(true);
-        let navigate = navigate.clone();
         spawn_local(async move {
             let r = if rollback {
                 api::rollback(release).await
@@ -228,10 +226,7 @@ pub fn ReleasesList(
             match r {
                 Ok(d) => {
                     version.update(|v| *v += 1);
-                    navigate(
-                        &format!("/deployments/{}", d.id),
-                        NavigateOptions::default(),
-                    );
+                    navigate(&format!("/deployments/{}", d.id));
                 }
                 Err(e) => errors.set(e),
             }
@@ -254,7 +249,6 @@ pub fn ReleasesList(
                 Some(Ok((l, _))) if l.is_empty() => view! { <p class="muted card-body">"No releases yet."</p> }.into_any(),
                 Some(Ok((l, current))) => {
                     let current_number = current.and_then(|c| l.iter().find(|r| r.id == c)).map(|r| r.number);
-                    let act = act.clone();
                     view! {
                     <table class="table" data-test="releases-table">
                         <thead><tr><th>"Release"</th><th>"Image"</th><th>"Git"</th><th>"Trigger"</th><th>"Created"</th><th></th></tr></thead>
@@ -265,7 +259,6 @@ pub fn ReleasesList(
                                 let action = release_action(r.number, current_number);
                                 let git = [r.git_ref.clone(), r.git_sha.as_ref().map(|s| s.chars().take(7).collect())]
                                     .into_iter().flatten().collect::<Vec<String>>().join(" @ ");
-                                let act = act.clone();
                                 view! {
                                     <tr
                                         data-test=format!("release-{}", r.number)
@@ -284,7 +277,6 @@ pub fn ReleasesList(
                                         <td class="row-actions">
                                             <Show when=move || can_deploy.get()>
                                                 {
-                                                    let act = act.clone();
                                                     match action {
                                                         ReleaseAction::Rollback => view! {
                                                             <button

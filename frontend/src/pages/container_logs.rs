@@ -7,7 +7,6 @@ use crate::{
     sse::{EventStream, SseMsg, StreamSlot},
 };
 use leptos::prelude::*;
-use leptos_router::hooks::use_params_map;
 use slipway_types::{
     agent::LogStream,
     api::{Host, LogLine},
@@ -56,8 +55,8 @@ fn push_capped<T>(v: &mut Vec<T>, item: T, max: usize) {
 #[component]
 pub fn ContainerLogsPage() -> impl IntoView {
     let host_id = use_id_param();
-    let params = use_params_map();
-    let cid = Memo::new(move |_| params.with(|p| p.get("cid")).unwrap_or_default());
+    let cid = crate::router::use_param("cid");
+    let cid = Memo::new(move |_| cid.get().unwrap_or_default());
     let host = Fetch::new(move || {
         let id = host_id.get();
         async move {

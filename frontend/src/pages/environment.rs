@@ -3,6 +3,7 @@
 use super::{confirm, use_id_param};
 use crate::components::handler;
 use crate::components::Fetch;
+use crate::router::navigate;
 use crate::{
     api::{self, invalid},
     app::use_session,
@@ -14,7 +15,6 @@ use crate::{
     },
 };
 use leptos::{prelude::*, task::spawn_local};
-use leptos_router::{hooks::use_navigate, NavigateOptions};
 use slipway_types::{
     api::{
         ComposeImport, ComposeImportResult, Environment, NewService, PutVariable, Service,
@@ -56,7 +56,6 @@ fn EnvironmentView(
     refresh: impl Fn() + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let session = use_session();
-    let navigate = use_navigate();
     let editing = RwSignal::new(false);
     let adding = RwSignal::new(false);
     let importing = RwSignal::new(false);
@@ -66,10 +65,9 @@ fn EnvironmentView(
         if !confirm("Delete this environment, its services and its secrets?") {
             return;
         }
-        let navigate = navigate.clone();
         spawn_local(async move {
             match api::delete_environment(eid).await {
-                Ok(()) => navigate(&format!("/projects/{pid}"), NavigateOptions::default()),
+                Ok(()) => navigate(&format!("/projects/{pid}")),
                 Err(e) => errors.set(e),
             }
         });
@@ -102,7 +100,7 @@ fn EnvironmentView(
                     <button class="btn" data-test="edit-environment" on:click=handler(move |_| editing.update(|v| *v = !*v))>
                         "Edit"
                     </button>
-                    <button class="btn btn-danger" data-test="delete-environment" on:click=handler(on_delete.clone())>
+                    <button class="btn btn-danger" data-test="delete-environment" on:click=handler(on_delete)>
                         "Delete"
                     </button>
                 </div>

@@ -2,16 +2,13 @@
 //! reason an SSO login came back with (`/login?error=<reason>`).
 use crate::components::handler;
 use crate::components::Fetch;
+use crate::router::{self, navigate};
 use crate::{
     api,
     app::use_session,
     components::{FieldError, FormAlert, FormErrors},
 };
 use leptos::{prelude::*, task::spawn_local};
-use leptos_router::{
-    hooks::{use_navigate, use_query_map},
-    NavigateOptions,
-};
 use slipway_types::api::{AuthProvider, LoginRequest};
 
 /// What to tell the user for each `error` the OIDC callback redirects with.
@@ -33,12 +30,7 @@ pub fn sso_error_message(reason: &str) -> String {
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
-    let query = use_query_map();
-    let sso_error = move || {
-        query
-            .with(|q| q.get("error"))
-            .map(|r| sso_error_message(&r))
-    };
+    let sso_error = move || router::query_param("error").map(|r| sso_error_message(&r));
     let options = Fetch::new(api::login_options);
     // Until the options answer, assume local login (the common case).
     let local = move || options.get().and_then(Result::ok).is_none_or(|o| o.local);
@@ -96,7 +88,6 @@ fn ProviderButton(p: AuthProvider) -> impl IntoView {
 #[component]
 fn PasswordForm() -> impl IntoView {
     let session = use_session();
-    let navigate = use_navigate();
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let errors = FormErrors::new(&["username", "password"]);
@@ -118,12 +109,11 @@ fn PasswordForm() -> impl IntoView {
             return;
         }
         busy.set(true);
-        let navigate = navigate.clone();
         spawn_local(async move {
             match api::login(&req).await {
                 Ok(me) => {
                     session.me.set(Some(me));
-                    navigate("/", NavigateOptions::default());
+                    navigate("/");
                 }
                 Err(e) => errors.set(e),
             }

@@ -17,13 +17,12 @@ pub mod tokens;
 pub mod users;
 
 use leptos::prelude::*;
-use leptos_router::hooks::use_params_map;
 use uuid::Uuid;
 
 /// The `:id` of the current route, if it is a UUID.
 pub fn use_id_param() -> Memo<Option<Uuid>> {
-    let params = use_params_map();
-    Memo::new(move |_| params.with(|p| p.get("id").and_then(|s| Uuid::parse_str(&s).ok())))
+    let id = crate::router::use_param("id");
+    Memo::new(move |_| id.with(|s| s.as_deref().and_then(|s| Uuid::parse_str(s).ok())))
 }
 
 /// Asks the browser for a yes/no confirmation.

@@ -2,6 +2,7 @@
 use super::{confirm, use_id_param};
 use crate::components::handler;
 use crate::components::Fetch;
+use crate::router::navigate;
 use crate::{
     api::{self, invalid},
     app::use_session,
@@ -12,7 +13,6 @@ use crate::{
     },
 };
 use leptos::{prelude::*, task::spawn_local};
-use leptos_router::{hooks::use_navigate, NavigateOptions};
 use slipway_types::{
     api::{validate_description, Environment, NewEnvironment, Project, UpdateProject},
     ResourceName,
@@ -51,17 +51,15 @@ fn ProjectView(
 ) -> impl IntoView {
     let session = use_session();
     let editing = RwSignal::new(false);
-    let navigate = use_navigate();
     let pid = project.id;
     let delete_errors = FormErrors::new(&[]);
     let on_delete = move |_| {
         if !confirm("Delete this project and everything in it?") {
             return;
         }
-        let navigate = navigate.clone();
         spawn_local(async move {
             match api::delete_project(pid).await {
-                Ok(()) => navigate("/", NavigateOptions::default()),
+                Ok(()) => navigate("/"),
                 Err(e) => delete_errors.set(e),
             }
         });
@@ -83,7 +81,7 @@ fn ProjectView(
                     <button class="btn" data-test="edit-project" on:click=handler(move |_| editing.update(|v| *v = !*v))>
                         "Edit"
                     </button>
-                    <button class="btn btn-danger" data-test="delete-project" on:click=handler(on_delete.clone())>
+                    <button class="btn btn-danger" data-test="delete-project" on:click=handler(on_delete)>
                         "Delete"
                     </button>
                 </div>

@@ -3,6 +3,7 @@
 use super::{confirm, use_id_param};
 use crate::components::handler;
 use crate::components::Fetch;
+use crate::router::navigate;
 use crate::{
     api::{self, invalid},
     app::use_session,
@@ -17,7 +18,6 @@ use crate::{
     sse::{poll_while, use_live_events},
 };
 use leptos::{prelude::*, task::spawn_local};
-use leptos_router::{hooks::use_navigate, NavigateOptions};
 use slipway_types::{
     api::{CreateDeployment, LiveEvent, Release, Service, ServiceSpec, UpdateService},
     ApiErrorBody, ImageRef, Role,
@@ -58,7 +58,6 @@ fn ServiceView(
     refresh: impl Fn() + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let session = use_session();
-    let navigate = use_navigate();
     let editing = RwSignal::new(false);
     let deploying = RwSignal::new(false);
     let deploys = RwSignal::new(0u32);
@@ -68,10 +67,9 @@ fn ServiceView(
         if !confirm("Delete this service?") {
             return;
         }
-        let navigate = navigate.clone();
         spawn_local(async move {
             match api::delete_service(sid).await {
-                Ok(()) => navigate(&format!("/environments/{eid}"), NavigateOptions::default()),
+                Ok(()) => navigate(&format!("/environments/{eid}")),
                 Err(e) => errors.set(e),
             }
         });
@@ -116,7 +114,7 @@ fn ServiceView(
                     <button class="btn" data-test="edit-service" on:click=handler(move |_| editing.update(|v| *v = !*v))>
                         "Edit"
                     </button>
-                    <button class="btn btn-danger" data-test="delete-service" on:click=handler(on_delete.clone())>
+                    <button class="btn btn-danger" data-test="delete-service" on:click=handler(on_delete)>
                         "Delete"
                     </button>
                 </Show>
@@ -204,7 +202,6 @@ fn DeployPanel(
     version: RwSignal<u32>,
     on_close: impl Fn() + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
-    let navigate = use_navigate();
     let source = RwSignal::new(DeploySource::Image);
     let image = RwSignal::new(default_image);
     let release = RwSignal::new(None::<Uuid>);
@@ -242,15 +239,11 @@ fn DeployPanel(
             Err(e) => errors.set(e),
             Ok(body) => {
                 busy.set(true);
-                let navigate = navigate.clone();
                 spawn_local(async move {
                     match api::deploy(service, &body).await {
                         Ok(d) => {
                             version.update(|v| *v += 1);
-                            navigate(
-                                &format!("/deployments/{}", d.id),
-                                NavigateOptions::default(),
-                            );
+                            navigate(&format!("/deployments/{}", d.id));
                         }
                         Err(e) => errors.set(e),
                     }

@@ -1,18 +1,17 @@
 //! `/setup`: create the first admin account.
 use crate::components::handler;
+use crate::router::navigate;
 use crate::{
     api::{self, invalid},
     app::use_session,
     components::{FieldError, FormAlert, FormErrors},
 };
 use leptos::{prelude::*, task::spawn_local};
-use leptos_router::{hooks::use_navigate, NavigateOptions};
 use slipway_types::api::{validate_password, validate_username, SetupRequest};
 
 #[component]
 pub fn SetupPage() -> impl IntoView {
     let session = use_session();
-    let navigate = use_navigate();
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let confirm = RwSignal::new(String::new());
@@ -38,12 +37,11 @@ pub fn SetupPage() -> impl IntoView {
             return;
         }
         busy.set(true);
-        let navigate = navigate.clone();
         spawn_local(async move {
             match api::setup(&req).await {
                 Ok(me) => {
                     session.me.set(Some(me));
-                    navigate("/", NavigateOptions::default());
+                    navigate("/");
                 }
                 Err(e) => errors.set(e),
             }
