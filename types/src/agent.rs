@@ -129,6 +129,7 @@ pub struct ContainerStatus {
     pub health: ContainerHealth,
     /// True when the host's ingress proxy routes traffic to it.
     pub serving: bool,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 

@@ -154,9 +154,13 @@ pub struct ApiToken {
     pub role: Role,
     pub environments: Vec<Uuid>,
     pub created_by: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
     pub last_used_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
     pub revoked_at: Option<DateTime<Utc>>,
     /// Empty: not limited beyond its role.
     #[serde(default)]
@@ -177,7 +181,9 @@ pub struct Project {
     pub id: Uuid,
     pub name: ResourceName,
     pub description: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -216,7 +222,9 @@ pub struct Environment {
     pub name: ResourceName,
     /// Protected environments (production) need stronger roles and, later, approvals.
     pub protected: bool,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -506,7 +514,9 @@ pub struct Service {
     pub project_id: Uuid,
     pub name: ResourceName,
     pub spec: ServiceSpec,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -537,6 +547,7 @@ pub struct Variable {
     /// The value of a plain variable; always `None` for secrets.
     pub value: Option<String>,
     pub version: i32,
+    #[serde(with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     pub updated_by: String,
 }
@@ -568,7 +579,9 @@ pub struct Host {
     pub status: HostStatus,
     pub environments: Vec<Uuid>,
     pub labels: BTreeMap<String, String>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
     pub last_seen_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// What the agent reported when it last connected.
     #[serde(default)]
@@ -585,6 +598,7 @@ pub struct Host {
 pub struct HostEnrollment {
     pub host_id: Uuid,
     pub token: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub expires_at: DateTime<Utc>,
     /// Copy-paste command that enrolls and starts the agent on the host.
     pub command: String,
@@ -675,6 +689,7 @@ pub struct Release {
     pub git_ref: Option<String>,
     pub trigger: Trigger,
     pub author: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -732,6 +747,7 @@ impl DeploymentState {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentStep {
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
     pub message: String,
 }
@@ -748,8 +764,11 @@ pub struct Deployment {
     pub state: DeploymentState,
     pub reason: Option<String>,
     pub requested_by: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
     pub finished_at: Option<DateTime<Utc>>,
     /// Present on single-deployment reads, empty in lists.
     #[serde(default)]
@@ -809,6 +828,7 @@ impl CreateDeployment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub seq: i64,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
     pub actor: String,
     pub action: String,
@@ -855,6 +875,7 @@ pub struct DeploymentSummary {
     pub id: Uuid,
     pub state: DeploymentState,
     pub release_number: i64,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -981,6 +1002,7 @@ pub struct RoleGrant {
     /// `oidc` (from role mappings, recomputed at each login) or `manual`.
     pub source: String,
     pub created_by: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -1005,7 +1027,9 @@ pub struct User {
     pub grants: Vec<RoleGrant>,
     pub disabled: bool,
     pub active_sessions: u64,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
     pub last_login_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -1027,6 +1051,7 @@ pub struct RoleMapping {
     pub role: Role,
     pub environment_id: Option<Uuid>,
     pub created_by: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -1118,7 +1143,9 @@ pub struct Webhook {
     pub path: String,
     pub secret_version: i32,
     pub created_by: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
     pub rotated_at: Option<DateTime<Utc>>,
 }
 
@@ -1145,6 +1172,7 @@ pub struct WebhookDelivery {
     pub event: String,
     /// The sender's delivery id (the idempotency key).
     pub delivery_id: Option<String>,
+    #[serde(with = "crate::time::rfc3339")]
     pub received_at: DateTime<Utc>,
     pub verified: bool,
     /// `processed`, `ignored` or `rejected`.
@@ -1240,6 +1268,7 @@ pub struct TriggerRule {
     pub image_template: Option<String>,
     pub auto_deploy: bool,
     pub created_by: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -1386,7 +1415,9 @@ pub struct MaintenanceWindow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployFreeze {
+    #[serde(with = "crate::time::rfc3339")]
     pub from: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub to: DateTime<Utc>,
     pub reason: String,
 }
@@ -1399,6 +1430,7 @@ pub struct EnvironmentPolicy {
     pub windows: Vec<MaintenanceWindow>,
     pub freezes: Vec<DeployFreeze>,
     pub updated_by: Option<String>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -1489,7 +1521,9 @@ pub struct RejectRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
     pub approver: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub expires_at: DateTime<Utc>,
     /// False once `expires_at` has passed: it no longer counts.
     pub valid: bool,

@@ -9,6 +9,7 @@ use crate::{
 use leptos::{prelude::*, task::spawn_local};
 use slipway_types::{
     api::{DeployFreeze, EnvironmentPolicy, MaintenanceWindow, TimeOfDay, UpdatePolicy, Weekday},
+    time::{format_rfc3339, parse_rfc3339},
     ApiErrorBody,
 };
 use uuid::Uuid;
@@ -75,7 +76,14 @@ pub fn parse_windows(text: &str) -> Result<Vec<MaintenanceWindow>, ApiErrorBody>
 /// `2026-12-24T00:00:00Z 2026-12-27T00:00:00Z holidays`, one freeze a line.
 pub fn freezes_to_text(f: &[DeployFreeze]) -> String {
     f.iter()
-        .map(|f| format!("{} {} {}", f.from.to_rfc3339(), f.to.to_rfc3339(), f.reason))
+        .map(|f| {
+            format!(
+                "{} {} {}",
+                format_rfc3339(&f.from),
+                format_rfc3339(&f.to),
+                f.reason
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -91,8 +99,7 @@ pub fn parse_freezes(text: &str) -> Result<Vec<DeployFreeze>, ApiErrorBody> {
             let mut time = |what: &str| {
                 parts
                     .next()
-                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .and_then(|s| parse_rfc3339(s).ok())
                     .ok_or_else(|| bad(i, format!("{what} must be an RFC 3339 time")))
             };
             let from = time("from")?;

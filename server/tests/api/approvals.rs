@@ -262,6 +262,15 @@ async fn freezes_and_windows_refuse_deployments(mut app: TestApp) {
     )
     .await
     .expect(422);
+    let r = app
+        .patch(
+            &format!("/api/v1/environments/{env}/policy"),
+            &json!({"freezes": [
+            {"from": "yesterday", "to": until.to_rfc3339(), "reason": "x"}]}),
+        )
+        .await
+        .expect(422);
+    assert!(r.text.contains("RFC 3339"), "{}", r.text);
 
     let path = format!("/api/v1/services/{svc}/deployments");
     let r = as_token(&app, &dep, &path, json!({})).await.expect(409);
