@@ -33,6 +33,48 @@ impl de::Error for DecodeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         DecodeError(msg.to_string())
     }
+
+    // serde's own messages print the unexpected value with `Unexpected`'s
+    // `Display`, whose float case alone brings Rust's float formatting into
+    // the wasm; these say the same without it.
+    fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        DecodeError(format!(
+            "invalid type: {}, expected {exp}",
+            unexpected(&unexp)
+        ))
+    }
+
+    fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        DecodeError(format!(
+            "invalid value: {}, expected {exp}",
+            unexpected(&unexp)
+        ))
+    }
+}
+
+/// What serde's `Unexpected` says of itself, but a float is only "a number".
+fn unexpected(u: &de::Unexpected<'_>) -> String {
+    use de::Unexpected as U;
+    match *u {
+        U::Bool(b) => format!("boolean `{b}`"),
+        U::Unsigned(n) => format!("integer `{n}`"),
+        U::Signed(n) => format!("integer `{n}`"),
+        U::Float(_) => "floating point number".into(),
+        U::Char(c) => format!("character `{c}`"),
+        U::Str(s) => format!("string {s:?}"),
+        U::Bytes(_) => "byte array".into(),
+        U::Unit => "unit value".into(),
+        U::Option => "Option value".into(),
+        U::NewtypeStruct => "newtype struct".into(),
+        U::Seq => "sequence".into(),
+        U::Map => "map".into(),
+        U::Enum => "enum".into(),
+        U::UnitVariant => "unit variant".into(),
+        U::NewtypeVariant => "newtype variant".into(),
+        U::TupleVariant => "tuple variant".into(),
+        U::StructVariant => "struct variant".into(),
+        U::Other(other) => other.into(),
+    }
 }
 
 /// Decodes `value` as a `T`.
@@ -432,5 +474,22 @@ mod tests {
         assert_eq!(from_value::<f64>(json!(0.5)).ok(), Some(0.5));
         assert_eq!(from_value::<Vec<u32>>(json!([1, 2])).ok(), Some(vec![1, 2]));
         assert_eq!(from_value::<Option<u32>>(json!(null)).ok(), Some(None));
+    }
+
+    #[test]
+    fn messages_name_the_unexpected_value_like_serde() {
+        let msg = |r: Result<u32, DecodeError>| r.map_err(|e| e.to_string()).err();
+        assert_eq!(
+            msg(from_value(json!(1.5))),
+            Some("invalid type: floating point number, expected u32".to_owned())
+        );
+        assert_eq!(
+            msg(from_value(json!(-3))),
+            Some("invalid value: integer `-3`, expected u32".to_owned())
+        );
+        let role = from_value::<slipway_types::Role>(json!("king")).map(|_| ());
+        assert!(role
+            .map_err(|e| e.to_string())
+            .is_err_and(|e| e.starts_with("unknown variant `king`")),);
     }
 }

@@ -218,8 +218,8 @@ impl ServiceFormState {
         let cpus = match self.cpus.get_untracked().trim() {
             "" => None,
             c => Some(
-                c.parse::<f64>()
-                    .map_err(|_| invalid("resources.cpus", "must be a number such as 0.5"))?,
+                super::ui::parse_decimal(c)
+                    .ok_or_else(|| invalid("resources.cpus", "must be a number such as 0.5"))?,
             ),
         };
         let memory_mb = match self.memory_mb.get_untracked().trim() {

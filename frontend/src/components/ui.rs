@@ -85,9 +85,9 @@ pub fn fmt_bytes(b: u64) -> String {
     const GIB: u64 = MIB * 1024;
     const TIB: u64 = GIB * 1024;
     if b >= TIB {
-        format!("{} TiB", tenths(u128::from(b), u128::from(TIB)))
+        format!("{} TiB", tenths(b, TIB))
     } else if b >= GIB {
-        format!("{} GiB", tenths(u128::from(b), u128::from(GIB)))
+        format!("{} GiB", tenths(b, GIB))
     } else if b >= MIB {
         format!("{} MiB", b / MIB)
     } else if b >= KIB {
@@ -97,10 +97,14 @@ pub fn fmt_bytes(b: u64) -> String {
     }
 }
 
-/// `n / unit` rounded to one decimal: `1.5`.
-fn tenths(n: u128, unit: u128) -> String {
-    let t = (n * 10 + unit / 2) / unit;
-    format!("{}.{}", t / 10, t % 10)
+/// `n / unit` rounded to one decimal: `1.5` (`unit` ≤ 2^60, so no overflow;
+/// u64 because u128 would add its own formatting and division code).
+fn tenths(n: u64, unit: u64) -> String {
+    let (mut whole, mut tenth) = (n / unit, ((n % unit) * 10 + unit / 2) / unit);
+    if tenth == 10 {
+        (whole, tenth) = (whole + 1, 0);
+    }
+    format!("{whole}.{tenth}")
 }
 
 /// A percentage with one decimal: `12.3 %` (`—` if not a finite number ≥ 0).
@@ -110,6 +114,27 @@ pub fn fmt_percent(p: f64) -> String {
     }
     let t = (p * 10.0).round() as u64;
     format!("{}.{} %", t / 10, t % 10)
+}
+
+/// Reads a plain decimal such as `0.5`, `2` or `.25` (no sign, no exponent)
+/// into the nearest `f64`, as `str::parse` would: digits as an integer divided
+/// by a power of ten, both exact in an `f64`, so the one rounding is the
+/// division's. `None` for anything else or beyond 15 digits. Rust's float
+/// parser would bring its tables (over 10 kB) into the wasm for one field.
+pub fn parse_decimal(s: &str) -> Option<f64> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.len() + frac.len() == 0 || int.len() + frac.len() > 15 {
+        return None;
+    }
+    let mut m = 0u64;
+    for b in int.bytes().chain(frac.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        m = m * 10 + u64::from(b - b'0');
+    }
+    let scale = (0..frac.len()).fold(1.0f64, |p, _| p * 10.0);
+    Some(m as f64 / scale)
 }
 
 /// CPUs as written in a spec: `0.5`, `2`, `1.25`, to Docker's resolution of
@@ -172,5 +197,46 @@ mod tests {
         assert_eq!(fmt_percent(0.0), "0.0 %");
         assert_eq!(fmt_percent(250.06), "250.1 %");
         assert_eq!(fmt_percent(-1.0), "—");
+    }
+
+    #[test]
+    fn decimals_parse_like_the_standard_parser() {
+        for text in [
+            "0",
+            "2",
+            "0.5",
+            "1.25",
+            ".5",
+            "5.",
+            "0.1",
+            "0.2",
+            "0.3",
+            "3.14159",
+            "0.000000001",
+            "123456789012345",
+            "99999.9999999999",
+            "0.7",
+            "1.1",
+            "64",
+            "007.50",
+        ] {
+            assert_eq!(parse_decimal(text), text.parse::<f64>().ok(), "{text}");
+        }
+        for text in [
+            "",
+            ".",
+            "-1",
+            "+1",
+            "1e3",
+            "inf",
+            "NaN",
+            "1.2.3",
+            "1,5",
+            " 1",
+            "0x1",
+            "1234567890123456",
+        ] {
+            assert_eq!(parse_decimal(text), None, "{text:?}");
+        }
     }
 }
