@@ -51,11 +51,11 @@ fn main() -> Result<()> {
 /// Appends `flags` to the rustflags cargo will use for the target build,
 /// keeping whatever the caller set (`CARGO_ENCODED_RUSTFLAGS` wins over
 /// `RUSTFLAGS` in cargo, so extend the one that is set).
-fn add_rustflags(cmd: &mut Command, flags: &[&str]) {
+fn add_rustflags(cmd: &mut Command, flags: &[String]) {
     match env::var("CARGO_ENCODED_RUSTFLAGS") {
         Ok(enc) if !enc.is_empty() => {
             let mut all: Vec<&str> = enc.split('\x1f').collect();
-            all.extend_from_slice(flags);
+            all.extend(flags.iter().map(String::as_str));
             cmd.env("CARGO_ENCODED_RUSTFLAGS", all.join("\x1f"));
         }
         _ => {
@@ -69,6 +69,50 @@ fn add_rustflags(cmd: &mut Command, flags: &[&str]) {
             cmd.env("RUSTFLAGS", all);
         }
     }
+}
+
+/// `--remap-path-prefix` flags that shorten the source paths a release wasm
+/// carries in its panic locations: `tachys-0.2.19/src/html/event.rs` instead of
+/// `/root/.cargo/registry/src/index.crates.io-…/tachys-0.2.19/src/html/event.rs`.
+/// The bundle gets smaller, does not show the build machine's directories,
+/// and is the same wherever it is built. Paths with whitespace are left alone
+/// (`RUSTFLAGS` is split on it).
+fn path_remaps(root: &Path) -> Vec<String> {
+    let cargo_home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let mut prefixes: Vec<(PathBuf, &str)> = Vec::new();
+    if let Some(home) = cargo_home {
+        if let Ok(indexes) = std::fs::read_dir(home.join("registry").join("src")) {
+            prefixes.extend(indexes.flatten().map(|d| (d.path(), "")));
+        }
+        prefixes.push((home.join("git").join("checkouts"), "git"));
+    }
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    if let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() {
+        let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if out.status.success() && !sysroot.is_empty() {
+            let src = Path::new(&sysroot)
+                .join("lib")
+                .join("rustlib")
+                .join("src")
+                .join("rust");
+            prefixes.push((src, "rust"));
+        }
+    }
+    prefixes.push((root.to_path_buf(), ""));
+    prefixes
+        .into_iter()
+        .filter_map(|(from, to)| {
+            let from = from.to_str()?.to_owned();
+            (!from.contains(char::is_whitespace)).then(|| {
+                format!(
+                    "--remap-path-prefix={from}/={to}{}",
+                    if to.is_empty() { "" } else { "/" }
+                )
+            })
+        })
+        .collect()
 }
 
 /// The checkout being built: the nearest directory, from the current one up,
@@ -107,7 +151,11 @@ fn build_frontend(release: bool) -> Result<()> {
             profile,
         ])
         .env("CARGO_TARGET_DIR", &target_dir);
-    add_rustflags(&mut cmd, &["--cfg", "erase_components"]);
+    let mut flags = vec!["--cfg".to_owned(), "erase_components".to_owned()];
+    if release {
+        flags.extend(path_remaps(&root));
+    }
+    add_rustflags(&mut cmd, &flags);
     eprintln!(
         "xtask: cargo build -p {CRATE} --target {TARGET} --profile {profile} (CARGO_TARGET_DIR={})",
         target_dir.display()
