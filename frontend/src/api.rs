@@ -7,7 +7,7 @@
 //! the server answers `csrf_failed`. A `401 unauthenticated` anywhere calls the
 //! hook installed with [`on_unauthenticated`] (the app sends the user to /login).
 use gloo_net::http::{Method, RequestBuilder, Response};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 use slipway_types::{
     api::{
         ApiToken, ApprovalRequest, ApproveRequest, AuditEntry, ClaimsPreview, ClaimsPreviewRequest,
@@ -66,61 +66,27 @@ pub fn invalid(field: &str, message: impl Into<String>) -> ApiErrorBody {
     }
 }
 
-/// List endpoints answer `Page<T>`; accept a bare array too.
+/// List endpoints answer `Page<T>`; accept a bare array too. Only `items`
+/// of a page matters here (`total`, `limit`, `offset` are skipped).
 ///
-/// Decoded by hand rather than with `#[serde(untagged)]`: untagged enums
-/// buffer the body into serde's `Content` and instantiate every item type's
-/// deserializer a second time for it, a large share of the wasm.
-enum ListBody<T> {
-    Page(Vec<T>),
-    List(Vec<T>),
-}
-
-impl<T> From<ListBody<T>> for Vec<T> {
-    fn from(b: ListBody<T>) -> Vec<T> {
-        match b {
-            ListBody::Page(v) | ListBody::List(v) => v,
-        }
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for ListBody<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ListVisitor(std::marker::PhantomData))
-    }
-}
-
-struct ListVisitor<T>(std::marker::PhantomData<T>);
-
-impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ListVisitor<T> {
-    type Value = ListBody<T>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a page of items or an array")
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(ListBody::List(items))
-    }
-
-    /// A `Page<T>`: only `items` matters here (`total`, `limit`, `offset`
-    /// are skipped).
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut items = None;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == "items" {
-                items = Some(map.next_value::<Vec<T>>()?);
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            }
-        }
-        items
-            .map(ListBody::Page)
-            .ok_or_else(|| serde::de::Error::missing_field("items"))
+/// Picked out of the JSON tree before decoding, in one function for every
+/// item type: a generic visitor (or `#[serde(untagged)]`) would be compiled
+/// once per item type.
+#[inline(never)]
+fn list_items(value: serde_json::Value) -> ApiResult<serde_json::Value> {
+    use serde_json::Value;
+    match value {
+        list @ Value::Array(_) => Ok(list),
+        // A scan, not `remove`: that would add the B-tree's rebalancing code.
+        Value::Object(page) => match page.into_iter().find(|(k, _)| k == "items") {
+            Some((_, items)) => Ok(items),
+            None => Err(client_error(
+                "unexpected answer from the server: a page without `items`",
+            )),
+        },
+        _ => Err(client_error(
+            "unexpected answer from the server: expected a page or a list",
+        )),
     }
 }
 
@@ -229,8 +195,13 @@ async fn decode<T: DeserializeOwned>(resp: Response) -> ApiResult<T> {
 }
 
 fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> ApiResult<T> {
-    crate::decode::from_value::<T>(value)
-        .map_err(|e| client_error(format!("unexpected answer from the server: {e}")))
+    crate::decode::from_value::<T>(value).map_err(undecodable)
+}
+
+/// Not generic, so the message is built once, not once per answer type.
+#[inline(never)]
+fn undecodable(e: crate::decode::DecodeError) -> ApiErrorBody {
+    client_error(format!("unexpected answer from the server: {e}"))
 }
 
 /// Sends a call and reads its JSON answer: not generic, so each typed call
@@ -247,8 +218,18 @@ async fn json_value(resp: Response) -> ApiResult<serde_json::Value> {
         .text()
         .await
         .map_err(|e| client_error(format!("could not read the answer: {e}")))?;
-    serde_json::from_str(&text)
-        .map_err(|e| client_error(format!("unexpected answer from the server: {e}")))
+    serde_json::from_str(&text).map_err(|e| not_json(&e))
+}
+
+/// Where the text stopped being JSON. Not serde_json's own message: its
+/// `Display` brings in every `std::io` error text.
+#[inline(never)]
+fn not_json(e: &serde_json::Error) -> ApiErrorBody {
+    client_error(format!(
+        "unexpected answer from the server: not JSON (line {}, column {})",
+        e.line(),
+        e.column()
+    ))
 }
 
 /// Decodes a JSON text (an event stream's `data:`) through [`serde_json::Value`],
@@ -262,8 +243,16 @@ fn parse_value(text: &str) -> Option<serde_json::Value> {
     serde_json::from_str(text).ok()
 }
 
+/// Encodes a request body. Writing a DTO into a `String` cannot fail (no
+/// maps with non-string keys, no failing `Serialize`), so the error is not
+/// spelled out: formatting serde_json's error would pull in `std::io`'s.
 fn to_json<B: Serialize>(body: &B) -> ApiResult<String> {
-    serde_json::to_string(body).map_err(|e| client_error(format!("could not encode: {e}")))
+    serde_json::to_string(body).map_err(|_| unencodable())
+}
+
+#[inline(never)]
+fn unencodable() -> ApiErrorBody {
+    client_error("could not encode the request")
 }
 
 pub async fn get<T: DeserializeOwned>(path: &str) -> ApiResult<T> {
@@ -279,7 +268,14 @@ pub async fn get<T: DeserializeOwned>(path: &str) -> ApiResult<T> {
 }
 
 pub async fn get_list<T: DeserializeOwned>(path: &str) -> ApiResult<Vec<T>> {
-    get::<ListBody<T>>(path).await.map(Vec::from)
+    let answer = call_json(Call {
+        method: Method::GET,
+        path,
+        body: None,
+        public: false,
+    })
+    .await?;
+    from_json(list_items(answer)?)
 }
 
 async fn with_body<B: Serialize, T: DeserializeOwned>(
@@ -776,18 +772,28 @@ mod tests {
 
     #[test]
     fn lists_accept_a_page_or_a_bare_array() {
-        let page: ListBody<u32> =
-            serde_json::from_str(r#"{"items":[1,2],"total":2,"limit":50,"offset":0}"#)
-                .unwrap_or(ListBody::List(vec![]));
-        assert_eq!(Vec::from(page), vec![1, 2]);
-        let list: ListBody<u32> = serde_json::from_str("[3]").unwrap_or(ListBody::List(vec![]));
-        assert_eq!(Vec::from(list), vec![3]);
-        let reordered: ListBody<u32> = serde_json::from_str(
-            r#"{"total":1,"limit":50,"offset":0,"items":[7],"extra":{"a":[1]}}"#,
-        )
-        .unwrap_or(ListBody::List(vec![]));
-        assert_eq!(Vec::from(reordered), vec![7]);
-        assert!(serde_json::from_str::<ListBody<u32>>(r#"{"total":0}"#).is_err());
-        assert!(serde_json::from_str::<ListBody<u32>>(r#""x""#).is_err());
+        let items = |json: &str| {
+            serde_json::from_str(json)
+                .map_err(|e| not_json(&e))
+                .and_then(list_items)
+                .and_then(from_json::<Vec<u32>>)
+                .map_err(|e| e.message)
+        };
+        assert_eq!(
+            items(r#"{"items":[1,2],"total":2,"limit":50,"offset":0}"#),
+            Ok(vec![1, 2])
+        );
+        assert_eq!(items("[3]"), Ok(vec![3]));
+        assert_eq!(
+            items(r#"{"total":1,"limit":50,"offset":0,"items":[7],"extra":{"a":[1]}}"#),
+            Ok(vec![7])
+        );
+        assert!(items(r#"{"total":0}"#).is_err_and(|m| m.contains("without `items`")));
+        assert!(items(r#""x""#).is_err());
+        assert!(items(r#"{"items":["x"]}"#).is_err_and(|m| m.starts_with("unexpected answer")));
+        assert_eq!(
+            items("{\n  \"items\": [1,]"),
+            Err("unexpected answer from the server: not JSON (line 2, column 15)".to_owned())
+        );
     }
 }

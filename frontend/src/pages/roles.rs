@@ -213,7 +213,10 @@ fn ClaimsTester(envs: Envs, matched: RwSignal<Vec<Uuid>>) -> impl IntoView {
                 return;
             }
             Err(e) => {
-                errors.set(invalid("claims", format!("not valid JSON: {e}")));
+                errors.set(invalid(
+                    "claims",
+                    format!("not valid JSON (line {}, column {})", e.line(), e.column()),
+                ));
                 return;
             }
         };
