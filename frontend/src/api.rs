@@ -222,7 +222,7 @@ async fn json_value(resp: Response) -> ApiResult<serde_json::Value> {
 }
 
 /// Where the text stopped being JSON. Not serde_json's own message: its
-/// `Display` brings in every `std::io` error text.
+/// `Display` brings serde_json's whole table of error texts into the wasm.
 #[inline(never)]
 fn not_json(e: &serde_json::Error) -> ApiErrorBody {
     client_error(format!(
@@ -245,7 +245,7 @@ fn parse_value(text: &str) -> Option<serde_json::Value> {
 
 /// Encodes a request body. Writing a DTO into a `String` cannot fail (no
 /// maps with non-string keys, no failing `Serialize`), so the error is not
-/// spelled out: formatting serde_json's error would pull in `std::io`'s.
+/// spelled out: formatting serde_json's error would pull in its error texts.
 fn to_json<B: Serialize>(body: &B) -> ApiResult<String> {
     serde_json::to_string(body).map_err(|_| unencodable())
 }
