@@ -61,7 +61,7 @@ fn unexpected(u: &de::Unexpected<'_>) -> String {
         U::Signed(n) => format!("integer `{n}`"),
         U::Float(_) => "floating point number".into(),
         U::Char(c) => format!("character `{c}`"),
-        U::Str(s) => format!("string {s:?}"),
+        U::Str(s) => format!("string \"{s}\""),
         U::Bytes(_) => "byte array".into(),
         U::Unit => "unit value".into(),
         U::Option => "Option value".into(),

@@ -96,7 +96,7 @@ pub fn check_dns_label(s: &str) -> Result<(), String> {
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
         return Err(format!(
-            "may contain only lowercase letters, digits and '-' (found {c:?})"
+            "may contain only lowercase letters, digits and '-' (found '{c}')"
         ));
     }
     Ok(())
@@ -117,7 +117,7 @@ pub fn check_env_var_name(s: &str) -> Result<(), String> {
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
     {
         return Err(format!(
-            "may contain only letters, digits and '_' (found {c:?})"
+            "may contain only letters, digits and '_' (found '{c}')"
         ));
     }
     Ok(())
@@ -221,7 +221,7 @@ pub fn check_image_ref(s: &str) -> Result<(), String> {
                 .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !ok {
             return Err(format!(
-                "invalid tag {t:?}: use letters, digits, '_', '.', '-' (max 128)"
+                "invalid tag \"{t}\": use letters, digits, '_', '.', '-' (max 128)"
             ));
         }
     }
@@ -230,7 +230,7 @@ pub fn check_image_ref(s: &str) -> Result<(), String> {
         let first = parts[0];
         if first.contains('.') || first.contains(':') || first == "localhost" {
             if !is_registry_host(first) {
-                return Err(format!("invalid registry host {first:?}"));
+                return Err(format!("invalid registry host \"{first}\""));
             }
             parts.remove(0);
         }
@@ -241,7 +241,7 @@ pub fn check_image_ref(s: &str) -> Result<(), String> {
     for p in parts {
         if !is_path_component(p) {
             return Err(format!(
-                "invalid repository component {p:?}: use lowercase letters, digits and separators '.', '_', '-'"
+                "invalid repository component \"{p}\": use lowercase letters, digits and separators '.', '_', '-'"
             ));
         }
     }

@@ -88,7 +88,7 @@ fn parse_port(s: &str, field: &str) -> Result<Port, ApiErrorBody> {
     let n: i64 = s
         .trim()
         .parse()
-        .map_err(|_| invalid(field, format!("{s:?} is not a port number")))?;
+        .map_err(|_| invalid(field, format!("\"{s}\" is not a port number")))?;
     Port::try_from(n).map_err(|m| invalid(field, m))
 }
 
@@ -103,7 +103,7 @@ pub fn parse_ports(text: &str) -> Result<Vec<PortMapping>, ApiErrorBody> {
                 Some((_, p)) => {
                     return Err(invalid(
                         "ports",
-                        format!("unknown protocol {p:?} (tcp or udp)"),
+                        format!("unknown protocol \"{p}\" (tcp or udp)"),
                     ))
                 }
                 None => (item, Protocol::Tcp),
@@ -127,7 +127,7 @@ pub fn parse_env(text: &str) -> Result<BTreeMap<EnvVarName, String>, ApiErrorBod
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let (k, v) = line
             .split_once('=')
-            .ok_or_else(|| invalid("env", format!("{line:?}: expected KEY=value")))?;
+            .ok_or_else(|| invalid("env", format!("\"{line}\": expected KEY=value")))?;
         let key =
             EnvVarName::try_from(k.trim()).map_err(|m| invalid("env", format!("{k}: {m}")))?;
         env.insert(key, v.to_owned());

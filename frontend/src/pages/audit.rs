@@ -161,7 +161,8 @@ fn AuditTable(items: Vec<AuditEntry>) -> impl IntoView {
                     .map(|e| {
                         let summary = match &e.summary {
                             serde_json::Value::Null => String::new(),
-                            v => v.to_string(),
+                            // Not `Value`'s `Display`: it would add a pretty printer.
+                            v => serde_json::to_string(v).unwrap_or_default(),
                         };
                         view! {
                             <tr data-test=format!("audit-{}", e.action)>
