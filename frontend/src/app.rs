@@ -83,19 +83,13 @@ const ROUTES: &[(&str, Page)] = &[
     ("/settings/roles", || view! { <RolesPage /> }.into_any()),
 ];
 
-fn current_path() -> String {
-    web_sys::window()
-        .and_then(|w| w.location().pathname().ok())
-        .unwrap_or_default()
-}
-
 /// Installs the 401 → /login hook, then checks setup and the session once.
 #[component]
 fn Boot() -> impl IntoView {
     let session = use_session();
     api::on_unauthenticated(move || {
         session.me.set(None);
-        let path = current_path();
+        let path = router::current_path();
         if path != "/login" && path != "/setup" {
             navigate("/login");
         }
@@ -108,7 +102,7 @@ fn Boot() -> impl IntoView {
             _ => match api::me().await {
                 Ok(me) => {
                     session.me.set(Some(me));
-                    if matches!(current_path().as_str(), "/login" | "/setup") {
+                    if matches!(router::current_path().as_str(), "/login" | "/setup") {
                         navigate("/");
                     }
                 }

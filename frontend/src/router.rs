@@ -85,6 +85,12 @@ pub fn navigate(to: &str) {
     w.scroll_to_with_x_and_y(0.0, 0.0);
 }
 
+/// The browser's current path, untracked (for code outside the view, such
+/// as a request's completion).
+pub fn current_path() -> String {
+    window_url().0
+}
+
 /// The current path (tracked).
 pub fn path() -> String {
     url().path.get()
