@@ -79,6 +79,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "(none)",
         "Comma-separated proxy IPs whose X-Forwarded-For/-Proto headers are believed",
     ),
+    (
+        "audit_witness_file",
+        "(none)",
+        "File outside data_dir to which the signed audit head is appended (for `slipway audit verify --witness`)",
+    ),
+    (
+        "audit_witness_interval_seconds",
+        "60",
+        "How often the audit head is published to the witness when it moved",
+    ),
 ];
 
 /// One OpenID Connect provider. The redirect URI to register at the
@@ -186,6 +196,9 @@ pub struct Settings {
     pub oidc_providers: Vec<OidcProviderConfig>,
     pub local_login: bool,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Where the audit head is published (`audit::witness`); never in `data_dir`.
+    pub audit_witness_file: Option<PathBuf>,
+    pub audit_witness_interval: std::time::Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -378,6 +391,25 @@ impl Settings {
             })
             .transpose()?
             .unwrap_or_default();
+        let audit_witness_file = take("audit_witness_file").map(PathBuf::from);
+        if let Some(w) = &audit_witness_file {
+            if inside(w, &data_dir) {
+                return Err(invalid(
+                    "audit_witness_file",
+                    format!(
+                        "{} is inside data_dir: a witness must be out of reach of whoever holds the data",
+                        w.display()
+                    ),
+                ));
+            }
+        }
+        let audit_witness_interval = std::time::Duration::from_secs(bounded(
+            "audit_witness_interval_seconds",
+            take("audit_witness_interval_seconds"),
+            60,
+            1,
+            86_400,
+        )? as u64);
         if let Some((k, _)) = v.into_iter().next() {
             return Err(ConfigError::Unknown(k));
         }
@@ -399,6 +431,8 @@ impl Settings {
             oidc_providers,
             local_login,
             trusted_proxies,
+            audit_witness_file,
+            audit_witness_interval,
         })
     }
 
@@ -408,6 +442,28 @@ impl Settings {
 
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
+    }
+}
+
+/// Whether `path` lies inside `dir`, compared as absolute paths with `.`
+/// and `..` resolved (links are not followed, so neither needs to exist).
+fn inside(path: &std::path::Path, dir: &std::path::Path) -> bool {
+    fn normal(p: &std::path::Path) -> Option<PathBuf> {
+        let mut out = PathBuf::new();
+        for c in std::path::absolute(p).ok()?.components() {
+            match c {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                other => out.push(other),
+            }
+        }
+        Some(out)
+    }
+    match (normal(path), normal(dir)) {
+        (Some(p), Some(d)) => p.starts_with(d),
+        _ => false,
     }
 }
 
@@ -568,6 +624,27 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(e.unwrap_or_default().contains("local_login"));
+    }
+
+    #[test]
+    fn audit_witness_must_be_outside_the_data_dir() {
+        let e = Settings::from_sources(&env(&[
+            ("SLIPWAY_DATA_DIR", "/srv/slipway"),
+            (
+                "SLIPWAY_AUDIT_WITNESS_FILE",
+                "/srv/other/../slipway/./witness.log",
+            ),
+        ]))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("audit_witness_file"), "{e}");
+        let s = Settings::from_sources(&env(&[
+            ("SLIPWAY_DATA_DIR", "/srv/slipway"),
+            ("SLIPWAY_AUDIT_WITNESS_FILE", "/var/log/slipway-witness.log"),
+        ]))
+        .expect("outside is fine");
+        assert_eq!(s.audit_witness_interval.as_secs(), 60);
     }
 
     #[test]

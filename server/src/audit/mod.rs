@@ -1,21 +1,91 @@
 //! The audit log: every mutation writes one entry in the same transaction as
 //! the change. Entries form a SHA-256 hash chain (each stores the previous
 //! entry's hash), so an edited, inserted or deleted row is detected by
-//! [`verify`].
+//! [`verify`]. The head and periodic checkpoints carry a MAC under a key
+//! derived from the master key (`mac`), so cutting the tail and rewinding the
+//! head is detected too; `witness` publishes the head outside the store, so a
+//! head replayed from an older copy of the store is detected as well.
+//!
+//! ```text
+//! AuditTx::begin ── lock head, check its MAC ── record … record ── commit
+//!                                                    (head + MAC, checkpoint, NOTIFY)
+//! ```
+pub mod chain;
+pub mod mac;
 pub mod routes;
+pub mod witness;
 
-use crate::store::entities::{audit_entry, audit_head};
-use chrono::{DateTime, SubsecRound, Utc};
+use crate::store::entities::{audit_checkpoint, audit_entry, audit_head};
+pub use chain::{entry_hash, verify, HashInput, HeadMac, Verdict};
+use chrono::{Duration, SubsecRound, Utc};
+use mac::{AuditKey, Signed};
 use sea_orm::{
     sea_query::Expr, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
 };
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// `prev_hash` of the first entry (also seeded into `audit_head` by the migration).
 pub use slipway_migrations::GENESIS_HASH;
+
+/// A checkpoint is taken at the first commit and then whenever this many
+/// entries or this much time passed since the last one.
+pub const CHECKPOINT_EVERY_ENTRIES: i64 = 1000;
+pub const CHECKPOINT_EVERY_MINUTES: i64 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Store(#[from] DbErr),
+    /// A change committed without its audit entry would break the invariant.
+    #[error("audited transaction committed without recording an entry")]
+    NothingRecorded,
+    #[error("no audit key is registered for store {store} (the master key was not loaded)")]
+    NoKey { store: String },
+    #[error(
+        "the audit head (entry {seq}) is not authenticated: the log may have been cut or the \
+         head rewound, or this is not the store's master key; run `slipway audit verify`"
+    )]
+    HeadNotAuthentic { seq: i64 },
+}
+
+impl From<AuditError> for crate::error::ApiError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Store(db) => crate::error::ApiError::Store(db),
+            AuditError::HeadNotAuthentic { .. } => {
+                tracing::error!(error = %e, "audited change refused");
+                crate::error::ApiError::Unavailable(
+                    "the audit log failed its integrity check; changes are refused until an operator has run `slipway audit verify`".into(),
+                )
+            }
+            other => crate::error::ApiError::Internal(other.into()),
+        }
+    }
+}
+
+/// Registers the store's audit key for this process and, if one is
+/// configured, checks the witness and starts publishing to it.
+/// `Application::build` calls it after loading the master key; the CLI only
+/// registers the key ([`mac::register`]).
+pub fn start(
+    db: &DatabaseConnection,
+    key: &crate::secrets::MasterKey,
+    settings: &crate::config::Settings,
+) -> Result<(), witness::WitnessError> {
+    mac::register(db, key.audit_key());
+    if let Some(w) = witness::Witness::from_settings(settings) {
+        w.check()?;
+        tracing::info!(witness = %w.describe(), "publishing the audit head");
+        witness::spawn(
+            db.clone(),
+            key.audit_key(),
+            w,
+            settings.audit_witness_interval,
+        );
+    }
+    Ok(())
+}
 
 /// Who did it and from where.
 #[derive(Debug, Clone)]
@@ -64,18 +134,48 @@ impl Event {
 }
 
 /// A transaction that holds the audit chain's head: begin it before the
-/// change, [`AuditTx::record`] the event, then [`AuditTx::commit`].
+/// change, [`AuditTx::record`] the event, then [`AuditTx::commit`], which
+/// refuses when nothing was recorded. Writes that are deliberately not
+/// audited (ARCHITECTURE.md lists them) use a plain transaction instead.
 pub struct AuditTx {
+    /// Callers' store functions take `&tx.txn` (or `&*tx`, see `Deref`).
     pub txn: DatabaseTransaction,
+    key: AuditKey,
     seq: i64,
     hash: String,
+    recorded: u32,
+}
+
+impl std::ops::Deref for AuditTx {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
 }
 
 impl AuditTx {
     /// Begins a transaction whose first statement locks the chain head. On
     /// SQLite that takes the write lock up front (no upgrade deadlocks); on
-    /// PostgreSQL it row-locks the head so replicas append in turn.
-    pub async fn begin(db: &DatabaseConnection) -> Result<Self, DbErr> {
+    /// PostgreSQL it row-locks the head so replicas append in turn. A head
+    /// whose MAC does not match is not chained onto: the change is refused
+    /// rather than hiding a cut tail under a fresh MAC.
+    pub async fn begin(db: &DatabaseConnection) -> Result<Self, AuditError> {
+        let key = mac::key_for(db).ok_or_else(|| AuditError::NoKey {
+            store: mac::store_identity(db),
+        })?;
+        let mut tx = Self::begin_unchecked(db, key).await?;
+        let head = tx.head().await?;
+        if !chain::head_is_authentic(&tx.key, &head) {
+            return Err(AuditError::HeadNotAuthentic { seq: head.seq });
+        }
+        tx.seq = head.seq;
+        tx.hash = head.hash;
+        Ok(tx)
+    }
+
+    /// Locks and reads the head without checking its MAC (for `seal`).
+    async fn begin_unchecked(db: &DatabaseConnection, key: AuditKey) -> Result<Self, DbErr> {
         let txn = db.begin().await?;
         audit_head::Entity::update_many()
             .col_expr(
@@ -85,15 +185,24 @@ impl AuditTx {
             .filter(audit_head::Column::Id.eq(1))
             .exec(&txn)
             .await?;
-        let head = audit_head::Entity::find_by_id(1)
-            .one(&txn)
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound("audit_head".into()))?;
-        Ok(AuditTx {
+        let mut tx = AuditTx {
             txn,
-            seq: head.seq,
-            hash: head.hash,
-        })
+            key,
+            seq: 0,
+            hash: String::new(),
+            recorded: 0,
+        };
+        let head = tx.head().await?;
+        tx.seq = head.seq;
+        tx.hash = head.hash;
+        Ok(tx)
+    }
+
+    async fn head(&self) -> Result<audit_head::Model, DbErr> {
+        audit_head::Entity::find_by_id(1)
+            .one(&self.txn)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("audit_head".into()))
     }
 
     pub async fn record(&mut self, actor: &ActorInfo, event: Event) -> Result<i64, DbErr> {
@@ -127,20 +236,32 @@ impl AuditTx {
         })
         .exec_without_returning(&self.txn)
         .await?;
-        audit_head::Entity::update_many()
-            .col_expr(audit_head::Column::Seq, Expr::value(seq))
-            .col_expr(audit_head::Column::Hash, Expr::value(hash.clone()))
-            .filter(audit_head::Column::Id.eq(1))
-            .exec(&self.txn)
-            .await?;
         self.seq = seq;
         self.hash = hash;
+        self.recorded += 1;
         Ok(seq)
     }
 
-    /// Commits, and lets every replica's read cache know that data changed
-    /// (see [`crate::store::cache`]).
-    pub async fn commit(self) -> Result<(), DbErr> {
+    /// Moves the head (with its MAC) to the last recorded entry, takes a
+    /// checkpoint when one is due, commits, and lets every replica's read
+    /// cache know that data changed (see [`crate::store::cache`]). Refuses,
+    /// rolling everything back, when no entry was recorded.
+    pub async fn commit(self) -> Result<(), AuditError> {
+        if self.recorded == 0 {
+            return Err(AuditError::NothingRecorded);
+        }
+        let mac = self.key.sign(Signed::Head {
+            seq: self.seq,
+            hash: &self.hash,
+        });
+        audit_head::Entity::update_many()
+            .col_expr(audit_head::Column::Seq, Expr::value(self.seq))
+            .col_expr(audit_head::Column::Hash, Expr::value(self.hash.clone()))
+            .col_expr(audit_head::Column::Mac, Expr::value(mac))
+            .filter(audit_head::Column::Id.eq(1))
+            .exec(&self.txn)
+            .await?;
+        self.checkpoint_if_due().await?;
         if self.txn.get_database_backend() == DbBackend::Postgres {
             self.txn
                 .execute_unprepared(crate::store::cache::NOTIFY)
@@ -149,7 +270,48 @@ impl AuditTx {
         let result = self.txn.commit().await;
         // Also after a failed commit: whether it took effect is unknown.
         crate::store::cache::changed();
-        result
+        Ok(result?)
+    }
+
+    async fn checkpoint_if_due(&self) -> Result<(), DbErr> {
+        let now = Utc::now().trunc_subsecs(6);
+        let last = audit_checkpoint::Entity::find()
+            .order_by_desc(audit_checkpoint::Column::Seq)
+            .one(&self.txn)
+            .await?;
+        if !checkpoint_due(last.as_ref().map(|c| (c.seq, c.at)), self.seq, now) {
+            return Ok(());
+        }
+        let mac = self.key.sign(Signed::Checkpoint {
+            seq: self.seq,
+            hash: &self.hash,
+            at: now,
+        });
+        audit_checkpoint::Entity::insert(audit_checkpoint::ActiveModel {
+            seq: Set(self.seq),
+            hash: Set(self.hash.clone()),
+            at: Set(now),
+            mac: Set(mac),
+        })
+        .exec_without_returning(&self.txn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Whether a checkpoint is due at entry `seq`, given the last one.
+pub fn checkpoint_due(
+    last: Option<(i64, chrono::DateTime<Utc>)>,
+    seq: i64,
+    now: chrono::DateTime<Utc>,
+) -> bool {
+    match last {
+        None => true,
+        Some((last_seq, at)) => {
+            seq > last_seq
+                && (seq - last_seq >= CHECKPOINT_EVERY_ENTRIES
+                    || now - at >= Duration::minutes(CHECKPOINT_EVERY_MINUTES))
+        }
     }
 }
 
@@ -159,144 +321,57 @@ pub async fn record_alone(
     db: &DatabaseConnection,
     actor: &ActorInfo,
     event: Event,
-) -> Result<(), DbErr> {
+) -> Result<(), AuditError> {
     let mut tx = AuditTx::begin(db).await?;
     tx.record(actor, event).await?;
     tx.commit().await
 }
 
-pub struct HashInput<'a> {
-    pub seq: i64,
-    pub at: DateTime<Utc>,
-    pub actor: &'a str,
-    pub action: &'a str,
-    pub target_type: &'a str,
-    pub target_id: Option<&'a str>,
-    pub summary: &'a str,
-    pub source_ip: Option<&'a str>,
-    pub request_id: Option<&'a str>,
-    pub prev_hash: &'a str,
-}
-
-/// SHA-256 over an unambiguous JSON encoding of every field and the previous hash.
-pub fn entry_hash(i: &HashInput<'_>) -> String {
-    let canonical = serde_json::json!([
-        "slipway-audit-v1",
-        i.seq,
-        i.at.timestamp_micros(),
-        i.actor,
-        i.action,
-        i.target_type,
-        i.target_id,
-        i.summary,
-        i.source_ip,
-        i.request_id,
-        i.prev_hash,
-    ]);
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Intact { entries: u64 },
-    Tampered { seq: i64, reason: String },
-}
-
-/// Walks the whole chain in order and reports the first entry that does not
-/// match its hash, its predecessor or the head.
-pub async fn verify<C: ConnectionTrait>(db: &C) -> Result<Verdict, DbErr> {
-    const BATCH: u64 = 1000;
-    let mut prev = GENESIS_HASH.to_owned();
-    let mut expected_seq = 1i64;
-    let mut count = 0u64;
-    loop {
-        let rows = audit_entry::Entity::find()
-            .filter(audit_entry::Column::Seq.gte(expected_seq))
-            .order_by_asc(audit_entry::Column::Seq)
-            .limit(BATCH)
-            .all(db)
-            .await?;
-        if rows.is_empty() {
-            break;
-        }
-        for r in &rows {
-            if r.seq != expected_seq {
-                return Ok(Verdict::Tampered {
-                    seq: expected_seq,
-                    reason: format!("entry {expected_seq} is missing (next is {})", r.seq),
-                });
-            }
-            if r.prev_hash != prev {
-                return Ok(Verdict::Tampered {
-                    seq: r.seq,
-                    reason: "prev_hash does not match the previous entry".into(),
-                });
-            }
-            let h = entry_hash(&HashInput {
-                seq: r.seq,
-                at: r.at,
-                actor: &r.actor,
-                action: &r.action,
-                target_type: &r.target_type,
-                target_id: r.target_id.as_deref(),
-                summary: &r.summary,
-                source_ip: r.source_ip.as_deref(),
-                request_id: r.request_id.as_deref(),
-                prev_hash: &r.prev_hash,
-            });
-            if h != r.hash {
-                return Ok(Verdict::Tampered {
-                    seq: r.seq,
-                    reason: "content does not match its hash (row was modified)".into(),
-                });
-            }
-            prev = r.hash.clone();
-            expected_seq += 1;
-            count += 1;
-        }
+/// `slipway audit seal`: adopts the current head after everything but its
+/// MAC checked out (a store written before head MACs, or one an operator
+/// has investigated and accepts), and records `audit.seal` with the reason.
+pub async fn seal(
+    db: &DatabaseConnection,
+    key: AuditKey,
+    actor: &ActorInfo,
+    reason: &str,
+) -> Result<Verdict, AuditError> {
+    let mut tx = AuditTx::begin_unchecked(db, key.clone()).await?;
+    let verdict = verify(&tx.txn, &tx.key, HeadMac::Ignored).await?;
+    if let Verdict::Tampered { .. } = verdict {
+        return Ok(verdict);
     }
-    let head = audit_head::Entity::find_by_id(1)
-        .one(db)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("audit_head".into()))?;
-    if head.seq != expected_seq - 1 || head.hash != prev {
-        return Ok(Verdict::Tampered {
-            seq: head.seq.max(expected_seq),
-            reason: format!(
-                "chain ends at entry {} but the head records entry {} (entries deleted or head altered)",
-                expected_seq - 1,
-                head.seq
-            ),
-        });
-    }
-    Ok(Verdict::Intact { entries: count })
+    let head = tx.head().await?;
+    let was_authentic = chain::head_is_authentic(&tx.key, &head);
+    tx.record(
+        actor,
+        Event::new(
+            "audit.seal",
+            "audit_log",
+            head.seq,
+            serde_json::json!({"head_seq": head.seq, "head_was_authenticated": was_authentic, "reason": reason}),
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(verify(db, &key, HeadMac::Required).await?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn input<'a>(summary: &'a str, prev: &'a str) -> HashInput<'a> {
-        HashInput {
-            seq: 1,
-            at: DateTime::<Utc>::from_timestamp(1_700_000_000, 123_000).unwrap_or_default(),
-            actor: "alice",
-            action: "project.create",
-            target_type: "project",
-            target_id: Some("x"),
-            summary,
-            source_ip: None,
-            request_id: None,
-            prev_hash: prev,
-        }
+    fn t(min: i64) -> chrono::DateTime<Utc> {
+        chrono::DateTime::<Utc>::from_timestamp(1_700_000_000 + min * 60, 0).unwrap_or_default()
     }
 
     #[test]
-    fn hash_depends_on_every_field_and_predecessor() {
-        let a = entry_hash(&input("{}", GENESIS_HASH));
-        assert_eq!(a.len(), 64);
-        assert_eq!(a, entry_hash(&input("{}", GENESIS_HASH)));
-        assert_ne!(a, entry_hash(&input("{\"a\":1}", GENESIS_HASH)));
-        assert_ne!(a, entry_hash(&input("{}", &"1".repeat(64))));
+    fn checkpoints_at_first_commit_then_by_count_or_age() {
+        assert!(checkpoint_due(None, 1, t(0)));
+        assert!(!checkpoint_due(Some((1, t(0))), 2, t(1)));
+        assert!(checkpoint_due(Some((1, t(0))), 1001, t(1)));
+        assert!(checkpoint_due(Some((1, t(0))), 2, t(10)));
+        // Never twice for one head.
+        assert!(!checkpoint_due(Some((5, t(0))), 5, t(60)));
     }
 }

@@ -71,6 +71,8 @@ pub const REGISTRY_SERVER: &str = "REGISTRY_SERVER";
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] DbErr),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("{0}")]
     Api(#[from] crate::error::ApiError),
 }

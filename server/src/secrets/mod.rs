@@ -1,6 +1,7 @@
 //! Secrets at rest: XChaCha20-Poly1305 with a 256-bit master key. The
 //! associated data binds each ciphertext to its environment, name and
 //! version, so a ciphertext copied to another row does not decrypt.
+use crate::audit::mac::AuditKey;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use chacha20poly1305::{
     aead::{Aead, KeyInit, Payload},
@@ -18,6 +19,8 @@ pub enum KeyError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Mode(#[from] crate::store::files::FileError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +28,11 @@ pub enum KeyError {
 pub struct DecryptError;
 
 #[derive(Clone)]
-pub struct MasterKey(XChaCha20Poly1305);
+pub struct MasterKey {
+    aead: XChaCha20Poly1305,
+    /// Derived once; authenticates the audit chain (see `audit::mac`).
+    audit: AuditKey,
+}
 
 pub struct Sealed {
     pub ciphertext: Vec<u8>,
@@ -39,15 +46,22 @@ impl MasterKey {
     }
 
     fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
-        if bytes.len() != 32 {
-            return Err(KeyError::BadKey);
-        }
-        XChaCha20Poly1305::new_from_slice(bytes)
-            .map(MasterKey)
-            .map_err(|_| KeyError::BadKey)
+        let bytes: &[u8; 32] = bytes.try_into().map_err(|_| KeyError::BadKey)?;
+        let aead = XChaCha20Poly1305::new_from_slice(bytes).map_err(|_| KeyError::BadKey)?;
+        Ok(MasterKey {
+            aead,
+            audit: AuditKey::derive(bytes),
+        })
     }
 
-    /// The configured key, else `<data_dir>/master.key`, created once with mode 0600.
+    /// The key that authenticates the audit chain's head, checkpoints and
+    /// witness records: HKDF of this key, so it is never in the store.
+    pub fn audit_key(&self) -> AuditKey {
+        self.audit.clone()
+    }
+
+    /// The configured key, else `<data_dir>/master.key`, created once with mode
+    /// 0600 (in a 0700 directory); an existing file open to others is narrowed.
     pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<Self, KeyError> {
         if let Some(k) = configured {
             return Self::from_base64(k);
@@ -58,9 +72,12 @@ impl MasterKey {
             source,
         };
         match std::fs::read_to_string(&path) {
-            Ok(s) => Self::from_base64(&s),
+            Ok(s) => {
+                crate::store::files::ensure_private(&path)?;
+                Self::from_base64(&s)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir).map_err(file_err)?;
+                crate::store::files::private_dir(data_dir)?;
                 let mut bytes = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut bytes);
                 let mut opts = std::fs::OpenOptions::new();
@@ -85,7 +102,7 @@ impl MasterKey {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         // Encryption with a valid key and in-memory buffers cannot fail.
         let ciphertext = self
-            .0
+            .aead
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
@@ -109,7 +126,7 @@ impl MasterKey {
         if nonce.len() != 24 {
             return Err(DecryptError);
         }
-        self.0
+        self.aead
             .decrypt(
                 XNonce::from_slice(nonce),
                 Payload {

@@ -2,6 +2,7 @@
 //! default; PostgreSQL is the production store.
 pub mod cache;
 pub mod entities;
+pub mod files;
 
 use crate::config::{redact_url, Settings};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqlErr};
@@ -10,11 +11,8 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Files(#[from] files::FileError),
     #[error("cannot connect to {url}: {source}")]
     Connect { url: String, source: DbErr },
     #[error("migrations failed: {0}")]
@@ -22,18 +20,27 @@ pub enum StoreError {
 }
 
 /// Opens the pool (creating the SQLite file and its directory if needed).
+/// The data directory, the SQLite file and its companions are made private
+/// first (see [`files`]).
 pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, StoreError> {
     let url = settings.database_url.clone();
-    if let Some(path) = sqlite_path(&url) {
-        if let Some(dir) = std::path::Path::new(&path).parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
+    let sqlite = sqlite_path(&url).map(std::path::PathBuf::from);
+    if let Some(path) = &sqlite {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if dir.exists() && dir != settings.data_dir {
+                // Someone else's directory (e.g. /var/lib): the files are private.
+            } else {
+                files::private_dir(dir)?;
             }
         }
+        // Created here, not by SQLite, so that it is 0600 under any umask;
+        // SQLite gives the -wal and -shm files the database's mode.
+        files::private_file(path)?;
+        for companion in files::sqlite_companions(path) {
+            files::ensure_private(&companion)?;
+        }
     }
+    files::ensure_private(&settings.data_dir)?;
     let mut opts = ConnectOptions::new(url.clone());
     opts.max_connections(settings.db_max_connections)
         .min_connections(1)

@@ -1,6 +1,7 @@
 //! SeaORM entities, one per table of `migrations/`. Only `store` and the
 //! modules' store functions see these; the API speaks `slipway_types`.
 pub mod api_token;
+pub mod audit_checkpoint;
 pub mod audit_entry;
 pub mod audit_head;
 pub mod deployment;
