@@ -1,12 +1,23 @@
-use crate::{helpers::TestApp, store_test};
-use sea_orm::{ConnectionTrait, Statement};
+use crate::{
+    helpers::{spawn_app_with, Backend, TestApp},
+    store_test,
+};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::json;
+use slipway_server::{
+    audit::{mac, AuditError, AuditTx},
+    secrets::MasterKey,
+};
 use slipway_types::api::{AuditEntry, Page};
+use std::time::{Duration, Instant};
 
 store_test!(
     every_mutation_is_audited,
     audit_verify_detects_a_changed_row,
-    audit_filters_and_csv
+    audit_filters_and_csv,
+    audit_cut_tail_with_rewound_head_is_detected,
+    audit_tampered_checkpoint_is_detected,
+    audit_commit_without_an_entry_is_refused
 );
 
 async fn every_mutation_is_audited(mut app: TestApp) {
@@ -189,4 +200,254 @@ async fn audit_filters_and_csv(mut app: TestApp) {
     );
     assert_eq!(lines.len(), 2);
     assert!(lines[1].contains("project.create"));
+}
+
+async fn exec(db: &DatabaseConnection, sql: &str) {
+    db.execute(Statement::from_string(
+        db.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+async fn query_one(db: &DatabaseConnection, sql: &str) -> sea_orm::QueryResult {
+    db.query_one(Statement::from_string(
+        db.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+async fn entry_hash(db: &DatabaseConnection, seq: i64) -> String {
+    query_one(db, &format!("SELECT hash FROM audit_log WHERE seq = {seq}"))
+        .await
+        .try_get("", "hash")
+        .unwrap()
+}
+
+fn out(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Someone with the database deletes the newest entries and rewinds the
+/// head to the last one left: the head's MAC no longer matches.
+async fn audit_cut_tail_with_rewound_head_is_detected(mut app: TestApp) {
+    app.setup_admin().await;
+    app.seed_service("shop", "staging", "web").await;
+    let ok = app.cli(&["audit", "verify"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", out(&ok));
+    assert!(out(&ok).contains("head authenticated"), "{}", out(&ok));
+
+    let db = app.db().await;
+    let hash3 = entry_hash(&db, 3).await;
+    exec(&db, "DELETE FROM audit_log WHERE seq > 3").await;
+    exec(
+        &db,
+        &format!("UPDATE audit_head SET seq = 3, hash = '{hash3}' WHERE id = 1"),
+    )
+    .await;
+    let cut = app.cli(&["audit", "verify"]);
+    assert_eq!(cut.status.code(), Some(1), "{}", out(&cut));
+    assert!(out(&cut).contains("first bad entry is #3"), "{}", out(&cut));
+    assert!(out(&cut).contains("MAC does not match"), "{}", out(&cut));
+
+    // The server does not chain new entries onto the cut log (which would
+    // hide the cut under a fresh MAC): changes are refused.
+    let refused = app
+        .post("/api/v1/projects", &json!({"name": "after-cut"}))
+        .await
+        .expect(503);
+    assert_eq!(refused.error_code(), "unavailable");
+
+    // An operator who accepts the state seals it; the seal stays in the log.
+    let sealed = app.cli(&["audit", "seal", "--reason", "restored after incident 7"]);
+    assert_eq!(sealed.status.code(), Some(0), "{}", out(&sealed));
+    let ok = app.cli(&["audit", "verify"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", out(&ok));
+    app.post("/api/v1/projects", &json!({"name": "after-seal"}))
+        .await
+        .expect(201);
+    let seal: Page<AuditEntry> = app
+        .get("/api/v1/audit?action=audit.seal")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(seal.items[0].seq, 4);
+    assert_eq!(seal.items[0].summary["head_was_authenticated"], false);
+    assert_eq!(seal.items[0].summary["head_seq"], 3);
+}
+
+async fn audit_tampered_checkpoint_is_detected(mut app: TestApp) {
+    app.setup_admin().await;
+    app.seed_service("shop", "staging", "web").await;
+    let db = app.db().await;
+    // The first commit (setup: user.create and auth.login) took a checkpoint.
+    let cp = query_one(
+        &db,
+        "SELECT seq, hash FROM audit_checkpoint ORDER BY seq LIMIT 1",
+    )
+    .await;
+    let seq: i64 = cp.try_get("", "seq").unwrap();
+    assert_eq!(seq, 2);
+    let other = entry_hash(&db, 3).await;
+    exec(
+        &db,
+        &format!("UPDATE audit_checkpoint SET hash = '{other}' WHERE seq = 2"),
+    )
+    .await;
+    let bad = app.cli(&["audit", "verify"]);
+    assert_eq!(bad.status.code(), Some(1), "{}", out(&bad));
+    assert!(
+        out(&bad).contains("checkpoint #2 has a wrong MAC"),
+        "{}",
+        out(&bad)
+    );
+    // A checkpoint past the chain's end shows deleted entries, even when
+    // the head was put back consistently (here: MAC left as it was).
+    let hash2 = entry_hash(&db, 2).await;
+    exec(
+        &db,
+        &format!("UPDATE audit_checkpoint SET hash = '{hash2}' WHERE seq = 2"),
+    )
+    .await;
+    assert_eq!(app.cli(&["audit", "verify"]).status.code(), Some(0));
+    exec(&db, "DELETE FROM audit_log").await;
+    exec(
+        &db,
+        &format!(
+            "UPDATE audit_head SET seq = 0, hash = '{}', mac = NULL WHERE id = 1",
+            slipway_server::audit::GENESIS_HASH
+        ),
+    )
+    .await;
+    let wiped = app.cli(&["audit", "verify"]);
+    assert_eq!(wiped.status.code(), Some(1), "{}", out(&wiped));
+    assert!(
+        out(&wiped).contains("checkpoint #2 was taken later"),
+        "{}",
+        out(&wiped)
+    );
+}
+
+async fn audit_commit_without_an_entry_is_refused(mut app: TestApp) {
+    app.setup_admin().await;
+    let db = app.db().await;
+    let key = std::fs::read_to_string(app.data_dir.path().join("master.key")).unwrap();
+    mac::register(&db, MasterKey::from_base64(&key).unwrap().audit_key());
+    let tx = AuditTx::begin(&db).await.unwrap();
+    exec_in(&tx, "UPDATE users SET username = 'mallory'").await;
+    assert!(matches!(
+        tx.commit().await,
+        Err(AuditError::NothingRecorded)
+    ));
+    // Nothing of it was written.
+    let u = query_one(&db, "SELECT username FROM users").await;
+    assert_eq!(u.try_get::<String>("", "username").unwrap(), "admin");
+    assert_eq!(app.cli(&["audit", "verify"]).status.code(), Some(0));
+}
+
+async fn exec_in(tx: &AuditTx, sql: &str) {
+    tx.execute(Statement::from_string(
+        tx.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .await
+    .unwrap();
+}
+
+/// A head replayed from an older copy of the store (with its valid MAC)
+/// passes the plain check; the witness, which saw the later head, does not.
+async fn witness_detects_a_replayed_head(backend: Backend) {
+    let outside = tempfile::tempdir().unwrap();
+    let witness = outside.path().join("audit-witness.jsonl");
+    let witness_str = witness.display().to_string();
+    let mut app = spawn_app_with(
+        backend,
+        &[
+            ("SLIPWAY_AUDIT_WITNESS_FILE", witness_str.as_str()),
+            ("SLIPWAY_AUDIT_WITNESS_INTERVAL_SECONDS", "1"),
+        ],
+    )
+    .await;
+    app.setup_admin().await;
+    app.seed_service("shop", "staging", "web").await;
+    let db = app.db().await;
+    let old = query_one(&db, "SELECT seq, hash, mac FROM audit_head WHERE id = 1").await;
+    let (old_seq, old_hash, old_mac): (i64, String, String) = (
+        old.try_get("", "seq").unwrap(),
+        old.try_get("", "hash").unwrap(),
+        old.try_get("", "mac").unwrap(),
+    );
+    assert_eq!(old_seq, 5);
+    app.post("/api/v1/projects", &json!({"name": "later"}))
+        .await
+        .expect(201);
+    wait_for_witnessed(&witness, 6).await;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&witness).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let w = ["audit", "verify", "--witness", witness_str.as_str()];
+    let agree = app.cli(&w);
+    assert_eq!(agree.status.code(), Some(0), "{}", out(&agree));
+    assert!(out(&agree).contains("agrees"), "{}", out(&agree));
+
+    exec(&db, "DELETE FROM audit_log WHERE seq > 5").await;
+    exec(&db, "DELETE FROM audit_checkpoint WHERE seq > 5").await;
+    exec(
+        &db,
+        &format!(
+            "UPDATE audit_head SET seq = {old_seq}, hash = '{old_hash}', mac = '{old_mac}' WHERE id = 1"
+        ),
+    )
+    .await;
+    let plain = app.cli(&["audit", "verify"]);
+    assert_eq!(plain.status.code(), Some(0), "{}", out(&plain));
+    let caught = app.cli(&w);
+    assert_eq!(caught.status.code(), Some(1), "{}", out(&caught));
+    assert!(
+        out(&caught).contains("witnessed entry #6") && out(&caught).contains("ends at entry 5"),
+        "{}",
+        out(&caught)
+    );
+}
+
+/// Bounded poll of the witness file for a head at `seq` or later.
+async fn wait_for_witnessed(file: &std::path::Path, seq: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["seq"].as_i64())
+            .max();
+        if seen.is_some_and(|s| s >= seq) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the witness never saw entry {seq} (last: {seen:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witness_detects_a_replayed_head_sqlite() {
+    witness_detects_a_replayed_head(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witness_detects_a_replayed_head_postgres() {
+    witness_detects_a_replayed_head(Backend::Postgres).await;
 }

@@ -134,3 +134,91 @@ async fn cli_first_run_admin_then_login() {
         .unwrap();
     assert_eq!(again.status.code(), Some(2));
 }
+
+#[cfg(unix)]
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// The real `slipway serve` under umask 022 keeps its data private: the data
+/// directory 0700, the database (and its -wal/-shm) and the master key 0600;
+/// files left too open by an earlier version are narrowed at start.
+#[cfg(unix)]
+#[test]
+fn data_files_are_private_under_a_normal_umask() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let slipway = |args: &str| {
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c")
+            .arg(format!("umask 022 && exec \"$0\" {args}"))
+            .arg(env!("CARGO_BIN_EXE_slipway"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SLIPWAY_DATA_DIR", &data)
+            .env("SLIPWAY_BIND", "127.0.0.1:0")
+            .env("SLIPWAY_STATIC_DIR", tmp.path().join("static"));
+        c
+    };
+    let mut server = slipway("serve")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded by the server's own start) for its "listening" line.
+    let stderr = server.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("slipway listening") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let started = rx.recv_timeout(std::time::Duration::from_secs(60));
+    let db = data.join("slipway.db");
+    let files = [
+        db.clone(),
+        data.join("slipway.db-wal"),
+        data.join("slipway.db-shm"),
+        data.join("master.key"),
+    ];
+    let modes: Vec<(String, u32)> = std::iter::once(data.clone())
+        .chain(files.iter().cloned())
+        .map(|p| (p.display().to_string(), mode(&p)))
+        .collect();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(started.is_ok(), "slipway serve did not start");
+    assert_eq!(modes[0].1, 0o700, "{modes:?}");
+    for (p, m) in &modes[1..] {
+        assert_eq!(*m, 0o600, "{p}: {m:o}");
+    }
+
+    // Too open (as an older version or a careless copy left them): narrowed.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in &files {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let verify = slipway("audit verify").output().unwrap();
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert_eq!(mode(&data), 0o700);
+    for f in files.iter().filter(|f| f.exists()) {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    assert!(db.exists() && data.join("master.key").exists());
+}
