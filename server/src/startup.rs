@@ -54,7 +54,7 @@ impl Application {
         let db = store::connect(&settings).await?;
         store::migrate(&db).await?;
         let key = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
-        crate::audit::start(&db, &key, &settings)?;
+        crate::audit::start(&db, &key, &settings).await?;
         let dummy_hash = password::hash(crate::auth::random_secret()).await?;
         let read_cache = if db.get_database_backend() == sea_orm::DbBackend::Postgres {
             let cache = Arc::new(ReadCache::replicated());

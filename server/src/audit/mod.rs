@@ -44,7 +44,8 @@ pub enum AuditError {
     NoKey { store: String },
     #[error(
         "the audit head (entry {seq}) is not authenticated: the log may have been cut or the \
-         head rewound, or this is not the store's master key; run `slipway audit verify`"
+         head rewound, or this is not the store's master key; run `slipway audit verify` (a \
+         store written before head MACs needs `slipway audit seal` once)"
     )]
     HeadNotAuthentic { seq: i64 },
 }
@@ -64,16 +65,26 @@ impl From<AuditError> for crate::error::ApiError {
     }
 }
 
-/// Registers the store's audit key for this process and, if one is
-/// configured, checks the witness and starts publishing to it.
-/// `Application::build` calls it after loading the master key; the CLI only
-/// registers the key ([`mac::register`]).
-pub fn start(
+/// Registers the store's audit key for this process, says at once (in the
+/// log) if the head cannot be authenticated, and, if one is configured,
+/// checks the witness and starts publishing to it. `Application::build`
+/// calls it after loading the master key; the CLI only registers the key
+/// ([`mac::register`]).
+pub async fn start(
     db: &DatabaseConnection,
     key: &crate::secrets::MasterKey,
     settings: &crate::config::Settings,
 ) -> Result<(), witness::WitnessError> {
     mac::register(db, key.audit_key());
+    if let Some(head) = audit_head::Entity::find_by_id(1).one(db).await? {
+        if !chain::head_is_authentic(&key.audit_key(), &head) {
+            tracing::error!(
+                seq = head.seq,
+                "{}",
+                AuditError::HeadNotAuthentic { seq: head.seq }
+            );
+        }
+    }
     if let Some(w) = witness::Witness::from_settings(settings) {
         w.check()?;
         tracing::info!(witness = %w.describe(), "publishing the audit head");
