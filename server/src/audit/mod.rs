@@ -368,6 +368,51 @@ pub async fn seal(
     Ok(verify(db, &key, HeadMac::Required).await?)
 }
 
+/// Seals the chain once when this start applied the migration that added
+/// head MACs: a store written before them has a head without one, and an
+/// upgrade must not lock everybody out until an operator runs
+/// `slipway audit seal`. Only the start that applies that migration does it,
+/// so nulling a MAC later still refuses writes; the `audit.seal` entry stays
+/// in the log. A chain that fails verification is left unsealed (refused).
+pub async fn seal_on_upgrade(
+    db: &DatabaseConnection,
+    key: &crate::secrets::MasterKey,
+    applied: &[String],
+) -> Result<(), AuditError> {
+    if !applied
+        .iter()
+        .any(|m| m == slipway_migrations::AUDIT_MAC_MIGRATION)
+    {
+        return Ok(());
+    }
+    let Some(head) = audit_head::Entity::find_by_id(1).one(db).await? else {
+        return Ok(());
+    };
+    if head.seq == 0 || head.mac.is_some() {
+        return Ok(());
+    }
+    let actor = ActorInfo {
+        name: "system:upgrade".into(),
+        source_ip: None,
+        request_id: None,
+    };
+    let verdict = seal(
+        db,
+        key.audit_key(),
+        &actor,
+        "store upgraded to authenticated audit heads",
+    )
+    .await?;
+    match verdict {
+        Verdict::Tampered { .. } => tracing::error!(
+            seq = head.seq,
+            "the audit log failed verification during the upgrade: not sealed, changes stay refused"
+        ),
+        _ => tracing::info!(seq = head.seq, "audit chain sealed on upgrade"),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

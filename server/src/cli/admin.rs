@@ -31,8 +31,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<i32> {
 }
 
 pub async fn migrate(settings: Settings) -> anyhow::Result<i32> {
-    let db = store::connect(&settings).await?;
-    store::migrate(&db).await?;
+    open(&settings).await?;
     println!("migrations applied");
     Ok(0)
 }
@@ -40,9 +39,10 @@ pub async fn migrate(settings: Settings) -> anyhow::Result<i32> {
 /// The store, migrated, with its audit key registered for `AuditTx`.
 async fn open(settings: &Settings) -> anyhow::Result<(DatabaseConnection, MasterKey)> {
     let db = store::connect(settings).await?;
-    store::migrate(&db).await?;
+    let applied = store::migrate(&db).await?;
     let key = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
     audit::mac::register(&db, key.audit_key());
+    audit::seal_on_upgrade(&db, &key, &applied).await?;
     Ok((db, key))
 }
 

@@ -17,7 +17,8 @@ store_test!(
     audit_filters_and_csv,
     audit_cut_tail_with_rewound_head_is_detected,
     audit_tampered_checkpoint_is_detected,
-    audit_commit_without_an_entry_is_refused
+    audit_commit_without_an_entry_is_refused,
+    audit_store_from_before_head_macs_is_sealed_on_upgrade
 );
 
 async fn every_mutation_is_audited(mut app: TestApp) {
@@ -234,6 +235,47 @@ fn out(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// A store written before head MACs (schema and head as they were) is
+/// sealed by the start that applies the migration, not locked until an
+/// operator runs `audit seal`; the seal is in the log. Nulling a MAC later
+/// (no migration applied) is still refused.
+async fn audit_store_from_before_head_macs_is_sealed_on_upgrade(mut app: TestApp) {
+    app.setup_admin().await;
+    app.seed_service("shop", "staging", "web").await;
+    let db = app.db().await;
+    exec(&db, "DROP TABLE audit_checkpoint").await;
+    exec(&db, "ALTER TABLE audit_head DROP COLUMN mac").await;
+    exec(
+        &db,
+        "DELETE FROM seaql_migrations WHERE version = 'm20261202_000002_audit_mac'",
+    )
+    .await;
+
+    let migrated = app.cli(&["migrate"]);
+    assert_eq!(migrated.status.code(), Some(0), "{}", out(&migrated));
+    let ok = app.cli(&["audit", "verify"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", out(&ok));
+    assert!(out(&ok).contains("head authenticated"), "{}", out(&ok));
+    app.post("/api/v1/projects", &json!({"name": "after-upgrade"}))
+        .await
+        .expect(201);
+    let seal: Page<AuditEntry> = app
+        .get("/api/v1/audit?action=audit.seal")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(seal.items.len(), 1);
+    assert_eq!(seal.items[0].actor, "system:upgrade");
+
+    // Only the upgrade itself seals: a MAC removed afterwards stays refused.
+    exec(&db, "UPDATE audit_head SET mac = NULL WHERE id = 1").await;
+    let again = app.cli(&["migrate"]);
+    assert_eq!(again.status.code(), Some(0), "{}", out(&again));
+    app.post("/api/v1/projects", &json!({"name": "after-null"}))
+        .await
+        .expect(503);
 }
 
 /// Someone with the database deletes the newest entries and rewinds the
