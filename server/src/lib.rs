@@ -17,5 +17,6 @@ pub mod live;
 pub mod ops;
 pub mod secrets;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -1,6 +1,10 @@
-//! Wires the application once: state, middleware, routes, static dashboard.
+//! Wires the application once: state ([`crate::state`]), the deploy engine,
+//! middleware, routes, static dashboard.
 //! `Application::build` binds (port 0 works) and exposes the port, so tests
 //! start the real server exactly as production does.
+/// Kept so handlers can keep importing `startup::AppState`; the type lives in
+/// [`crate::state`].
+pub use crate::state::AppState;
 use crate::{
     api::{self, extract},
     auth::{password, ratelimit::RateLimiter},
@@ -17,30 +21,8 @@ use actix_web::{
     web, App, HttpResponse, HttpServer,
 };
 use anyhow::Context;
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::ConnectionTrait;
 use std::{net::TcpListener, sync::Arc};
-
-pub struct AppState {
-    pub db: DatabaseConnection,
-    pub settings: Settings,
-    pub key: MasterKey,
-    pub metrics: Metrics,
-    pub login_limiter: RateLimiter,
-    /// Bad webhook signatures per project and client: a flood is answered
-    /// 429 without writing a delivery or audit row for each request.
-    pub hook_limiter: RateLimiter,
-    /// Verified against when a login names an unknown user, to equalise timing.
-    pub dummy_hash: String,
-    pub oidc: crate::auth::oidc::Oidc,
-    /// Connected agents.
-    pub hub: crate::agents::AgentHub,
-    /// What the dashboard shows live.
-    pub live: crate::live::LiveBus,
-    /// Wakes the deploy engine when a deployment is queued.
-    pub engine: crate::deploy::engine::EngineWaker,
-    /// Token lookups and service pages kept in memory (see `store::cache`).
-    pub read_cache: Arc<ReadCache>,
-}
 
 pub struct Application {
     port: u16,
@@ -81,7 +63,13 @@ impl Application {
             engine: crate::deploy::engine::EngineWaker::default(),
             read_cache,
         });
-        crate::deploy::engine::spawn(state.clone());
+        crate::deploy::engine::spawn(crate::deploy::engine::EngineDeps {
+            db: state.db.clone(),
+            hub: state.hub.clone(),
+            live: state.live.clone(),
+            key: state.key.clone(),
+            waker: state.engine.clone(),
+        });
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("cannot listen on {} (setting `bind`)", settings.bind))?;
         let port = listener.local_addr()?.port();

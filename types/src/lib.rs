@@ -14,6 +14,7 @@ pub mod api;
 pub mod error;
 pub mod names;
 pub mod role;
+pub mod target;
 pub mod time;
 
 pub use error::{ApiErrorBody, ErrorCode, FieldError};

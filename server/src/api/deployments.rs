@@ -1,83 +1,30 @@
 //! Releases (immutable snapshots) and deployments (a release going to its
 //! environment). Creating a deployment cuts a release and queues it; the
-//! deploy engine executes queued deployments.
+//! deploy engine executes queued deployments. The routes are thin: cutting
+//! releases, creating deployments and changing their state is
+//! [`crate::deploy::lifecycle`].
 use super::{
     extract::{PageQuery, ValidJson},
     services,
 };
 use crate::{
-    audit::{ActorInfo, AuditTx, Event},
+    audit::AuditTx,
     auth::{Auth, Deployer, Viewer},
-    ci,
-    deploy::{transition, DeployEvent},
+    deploy::lifecycle::{self, Gate, NewRelease, Origin},
     error::{ApiError, ApiResult},
-    startup::AppState,
-    store::entities::{deployment, deployment_step, release, service},
+    state::AppState,
+    store::entities::{deployment, release},
 };
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
 use sea_orm::{
-    sea_query::Expr, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
 use serde::Deserialize;
-use serde_json::json;
 use slipway_types::{
-    api::{
-        CreateDeployment, Deployment, DeploymentState, DeploymentStep, Page, Release, ServiceSpec,
-        Trigger,
-    },
-    ImageRef, Role,
+    api::{CreateDeployment, Deployment, DeploymentState, Page, Release, Trigger},
+    Role,
 };
 use uuid::Uuid;
-
-fn internal(msg: String) -> ApiError {
-    ApiError::Internal(anyhow::anyhow!(msg))
-}
-
-pub fn release_to_api(m: release::Model) -> ApiResult<Release> {
-    let config: ServiceSpec = serde_json::from_str(&m.config)
-        .map_err(|e| internal(format!("release {} config unreadable: {e}", m.id)))?;
-    Ok(Release {
-        id: m.id,
-        service_id: m.service_id,
-        environment_id: m.environment_id,
-        project_id: m.project_id,
-        number: m.number,
-        image: ImageRef::try_from(m.image).map_err(internal)?,
-        config,
-        git_sha: m.git_sha,
-        git_ref: m.git_ref,
-        trigger: serde_json::from_value(json!(m.trigger)).unwrap_or(Trigger::Api),
-        author: m.author,
-        created_at: m.created_at,
-    })
-}
-
-fn deployment_to_api(
-    d: deployment::Model,
-    r: &release::Model,
-    steps: Vec<DeploymentStep>,
-) -> ApiResult<Deployment> {
-    Ok(Deployment {
-        id: d.id,
-        release_id: d.release_id,
-        release_number: r.number,
-        image: ImageRef::try_from(r.image.clone()).map_err(internal)?,
-        service_id: d.service_id,
-        environment_id: d.environment_id,
-        project_id: d.project_id,
-        state: DeploymentState::parse(&d.state).ok_or_else(|| {
-            internal(format!("deployment {} has unknown state {}", d.id, d.state))
-        })?,
-        reason: d.reason,
-        requested_by: d.requested_by,
-        created_at: d.created_at,
-        started_at: d.started_at,
-        finished_at: d.finished_at,
-        steps,
-    })
-}
 
 #[derive(Debug, Deserialize)]
 pub struct ListFilter {
@@ -120,7 +67,7 @@ pub async fn list_releases(
     Ok(web::Json(Page {
         items: rows
             .into_iter()
-            .map(release_to_api)
+            .map(lifecycle::release_to_api)
             .collect::<Result<_, _>>()?,
         total,
         limit,
@@ -137,7 +84,7 @@ pub async fn get_release(
         .one(&state.db)
         .await?
         .ok_or(ApiError::NotFound("release"))?;
-    Ok(web::Json(release_to_api(r)?))
+    Ok(web::Json(lifecycle::release_to_api(r)?))
 }
 
 fn filtered(q: &ListFilter) -> ApiResult<Select<deployment::Entity>> {
@@ -179,8 +126,10 @@ pub async fn list(
         .await?;
     let mut items = Vec::with_capacity(rows.len());
     for (d, r) in rows {
-        let r = r.ok_or_else(|| internal(format!("deployment {} lost its release", d.id)))?;
-        items.push(deployment_to_api(d, &r, Vec::new())?);
+        let r = r.ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("deployment {} lost its release", d.id))
+        })?;
+        items.push(lifecycle::deployment_to_api(d, &r, Vec::new())?);
     }
     Ok(web::Json(Page {
         items,
@@ -190,117 +139,14 @@ pub async fn list(
     }))
 }
 
-pub async fn load<C: ConnectionTrait>(db: &C, id: Uuid) -> ApiResult<Deployment> {
-    let (d, r) = deployment::Entity::find_by_id(id)
-        .find_also_related(release::Entity)
-        .one(db)
-        .await?
-        .ok_or(ApiError::NotFound("deployment"))?;
-    let r = r.ok_or_else(|| internal(format!("deployment {id} lost its release")))?;
-    let steps = deployment_step::Entity::find()
-        .filter(deployment_step::Column::DeploymentId.eq(id))
-        .order_by_asc(deployment_step::Column::Id)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|s| DeploymentStep {
-            at: s.at,
-            message: s.message,
-        })
-        .collect();
-    deployment_to_api(d, &r, steps)
-}
-
 pub async fn get(
     _auth: Auth<Viewer>,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> ApiResult<web::Json<Deployment>> {
-    Ok(web::Json(load(&state.db, id.into_inner()).await?))
-}
-
-pub async fn add_step<C: ConnectionTrait>(
-    db: &C,
-    deployment_id: Uuid,
-    message: String,
-) -> ApiResult<()> {
-    deployment_step::Entity::insert(deployment_step::ActiveModel {
-        deployment_id: Set(deployment_id),
-        at: Set(Utc::now()),
-        message: Set(message),
-        ..Default::default()
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
-}
-
-/// Where a new release comes from.
-pub struct NewRelease {
-    pub git_sha: Option<String>,
-    pub git_ref: Option<String>,
-    /// `manual`, `api`, `webhook`, `promotion`.
-    pub trigger: &'static str,
-}
-
-/// Cuts release N+1 of `svc` with `spec` as its snapshot and records
-/// `release.create`.
-pub async fn insert_release(
-    tx: &mut AuditTx,
-    actor: &ActorInfo,
-    svc: &service::Model,
-    spec: &ServiceSpec,
-    from: NewRelease,
-) -> ApiResult<release::Model> {
-    let last: Option<i64> = release::Entity::find()
-        .filter(release::Column::ServiceId.eq(svc.id))
-        .select_only()
-        .column_as(release::Column::Number.max(), "n")
-        .into_tuple::<Option<i64>>()
-        .one(&tx.txn)
-        .await?
-        .flatten();
-    let m = release::Model {
-        id: Uuid::new_v4(),
-        service_id: svc.id,
-        environment_id: svc.environment_id,
-        project_id: svc.project_id,
-        number: last.unwrap_or(0) + 1,
-        image: spec.image.to_string(),
-        config: serde_json::to_string(spec).map_err(|e| ApiError::Internal(e.into()))?,
-        git_sha: from.git_sha,
-        git_ref: from.git_ref,
-        trigger: from.trigger.into(),
-        author: actor.name.clone(),
-        created_at: Utc::now(),
-    };
-    release::Entity::insert(release::ActiveModel {
-        id: Set(m.id),
-        service_id: Set(m.service_id),
-        environment_id: Set(m.environment_id),
-        project_id: Set(m.project_id),
-        number: Set(m.number),
-        image: Set(m.image.clone()),
-        config: Set(m.config.clone()),
-        git_sha: Set(m.git_sha.clone()),
-        git_ref: Set(m.git_ref.clone()),
-        trigger: Set(m.trigger.clone()),
-        author: Set(m.author.clone()),
-        created_at: Set(m.created_at),
-    })
-    .exec_without_returning(&tx.txn)
-    .await?;
-    tx.record(
-        actor,
-        Event::new(
-            "release.create",
-            "release",
-            m.id,
-            json!({"service": svc.name, "number": m.number, "image": m.image, "git_sha": m.git_sha, "git_ref": m.git_ref, "trigger": m.trigger}),
-        ),
-    )
-    .await?;
-    Ok(m)
+    Ok(web::Json(
+        lifecycle::load(&state.db, id.into_inner()).await?,
+    ))
 }
 
 /// `POST /services/{id}/deployments`: cut a release (or reuse an earlier one)
@@ -316,101 +162,57 @@ pub async fn create(
     let mut tx = AuditTx::begin(&state.db).await?;
     let svc = services::find(&tx.txn, service_id.into_inner()).await?;
     let actor = auth.scope(Some(svc.environment_id))?;
-    let rel = match body.release_id {
-        Some(rid) => release::Entity::find_by_id(rid)
-            .one(&tx.txn)
-            .await?
-            .filter(|r| r.service_id == svc.id)
-            .ok_or_else(|| ApiError::invalid("release_id", "no such release of this service"))?,
+    let (rel, origin) = match body.release_id {
+        Some(rid) => {
+            let rel = release::Entity::find_by_id(rid)
+                .one(&tx.txn)
+                .await?
+                .filter(|r| r.service_id == svc.id)
+                .ok_or_else(|| {
+                    ApiError::invalid("release_id", "no such release of this service")
+                })?;
+            (rel, Origin::Redeploy)
+        }
         None => {
             let mut spec = services::spec_of(&svc)?;
             if let Some(img) = &body.image {
                 spec.image = img.clone();
             }
             let trigger = if auth.principal.session.is_some() {
-                "manual"
+                Trigger::Manual
             } else {
-                "api"
+                Trigger::Api
             };
-            insert_release(
-                &mut tx,
-                &actor,
-                &svc,
-                &spec,
-                NewRelease {
-                    git_sha: body.git_sha.clone(),
-                    git_ref: body.git_ref.clone(),
-                    trigger,
-                },
-            )
-            .await?
+            let from = NewRelease {
+                git_sha: body.git_sha.clone(),
+                git_ref: body.git_ref.clone(),
+                trigger,
+            };
+            let rel = lifecycle::cut_release(&mut tx, &actor, &svc, &spec, from).await?;
+            (rel, Origin::NewRelease)
         }
     };
-    let is_admin = auth.principal.effective_role(Some(svc.environment_id)) >= Role::Admin;
-    let id = ci::policy::enqueue(
-        &mut tx,
-        &actor,
-        &svc,
-        &rel,
-        ci::policy::Gate {
-            is_admin,
-            override_reason: body.override_reason.clone(),
-            redeploy: body.release_id.is_some(),
-        },
-    )
-    .await?;
-    let d = load(&tx.txn, id).await?;
-    tx.commit().await?;
-    crate::deploy::routes::announce(&state, &d);
+    let gate = Gate {
+        is_admin: auth.principal.effective_role(Some(svc.environment_id)) >= Role::Admin,
+        override_reason: body.override_reason.clone(),
+        origin,
+    };
+    let changed = lifecycle::create(&mut tx, &actor, &svc, &rel, gate).await?;
+    let d = lifecycle::commit(tx, changed, &state.announcer()).await?;
     Ok(HttpResponse::Accepted().json(d))
 }
 
+/// `POST /deployments/{id}/cancel`.
 pub async fn cancel(
     auth: Auth<Deployer>,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> ApiResult<web::Json<Deployment>> {
     let mut tx = AuditTx::begin(&state.db).await?;
-    let d = deployment::Entity::find_by_id(id.into_inner())
-        .one(&tx.txn)
-        .await?
-        .ok_or(ApiError::NotFound("deployment"))?;
+    let d = lifecycle::find(&tx.txn, id.into_inner()).await?;
     let actor = auth.scope(Some(d.environment_id))?;
-    let from = DeploymentState::parse(&d.state)
-        .ok_or_else(|| internal(format!("deployment {} has unknown state {}", d.id, d.state)))?;
-    let to = transition(from, DeployEvent::Cancel)
-        .map_err(|e| ApiError::InvalidTransition(e.to_string()))?;
-    let now = Utc::now();
-    // Conditional on the state read above, so a concurrent transition wins cleanly.
-    let res = deployment::Entity::update_many()
-        .col_expr(deployment::Column::State, Expr::value(to.as_str()))
-        .col_expr(deployment::Column::FinishedAt, Expr::value(now))
-        .col_expr(
-            deployment::Column::Reason,
-            Expr::value(format!("cancelled by {}", actor.name)),
-        )
-        .filter(deployment::Column::Id.eq(d.id))
-        .filter(deployment::Column::State.eq(from.as_str()))
-        .exec(&tx.txn)
-        .await?;
-    if res.rows_affected != 1 {
-        return Err(ApiError::InvalidTransition(
-            "the deployment changed state meanwhile; reload".into(),
-        ));
-    }
-    add_step(&tx.txn, d.id, format!("cancelled by {}", actor.name)).await?;
-    tx.record(
-        &actor,
-        Event::new(
-            "deployment.cancel",
-            "deployment",
-            d.id,
-            json!({"from": from.as_str()}),
-        ),
-    )
-    .await?;
-    let out = load(&tx.txn, d.id).await?;
-    tx.commit().await?;
-    crate::deploy::routes::announce(&state, &out);
-    Ok(web::Json(out))
+    let changed = lifecycle::cancel(&mut tx, &actor, d.id).await?;
+    Ok(web::Json(
+        lifecycle::commit(tx, changed, &state.announcer()).await?,
+    ))
 }

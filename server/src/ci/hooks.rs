@@ -3,23 +3,23 @@
 //!
 //! A delivery is verified first (HMAC or token, constant time), then parsed
 //! into a [`CiEvent`]; matching trigger rules cut releases and, with
-//! `auto_deploy`, create deployments through [`policy::enqueue`]. The
+//! `auto_deploy`, create deployments through [`lifecycle::create`]. The
 //! delivery row is inserted in the same transaction as those releases, and
 //! `(project_id, delivery_id)` is unique: one delivery id never creates a
 //! second release, however often or concurrently it arrives.
 use super::{
     glob,
     payload::{self, CiEvent, Malformed, Parsed},
-    policy, webhook_aad, RawBody,
+    webhook_aad, RawBody,
 };
 use crate::{
     api::{
-        deployments::{insert_release, NewRelease},
         extract::{PageQuery, ValidJson},
         projects, services,
     },
     audit::{ActorInfo, AuditTx, Event},
     auth::{self, Admin, Auth, Viewer},
+    deploy::lifecycle::{self, Gate, NewRelease, Origin},
     error::{ApiError, ApiResult},
     startup::AppState,
     store::{
@@ -36,8 +36,8 @@ use sea_orm::{
 use serde_json::json;
 use slipway_types::{
     api::{
-        CreatedWebhook, HookResponse, NewTriggerRule, NewWebhook, Page, TriggerEvent, TriggerRule,
-        Webhook, WebhookDelivery, WebhookProvider,
+        CreatedWebhook, HookResponse, NewTriggerRule, NewWebhook, Page, Trigger, TriggerEvent,
+        TriggerRule, Webhook, WebhookDelivery, WebhookProvider,
     },
     ImageRef,
 };
@@ -863,7 +863,7 @@ async fn apply_rules(
         };
         let mut spec = services::spec_of(&svc)?;
         spec.image = image;
-        let rel = insert_release(
+        let rel = lifecycle::cut_release(
             tx,
             actor,
             &svc,
@@ -871,21 +871,21 @@ async fn apply_rules(
             NewRelease {
                 git_sha: e.sha.clone(),
                 git_ref: valid_ref(&e.git_ref),
-                trigger: "webhook",
+                trigger: Trigger::Webhook,
             },
         )
         .await?;
         releases.push(rel.id);
         let mut note = format!("{}: release #{} ({})", svc.name, rel.number, rel.image);
         if rule.auto_deploy {
-            let gate = policy::Gate {
+            let gate = Gate {
                 is_admin: false,
                 override_reason: None,
-                redeploy: false,
+                origin: Origin::NewRelease,
             };
-            match policy::enqueue(tx, actor, &svc, &rel, gate).await {
-                Ok(id) => {
-                    deployments.push(id);
+            match lifecycle::create(tx, actor, &svc, &rel, gate).await {
+                Ok(created) => {
+                    deployments.push(created.deployment.id);
                     note.push_str(", deployment created");
                 }
                 Err(ApiError::DeployFrozen(m)) => {

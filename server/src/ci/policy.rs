@@ -1,25 +1,25 @@
 //! Per-environment deploy policy: required approvals (with their expiry),
-//! maintenance windows and freezes. [`enqueue`] is the one way a deployment
-//! is created (API, webhooks, promotion), so every path obeys the policy.
+//! maintenance windows and freezes, and the approval routes. The policy is
+//! applied by [`crate::deploy::lifecycle`], where every deployment is created
+//! and approved, so every path (API, webhooks, promotion, rollback) obeys it.
 use super::{schedule, OptionalJson};
 use crate::{
     api::{
-        deployments::{add_step, load},
         environments,
         extract::{PageQuery, ValidJson},
     },
     audit::{ActorInfo, AuditTx, Event},
     auth::{Admin, Approver, Auth, Viewer},
-    deploy::{transition, DeployEvent},
+    deploy::lifecycle,
     error::{ApiError, ApiResult},
-    startup::AppState,
-    store::entities::{deployment, deployment_approval, environment_policy, release, service},
+    state::AppState,
+    store::entities::{deployment, deployment_approval, environment_policy},
 };
 use actix_web::web;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    sea_query::Expr, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -145,17 +145,8 @@ fn to_json<T: serde::Serialize>(v: &T) -> ApiResult<String> {
     serde_json::to_string(v).map_err(|e| ApiError::Internal(e.into()))
 }
 
-/// How a new deployment may pass the policy.
-pub struct Gate {
-    /// The caller is an admin in the environment (may override freezes).
-    pub is_admin: bool,
-    pub override_reason: Option<String>,
-    /// Redeploying an existing release (audit detail only).
-    pub redeploy: bool,
-}
-
 /// Validates an override request: admins only, with a non-empty reason.
-fn override_reason(is_admin: bool, reason: Option<String>) -> ApiResult<Option<String>> {
+pub(crate) fn override_reason(is_admin: bool, reason: Option<String>) -> ApiResult<Option<String>> {
     let Some(r) = reason else { return Ok(None) };
     let r = r.trim().to_owned();
     if r.is_empty() || r.len() > 500 {
@@ -174,7 +165,7 @@ fn override_reason(is_admin: bool, reason: Option<String>) -> ApiResult<Option<S
 
 /// Checks the freeze/window rules at `now`; an admin's override passes
 /// (and is audited).
-async fn check_schedule(
+pub(crate) async fn check_schedule(
     tx: &mut AuditTx,
     actor: &ActorInfo,
     policy: &EnvironmentPolicy,
@@ -200,69 +191,7 @@ async fn check_schedule(
     Ok(())
 }
 
-/// Creates the deployment of `rel`: `awaiting_approval` when the environment
-/// requires approvals, else `queued`; refused with `deploy_frozen` inside a
-/// freeze or outside the windows (unless an admin overrides).
-pub async fn enqueue(
-    tx: &mut AuditTx,
-    actor: &ActorInfo,
-    svc: &service::Model,
-    rel: &release::Model,
-    gate: Gate,
-) -> ApiResult<Uuid> {
-    let reason = override_reason(gate.is_admin, gate.override_reason)?;
-    let policy = load_policy(&tx.txn, svc.environment_id).await?;
-    let id = Uuid::new_v4();
-    let now = Utc::now();
-    check_schedule(tx, actor, &policy, reason.as_deref(), id, now).await?;
-    let st = if policy.required_approvals > 0 {
-        DeploymentState::AwaitingApproval
-    } else {
-        DeploymentState::Queued
-    };
-    deployment::Entity::insert(deployment::ActiveModel {
-        id: Set(id),
-        release_id: Set(rel.id),
-        service_id: Set(svc.id),
-        environment_id: Set(svc.environment_id),
-        project_id: Set(svc.project_id),
-        state: Set(st.as_str().into()),
-        reason: Set(None),
-        requested_by: Set(actor.name.clone()),
-        created_at: Set(now),
-        started_at: Set(None),
-        finished_at: Set(None),
-        claimed_by: Set(None),
-        lease_until: Set(None),
-    })
-    .exec_without_returning(&tx.txn)
-    .await?;
-    let msg = if st == DeploymentState::Queued {
-        format!(
-            "queued by {}: release #{} ({})",
-            actor.name, rel.number, rel.image
-        )
-    } else {
-        format!(
-            "requested by {}: release #{} ({}); awaiting {} approval(s)",
-            actor.name, rel.number, rel.image, policy.required_approvals
-        )
-    };
-    add_step(&tx.txn, id, msg).await?;
-    tx.record(
-        actor,
-        Event::new(
-            "deployment.create",
-            "deployment",
-            id,
-            json!({"service": svc.name, "release": rel.number, "image": rel.image, "redeploy": gate.redeploy, "state": st.as_str()}),
-        ),
-    )
-    .await?;
-    Ok(id)
-}
-
-async fn approvals_of<C: ConnectionTrait>(
+pub(crate) async fn approvals_of<C: ConnectionTrait>(
     db: &C,
     deployment_id: Uuid,
     ttl_hours: u32,
@@ -284,46 +213,6 @@ async fn approvals_of<C: ConnectionTrait>(
         .collect())
 }
 
-async fn awaiting(tx: &AuditTx, id: Uuid) -> ApiResult<deployment::Model> {
-    let d = deployment::Entity::find_by_id(id)
-        .one(&tx.txn)
-        .await?
-        .ok_or(ApiError::NotFound("deployment"))?;
-    if d.state != DeploymentState::AwaitingApproval.as_str() {
-        return Err(ApiError::InvalidTransition(format!(
-            "the deployment is {}, not awaiting approval",
-            d.state
-        )));
-    }
-    Ok(d)
-}
-
-/// Moves `d` from `awaiting_approval` with `event`, only if nobody did meanwhile.
-async fn move_state(
-    tx: &AuditTx,
-    d: &deployment::Model,
-    event: DeployEvent,
-    reason: Option<String>,
-) -> ApiResult<DeploymentState> {
-    let to = transition(DeploymentState::AwaitingApproval, event)
-        .map_err(|e| ApiError::InvalidTransition(e.to_string()))?;
-    let mut q = deployment::Entity::update_many()
-        .col_expr(deployment::Column::State, Expr::value(to.as_str()))
-        .filter(deployment::Column::Id.eq(d.id))
-        .filter(deployment::Column::State.eq(DeploymentState::AwaitingApproval.as_str()));
-    if to.is_terminal() {
-        q = q
-            .col_expr(deployment::Column::FinishedAt, Expr::value(Utc::now()))
-            .col_expr(deployment::Column::Reason, Expr::value(reason));
-    }
-    if q.exec(&tx.txn).await?.rows_affected != 1 {
-        return Err(ApiError::InvalidTransition(
-            "the deployment changed state meanwhile; reload".into(),
-        ));
-    }
-    Ok(to)
-}
-
 /// `POST /deployments/{id}/approve`.
 pub async fn approve(
     auth: Auth<Approver>,
@@ -332,70 +221,14 @@ pub async fn approve(
     body: OptionalJson<ApproveRequest>,
 ) -> ApiResult<web::Json<Deployment>> {
     let mut tx = AuditTx::begin(&state.db).await?;
-    let d = deployment::Entity::find_by_id(id.into_inner())
-        .one(&tx.txn)
-        .await?
-        .ok_or(ApiError::NotFound("deployment"))?;
+    let d = lifecycle::find(&tx.txn, id.into_inner()).await?;
     let actor = auth.scope(Some(d.environment_id))?;
-    let d = awaiting(&tx, d.id).await?;
-    if actor.name == d.requested_by {
-        return Err(ApiError::Forbidden(
-            "you requested this deployment: someone else must approve it".into(),
-        ));
-    }
     let is_admin = auth.principal.effective_role(Some(d.environment_id)) >= Role::Admin;
     let reason = override_reason(is_admin, body.0.override_reason)?;
-    let policy = load_policy(&tx.txn, d.environment_id).await?;
-    let now = Utc::now();
-    // One row per approver: approving again refreshes the approval.
-    deployment_approval::Entity::delete_many()
-        .filter(deployment_approval::Column::DeploymentId.eq(d.id))
-        .filter(deployment_approval::Column::Approver.eq(actor.name.as_str()))
-        .exec(&tx.txn)
-        .await?;
-    deployment_approval::Entity::insert(deployment_approval::ActiveModel {
-        id: Set(Uuid::new_v4()),
-        deployment_id: Set(d.id),
-        approver: Set(actor.name.clone()),
-        created_at: Set(now),
-    })
-    .exec_without_returning(&tx.txn)
-    .await?;
-    let valid = approvals_of(&tx.txn, d.id, policy.approval_ttl_hours, now)
-        .await?
-        .iter()
-        .filter(|a| a.valid)
-        .count();
-    let required = usize::from(policy.required_approvals);
-    let queue = valid >= required;
-    if queue {
-        check_schedule(&mut tx, &actor, &policy, reason.as_deref(), d.id, now).await?;
-        move_state(&tx, &d, DeployEvent::Approve, None).await?;
-    }
-    add_step(
-        &tx.txn,
-        d.id,
-        if queue {
-            format!("approved by {} ({valid}/{required}); queued", actor.name)
-        } else {
-            format!("approved by {} ({valid}/{required})", actor.name)
-        },
-    )
-    .await?;
-    tx.record(
-        &actor,
-        Event::new(
-            "deployment.approve",
-            "deployment",
-            d.id,
-            json!({"approvals": valid, "required": required, "queued": queue, "requested_by": d.requested_by}),
-        ),
-    )
-    .await?;
-    let out = load(&tx.txn, d.id).await?;
-    tx.commit().await?;
-    crate::deploy::routes::announce(&state, &out);
-    Ok(web::Json(out))
+    let changed = lifecycle::approve(&mut tx, &actor, &d, reason.as_deref()).await?;
+    Ok(web::Json(
+        lifecycle::commit(tx, changed, &state.announcer()).await?,
+    ))
 }
 
 /// `POST /deployments/{id}/reject` `{reason}`.
@@ -406,43 +239,16 @@ pub async fn reject(
     body: ValidJson<RejectRequest>,
 ) -> ApiResult<web::Json<Deployment>> {
     let mut tx = AuditTx::begin(&state.db).await?;
-    let d = deployment::Entity::find_by_id(id.into_inner())
-        .one(&tx.txn)
-        .await?
-        .ok_or(ApiError::NotFound("deployment"))?;
+    let d = lifecycle::find(&tx.txn, id.into_inner()).await?;
     let actor = auth.scope(Some(d.environment_id))?;
     let reason = body.0.reason.trim().to_owned();
     if reason.is_empty() || reason.len() > 500 {
         return Err(ApiError::invalid("reason", "must be 1–500 characters"));
     }
-    let d = awaiting(&tx, d.id).await?;
-    move_state(
-        &tx,
-        &d,
-        DeployEvent::Reject,
-        Some(format!("rejected by {}: {reason}", actor.name)),
-    )
-    .await?;
-    add_step(
-        &tx.txn,
-        d.id,
-        format!("rejected by {}: {reason}", actor.name),
-    )
-    .await?;
-    tx.record(
-        &actor,
-        Event::new(
-            "deployment.reject",
-            "deployment",
-            d.id,
-            json!({"reason": reason, "requested_by": d.requested_by}),
-        ),
-    )
-    .await?;
-    let out = load(&tx.txn, d.id).await?;
-    tx.commit().await?;
-    crate::deploy::routes::announce(&state, &out);
-    Ok(web::Json(out))
+    let changed = lifecycle::reject(&mut tx, &actor, &d, &reason).await?;
+    Ok(web::Json(
+        lifecycle::commit(tx, changed, &state.announcer()).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -474,11 +280,12 @@ pub async fn list(
     let now = Utc::now();
     let mut items = Vec::with_capacity(rows.len());
     for d in rows {
-        let policy = load_policy(&state.db, d.environment_id).await?;
+        let env = environments::find(&state.db, d.environment_id).await?;
+        let policy = load_policy(&state.db, env.id).await?;
         items.push(ApprovalRequest {
             approvals: approvals_of(&state.db, d.id, policy.approval_ttl_hours, now).await?,
-            deployment: load(&state.db, d.id).await?,
-            required_approvals: policy.required_approvals,
+            deployment: lifecycle::load(&state.db, d.id).await?,
+            required_approvals: lifecycle::required_approvals(&policy, env.protected),
         });
     }
     Ok(web::Json(Page {

@@ -2,18 +2,14 @@
 //! of a release, cut as a new release of the same-named service in another
 //! environment of the project, and deployed there under that environment's
 //! policy.
-use super::{diff, policy};
+use super::diff;
 use crate::{
-    api::{
-        deployments::{insert_release, load, release_to_api, NewRelease},
-        environments,
-        extract::ValidJson,
-        services,
-    },
+    api::{environments, extract::ValidJson, services},
     audit::{AuditTx, Event},
     auth::{Auth, Deployer, Viewer},
+    deploy::lifecycle::{self, Gate, NewRelease, Origin},
     error::{ApiError, ApiResult},
-    startup::AppState,
+    state::AppState,
     store::entities::{environment, release, service},
 };
 use actix_web::{web, HttpResponse};
@@ -21,7 +17,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde::Deserialize;
 use serde_json::json;
 use slipway_types::{
-    api::{PromotePreview, PromoteRequest, ServiceSpec},
+    api::{PromotePreview, PromoteRequest, ServiceSpec, Trigger},
     Role,
 };
 use uuid::Uuid;
@@ -71,7 +67,7 @@ async fn plan<C: ConnectionTrait>(db: &C, release_id: Uuid, env_id: Uuid) -> Api
                 ),
             )
         })?;
-    let source_spec = release_to_api(source.clone())?.config;
+    let source_spec = lifecycle::release_to_api(source.clone())?.config;
     let before = services::spec_of(&target)?;
     let after = diff::promoted_spec(&source_spec, &before);
     Ok(Plan {
@@ -123,18 +119,12 @@ pub async fn promote(
         .map_err(|_| ApiError::invalid("environment_id", "no such environment"))?;
     let actor = auth.scope(Some(env.id))?;
     let p = plan(&tx.txn, id.into_inner(), env.id).await?;
-    let rel = insert_release(
-        &mut tx,
-        &actor,
-        &p.target,
-        &p.after,
-        NewRelease {
-            git_sha: p.source.git_sha.clone(),
-            git_ref: p.source.git_ref.clone(),
-            trigger: "promotion",
-        },
-    )
-    .await?;
+    let from = NewRelease {
+        git_sha: p.source.git_sha.clone(),
+        git_ref: p.source.git_ref.clone(),
+        trigger: Trigger::Promotion,
+    };
+    let rel = lifecycle::cut_release(&mut tx, &actor, &p.target, &p.after, from).await?;
     tx.record(
         &actor,
         Event::new(
@@ -145,15 +135,12 @@ pub async fn promote(
         ),
     )
     .await?;
-    let is_admin = auth.principal.effective_role(Some(env.id)) >= Role::Admin;
-    let gate = policy::Gate {
-        is_admin,
+    let gate = Gate {
+        is_admin: auth.principal.effective_role(Some(env.id)) >= Role::Admin,
         override_reason: body.override_reason,
-        redeploy: false,
+        origin: Origin::NewRelease,
     };
-    let dep = policy::enqueue(&mut tx, &actor, &p.target, &rel, gate).await?;
-    let out = load(&tx.txn, dep).await?;
-    tx.commit().await?;
-    crate::deploy::routes::announce(&state, &out);
-    Ok(HttpResponse::Accepted().json(out))
+    let changed = lifecycle::create(&mut tx, &actor, &p.target, &rel, gate).await?;
+    let d = lifecycle::commit(tx, changed, &state.announcer()).await?;
+    Ok(HttpResponse::Accepted().json(d))
 }

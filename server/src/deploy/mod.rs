@@ -1,7 +1,9 @@
-//! Deployments: the state machine ([`state`]), pure planning ([`plan`]), the
-//! engine that drives queued deployments through the agents ([`engine`]) and
-//! the live/rollback routes ([`routes`]).
+//! Deployments: the state machine ([`state`]), the lifecycle that creates
+//! deployments and changes their state ([`lifecycle`]), pure planning
+//! ([`plan`]), the engine that drives queued deployments through the agents
+//! ([`engine`]) and the live/rollback routes ([`routes`]).
 pub mod engine;
+pub mod lifecycle;
 pub mod plan;
 pub mod routes;
 pub mod state;

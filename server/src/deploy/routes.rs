@@ -1,22 +1,20 @@
 //! Deployment routes that belong to the engine: rollback, and the live
 //! streams (server-sent events) the dashboard follows.
+use super::lifecycle::{self, Gate, Origin};
 use crate::{
-    api::deployments::load,
-    audit::{AuditTx, Event},
+    audit::AuditTx,
     auth::{Auth, Deployer, Viewer},
-    ci,
     error::{ApiError, ApiResult},
     live::Live,
-    startup::AppState,
+    state::AppState,
     store::entities::{release, service},
 };
 use actix_web::{web, HttpResponse};
 use futures_util::stream::{self, Stream};
 use sea_orm::EntityTrait;
 use serde::Serialize;
-use serde_json::json;
 use slipway_types::{
-    api::{Deployment, DeploymentEvent, DeploymentState, LiveEvent},
+    api::{DeploymentEvent, DeploymentState},
     Role,
 };
 use std::collections::HashSet;
@@ -26,24 +24,6 @@ use uuid::Uuid;
 
 /// Comment line that keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// After a queued deployment is committed: wake the engine and tell the
-/// dashboards.
-pub fn announce(state: &AppState, d: &Deployment) {
-    state.engine.wake();
-    state.live.publish(Live::State {
-        deployment_id: d.id,
-        state: d.state,
-        reason: d.reason.clone(),
-    });
-    state.live.publish(Live::Event(LiveEvent::Deployment {
-        id: d.id,
-        service_id: d.service_id,
-        environment_id: d.environment_id,
-        state: d.state,
-        release_number: d.release_number,
-    }));
-}
 
 /// `POST /releases/{id}/rollback`: redeploy an earlier release of its
 /// service through the normal path (policy, approvals, engine).
@@ -62,32 +42,13 @@ pub async fn rollback(
         .await?
         .ok_or(ApiError::NotFound("service"))?;
     let actor = auth.scope(Some(svc.environment_id))?;
-    let is_admin = auth.principal.effective_role(Some(svc.environment_id)) >= Role::Admin;
-    let id = ci::policy::enqueue(
-        &mut tx,
-        &actor,
-        &svc,
-        &rel,
-        ci::policy::Gate {
-            is_admin,
-            override_reason: None,
-            redeploy: true,
-        },
-    )
-    .await?;
-    tx.record(
-        &actor,
-        Event::new(
-            "deployment.rollback",
-            "deployment",
-            id,
-            json!({"service": svc.name, "to_release": rel.number, "image": rel.image}),
-        ),
-    )
-    .await?;
-    let d = load(&tx.txn, id).await?;
-    tx.commit().await?;
-    announce(&state, &d);
+    let gate = Gate {
+        is_admin: auth.principal.effective_role(Some(svc.environment_id)) >= Role::Admin,
+        override_reason: None,
+        origin: Origin::Rollback,
+    };
+    let changed = lifecycle::create(&mut tx, &actor, &svc, &rel, gate).await?;
+    let d = lifecycle::commit(tx, changed, &state.announcer()).await?;
     Ok(HttpResponse::Accepted().json(d))
 }
 
@@ -150,7 +111,7 @@ pub async fn deployment_events(
     let id = id.into_inner();
     // Subscribe first so nothing falls between the read and the stream.
     let rx = state.live.subscribe();
-    let d = load(&state.db, id).await?;
+    let d = lifecycle::load(&state.db, id).await?;
     let mut seen: HashSet<(i64, String)> = HashSet::new();
     let mut first = Vec::with_capacity(d.steps.len() + 1);
     for s in &d.steps {

@@ -1,6 +1,7 @@
 //! Production approvals, deploy freezes and maintenance windows, and the
 //! `slipway deploy` CLI against the real server.
 use crate::{
+    eventually::eventually,
     helpers::TestApp,
     store_test,
     webhooks::{github, push_payload, trigger, webhook},
@@ -10,11 +11,14 @@ use reqwest::Method;
 use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
 use slipway_server::store::entities::deployment_approval;
-use slipway_types::api::{ApprovalRequest, Deployment, DeploymentState, EnvironmentPolicy, Page};
+use slipway_types::api::{
+    ApprovalRequest, Deployment, DeploymentState, EnvironmentPolicy, HookResponse, Page, Release,
+};
 
 store_test!(
     approvals_gate_deployments,
     freezes_and_windows_refuse_deployments,
+    protected_environments_need_an_approval_on_every_path,
     cli_deploy_exit_codes
 );
 
@@ -30,6 +34,24 @@ async fn named_token(app: &TestApp, name: &str, role: &str) -> String {
 
 async fn as_token(app: &TestApp, tok: &str, path: &str, body: Value) -> crate::helpers::Resp {
     app.send(Method::POST, path, Some(&body), Some(tok)).await
+}
+
+/// A GitHub webhook for `project`, an auto-deploy rule for pushes to main on
+/// `svc`, and one signed push delivery; returns the hook's answer.
+async fn auto_deploy_push(app: &TestApp, project: &str, svc: &str, delivery: &str) -> (u16, Value) {
+    let secret = webhook(app, project, "github").await.secret;
+    trigger(
+        app,
+        svc,
+        json!({"event": "push", "pattern": "main",
+        "image_template": "ghcr.io/acme/api:{short_sha}", "auto_deploy": true}),
+    )
+    .await;
+    let payload = push_payload(
+        "refs/heads/main",
+        "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+    );
+    github(app, project, &secret, "push", delivery, &payload).await
 }
 
 async fn approvals_gate_deployments(mut app: TestApp) {
@@ -344,26 +366,7 @@ async fn freezes_and_windows_refuse_deployments(mut app: TestApp) {
     .expect(200);
 
     // Webhook auto-deploys during a freeze: release cut, deployment refused.
-    let secret = webhook(&app, &project, "github").await.secret;
-    trigger(
-        &app,
-        &svc,
-        json!({"event": "push", "pattern": "main",
-        "image_template": "ghcr.io/acme/api:{short_sha}", "auto_deploy": true}),
-    )
-    .await;
-    let (st, body) = github(
-        &app,
-        &project,
-        &secret,
-        "push",
-        "f-1",
-        &push_payload(
-            "refs/heads/main",
-            "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
-        ),
-    )
-    .await;
+    let (st, body) = auto_deploy_push(&app, &project, &svc, "f-1").await;
     assert_eq!(st, 202, "{body}");
     assert_eq!(body["release_ids"].as_array().map(Vec::len), Some(1));
     assert_eq!(body["deployment_ids"], json!([]));
@@ -404,6 +407,214 @@ async fn freezes_and_windows_refuse_deployments(mut app: TestApp) {
         .expect(200)
         .json();
     assert_eq!(got.windows[0].end, "24:00".to_owned().try_into().unwrap());
+}
+
+/// A protected environment holds every new deployment for at least one
+/// approval, even when its policy requires none: API deploys, redeploys,
+/// rollbacks, webhook auto-deploys, redeliveries and promotions alike. An
+/// unprotected environment with the same policy queues at once.
+async fn protected_environments_need_an_approval_on_every_path(mut app: TestApp) {
+    app.setup_admin().await;
+    let (project, staging, staging_api) = app.seed_service("acme", "staging", "api").await;
+    let (_, prod, prod_api) = app.seed_service("acme", "production", "api").await;
+    app.patch(
+        &format!("/api/v1/environments/{prod}"),
+        &json!({"protected": true}),
+    )
+    .await
+    .expect(200);
+    let policy: EnvironmentPolicy = app
+        .get(&format!("/api/v1/environments/{prod}/policy"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        policy.required_approvals, 0,
+        "the policy itself asks for none"
+    );
+    let ci = named_token(&app, "ci", "deployer").await;
+    let alice = named_token(&app, "alice", "approver").await;
+    let held = |d: &Deployment, path: &str| {
+        assert_eq!(
+            d.state,
+            DeploymentState::AwaitingApproval,
+            "{path}: a protected environment needs an approval"
+        );
+        assert!(
+            d.steps[0]
+                .message
+                .contains("awaiting 1 approval(s) (protected environment)"),
+            "{path}: {:?}",
+            d.steps
+        );
+    };
+
+    // Unprotected, same policy: queued at once.
+    let s: Deployment = as_token(
+        &app,
+        &ci,
+        &format!("/api/v1/services/{staging_api}/deployments"),
+        json!({}),
+    )
+    .await
+    .expect(202)
+    .json();
+    assert_eq!(s.state, DeploymentState::Queued);
+
+    // API deploy.
+    let path = format!("/api/v1/services/{prod_api}/deployments");
+    let d: Deployment = as_token(&app, &ci, &path, json!({}))
+        .await
+        .expect(202)
+        .json();
+    held(&d, "api deploy");
+    let pending: Page<ApprovalRequest> = app.get("/api/v1/approvals").await.expect(200).json();
+    assert_eq!(pending.items[0].required_approvals, 1);
+    // One approval (not the requester's) queues it.
+    as_token(
+        &app,
+        &ci,
+        &format!("/api/v1/deployments/{}/approve", d.id),
+        json!({}),
+    )
+    .await
+    .expect(403);
+    let q: Deployment = as_token(
+        &app,
+        &alice,
+        &format!("/api/v1/deployments/{}/approve", d.id),
+        json!({}),
+    )
+    .await
+    .expect(200)
+    .json();
+    assert_eq!(q.state, DeploymentState::Queued);
+    assert!(q.steps.iter().any(|s| s.message.contains("(1/1); queued")));
+
+    // Redeploy of that release, and a rollback to it.
+    let r: Deployment = as_token(&app, &ci, &path, json!({"release_id": d.release_id}))
+        .await
+        .expect(202)
+        .json();
+    held(&r, "redeploy");
+    let rb: Deployment = as_token(
+        &app,
+        &ci,
+        &format!("/api/v1/releases/{}/rollback", d.release_id),
+        json!(null),
+    )
+    .await
+    .expect(202)
+    .json();
+    held(&rb, "rollback");
+    assert!(
+        rb.steps[0].message.contains("rollback to release #1"),
+        "{:?}",
+        rb.steps
+    );
+    // An admin's own rollback is held as well: nobody skips the second person.
+    let own: Deployment = app
+        .post(
+            &format!("/api/v1/releases/{}/rollback", d.release_id),
+            &json!(null),
+        )
+        .await
+        .expect(202)
+        .json();
+    held(&own, "admin rollback");
+
+    // Promotion from staging.
+    let pd: Deployment = as_token(
+        &app,
+        &ci,
+        &format!("/api/v1/releases/{}/promote", s.release_id),
+        json!({"environment_id": prod}),
+    )
+    .await
+    .expect(202)
+    .json();
+    held(&pd, "promotion");
+
+    // Webhook auto-deploy, and its redelivery.
+    let (st, body) = auto_deploy_push(&app, &project, &prod_api, "p-1").await;
+    assert_eq!(st, 202, "{body}");
+    let hooked: HookResponse = serde_json::from_value(body).unwrap();
+    assert_eq!(hooked.deployment_ids.len(), 1, "{hooked:?}");
+    let wd: Deployment = app
+        .get(&format!("/api/v1/deployments/{}", hooked.deployment_ids[0]))
+        .await
+        .expect(200)
+        .json();
+    held(&wd, "webhook");
+    let re: HookResponse = app
+        .post(
+            &format!("/api/v1/deliveries/{}/redeliver", hooked.delivery),
+            &json!({}),
+        )
+        .await
+        .expect(202)
+        .json();
+    assert_eq!(re.deployment_ids.len(), 1, "{re:?}");
+    let rd: Deployment = app
+        .get(&format!("/api/v1/deployments/{}", re.deployment_ids[0]))
+        .await
+        .expect(200)
+        .json();
+    held(&rd, "redelivery");
+    let rel: Release = app
+        .get(&format!("/api/v1/releases/{}", wd.release_id))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(rel.environment_id.to_string(), prod);
+
+    // A policy above one still decides; unprotecting drops the floor.
+    app.patch(
+        &format!("/api/v1/environments/{prod}/policy"),
+        &json!({"required_approvals": 2}),
+    )
+    .await
+    .expect(200);
+    let two: Deployment = as_token(&app, &ci, &path, json!({}))
+        .await
+        .expect(202)
+        .json();
+    assert!(two.steps[0].message.contains("awaiting 2 approval(s)"));
+    app.patch(
+        &format!("/api/v1/environments/{prod}/policy"),
+        &json!({"required_approvals": 0}),
+    )
+    .await
+    .expect(200);
+    app.patch(
+        &format!("/api/v1/environments/{prod}"),
+        &json!({"protected": false}),
+    )
+    .await
+    .expect(200);
+    let free: Deployment = as_token(&app, &ci, &path, json!({}))
+        .await
+        .expect(202)
+        .json();
+    assert_eq!(free.state, DeploymentState::Queued);
+    // The audit entry says why it was held.
+    let audit = app
+        .get("/api/v1/audit?action=deployment.create&limit=100")
+        .await
+        .expect(200);
+    let held_by_protection = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["summary"]["protected"] == true && e["summary"]["required_approvals"] == 1)
+        .count();
+    assert_eq!(held_by_protection, 7, "{}", audit.text);
+    let staged: Page<Deployment> = app
+        .get(&format!("/api/v1/deployments?environment={staging}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(staged.total, 1, "promotion left staging alone");
 }
 
 fn slipway(app: &TestApp, token: &str, args: &[&str]) -> (i32, String, String) {
@@ -512,13 +723,18 @@ async fn cli_deploy_exit_codes(mut app: TestApp) {
             .output()
             .expect("run slipway")
     });
-    let pending = loop {
-        let p: Page<ApprovalRequest> = app.get("/api/v1/approvals").await.expect(200).json();
-        if let Some(p) = p.items.into_iter().next() {
-            break p;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let pending = eventually(
+        "the CLI's deployment awaits approval",
+        std::time::Duration::from_secs(30),
+        || async {
+            let p: Page<ApprovalRequest> = app.get("/api/v1/approvals").await.expect(200).json();
+            p.items
+                .into_iter()
+                .next()
+                .ok_or_else(|| "none pending".to_string())
+        },
+    )
+    .await;
     app.post(
         &format!("/api/v1/deployments/{}/reject", pending.deployment.id),
         &json!({"reason": "not today"}),

@@ -1,8 +1,54 @@
 use crate::{helpers::TestApp, store_test};
+use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
-use slipway_types::api::{Deployment, DeploymentState, Overview, Page, Release};
+use slipway_server::store::entities::release;
+use slipway_types::api::{Deployment, DeploymentState, Overview, Page, Release, Trigger};
 
-store_test!(deployments_queue_releases_and_cancel);
+store_test!(
+    deployments_queue_releases_and_cancel,
+    corrupt_stored_release_is_an_error_not_a_guess
+);
+
+/// A release whose stored trigger cannot be read answers a clear internal
+/// error; it is not passed off as an `api` release.
+async fn corrupt_stored_release_is_an_error_not_a_guess(mut app: TestApp) {
+    app.setup_admin().await;
+    let (_, _, svc) = app.seed_service("shop", "staging", "web").await;
+    let d: Deployment = app
+        .post(&format!("/api/v1/services/{svc}/deployments"), &json!({}))
+        .await
+        .expect(202)
+        .json();
+    let r: Release = app
+        .get(&format!("/api/v1/releases/{}", d.release_id))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        r.trigger,
+        Trigger::Manual,
+        "a dashboard session deploys manually"
+    );
+    let db = app.db().await;
+    release::Entity::update_many()
+        .col_expr(release::Column::Trigger, Expr::value("carrier-pigeon"))
+        .filter(release::Column::Id.eq(d.release_id))
+        .exec(&db)
+        .await
+        .unwrap();
+    for path in [
+        format!("/api/v1/releases/{}", d.release_id),
+        format!("/api/v1/releases?service={svc}"),
+    ] {
+        let r = app.get(&path).await.expect(500);
+        assert_eq!(r.error_code(), "internal", "{path}: {}", r.text);
+        assert!(!r.text.contains("\"api\""), "{path}: {}", r.text);
+    }
+    // The deployment itself does not need the trigger and still reads.
+    app.get(&format!("/api/v1/deployments/{}", d.id))
+        .await
+        .expect(200);
+}
 
 async fn deployments_queue_releases_and_cancel(mut app: TestApp) {
     app.setup_admin().await;

@@ -2,6 +2,8 @@
 //! SQLite and on a real PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../support/eventually.rs"]
+mod eventually;
 mod helpers;
 
 mod agents;

@@ -2,12 +2,13 @@
 //! agent`s enrolled through the API, a Docker Engine (from
 //! `SLIPWAY_TEST_DOCKER_HOST`, started by scripts/test with the test images
 //! `slipway-test/web:v1`/`:v2`), and plain HTTP to the services' ports.
+use crate::eventually::eventually;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub fn docker_host() -> String {
     std::env::var("SLIPWAY_TEST_DOCKER_HOST").unwrap_or_else(|_| {
@@ -115,16 +116,14 @@ impl Server {
     }
 
     async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(r) = self.http.get(format!("{}/ready", self.base)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+        eventually("server ready", Duration::from_secs(60), || async {
+            match self.http.get(format!("{}/ready", self.base)).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("{}\n{}", r.status(), tail(&self.log(), 40))),
+                Err(e) => Err(format!("{e}\n{}", tail(&self.log(), 40))),
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("server did not become ready:\n{}", self.log());
+        })
+        .await
     }
 
     pub fn log(&self) -> String {
@@ -238,53 +237,47 @@ impl Server {
 
     /// Waits until the deployment is in a terminal state; returns it.
     pub async fn wait_done(&self, id: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
+        self.wait_deployment(id, "finished", within, |d| {
+            !["queued", "running", "awaiting_approval"].contains(&d["state"].as_str().unwrap_or(""))
+        })
+        .await
+    }
+
+    /// Waits until the deployment satisfies `done`; returns it.
+    pub async fn wait_deployment(
+        &self,
+        id: &str,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let what = format!("deployment {id} {what}");
+        eventually(&what, within, || async {
             let (st, d) = self
                 .call(Method::GET, &format!("/deployments/{id}"), None)
                 .await;
-            if st == 200 {
-                let state = d["state"].as_str().unwrap_or_default();
-                if !["queued", "running", "awaiting_approval"].contains(&state) {
-                    return d;
-                }
+            if st == 200 && done(&d) {
+                return Ok(d);
             }
-            if Instant::now() > deadline {
-                panic!(
-                    "deployment {id} not finished after {within:?}: {d}\n--- server log tail ---\n{}",
-                    tail(&self.log(), 60)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    pub async fn wait_state(&self, id: &str, state: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let d = self.get(&format!("/deployments/{id}")).await;
-            if d["state"] == state {
-                return d;
-            }
-            if Instant::now() > deadline {
-                panic!("deployment {id} never became {state}: {d}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            Err(format!(
+                "{st} {d}\n--- server log tail ---\n{}",
+                tail(&self.log(), 60)
+            ))
+        })
+        .await
     }
 
     pub async fn wait_host(&self, host: &str, status: &str) {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
+        let what = format!("host {host} {status}");
+        eventually(&what, Duration::from_secs(40), || async {
             let h = self.get(&format!("/hosts/{host}")).await;
             if h["status"] == status {
-                return;
+                Ok(())
+            } else {
+                Err(h.to_string())
             }
-            if Instant::now() > deadline {
-                panic!("host never became {status}: {h}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -397,35 +390,35 @@ impl Agent {
     }
 
     /// Waits for the agent process to exit by itself; returns its code.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        let c = self.child.as_mut()?;
-        loop {
-            if let Ok(Some(st)) = c.try_wait() {
-                self.child = None;
-                return st.code();
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let c = self.child.as_mut().expect("the agent runs");
+        let status = eventually("agent exit", within, || {
+            let r = c.try_wait();
+            async move {
+                match r {
+                    Ok(Some(st)) => Ok(st),
+                    Ok(None) => Err("still running".to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
             }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
+        .await;
+        self.child = None;
+        status.code()
     }
 
     /// Waits (≤ 30 s) until no container of `deployment` is left on this host.
     pub async fn wait_no_containers_of(&self, deployment: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self
-            .containers(&format!("label=slipway.deployment={deployment}"))
-            .is_empty()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "containers of {deployment} left:\n{}",
-                tail(&self.log(), 40)
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let what = format!("no container of {deployment} left");
+        eventually(&what, Duration::from_secs(30), || async {
+            let left = self.containers(&format!("label=slipway.deployment={deployment}"));
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}\n{}", tail(&self.log(), 40)))
+            }
+        })
+        .await
     }
 
     /// Containers of this agent (by name prefix) that carry `label=value`.

@@ -2,6 +2,8 @@
 //! Docker Engine, real HTTP through the ingress proxy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../support/eventually.rs"]
+mod eventually;
 mod harness;
 
 use harness::{fetch, fetch_at, free_port, Agent, Server, Store, DEPLOY_WITHIN};
@@ -162,8 +164,9 @@ fn slow_v2() -> serde_json::Value {
 }
 
 /// Seeds `name` on `port` with one agent, deploys v1 (succeeded), then starts
-/// a slow v2 and returns once it has been running for a moment: the point
-/// at which the crash and cancel tests interrupt it.
+/// a slow v2 and returns once its container has started (it needs ~6 s more
+/// to become healthy): the point at which the crash and cancel tests
+/// interrupt it.
 async fn v1_serving_then_slow_v2_running(
     server: &Server,
     name: &str,
@@ -178,10 +181,20 @@ async fn v1_serving_then_slow_v2_running(
     );
     server.patch_spec(&svc, slow_v2()).await;
     let d2 = server.deploy(&svc, json!({})).await;
+    // The step the agent reports once the new container runs: a signal, not a
+    // guess at how long that takes.
     server
-        .wait_state(&d2, "running", Duration::from_secs(30))
+        .wait_deployment(&d2, "started its container", Duration::from_secs(60), |d| {
+            d["state"] == "running"
+                && d["steps"].as_array().is_some_and(|s| {
+                    s.iter().any(|s| {
+                        s["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("started container"))
+                    })
+                })
+        })
         .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     (svc, agent, d2)
 }
 
@@ -241,10 +254,10 @@ async fn revoked_host_cannot_reconnect() {
             200,
         )
         .await;
-    let code = agent.wait_exit(Duration::from_secs(20));
+    let code = agent.wait_exit(Duration::from_secs(20)).await;
     assert_eq!(code, Some(3), "{}", agent.log());
     agent.spawn(None);
-    let code = agent.wait_exit(Duration::from_secs(20));
+    let code = agent.wait_exit(Duration::from_secs(20)).await;
     assert_eq!(code, Some(3), "{}", agent.log());
     assert_eq!(
         server.get(&format!("/hosts/{}", agent.host_id)).await["status"],
@@ -352,4 +365,49 @@ async fn cancel_mid_deploy_keeps_the_old_release() {
         server.wait_done(&d3, DEPLOY_WITHIN).await["state"],
         "succeeded"
     );
+}
+
+/// A deployment whose project row is gone (written around the foreign keys,
+/// as a damaged store would be) fails with the reason, instead of sending
+/// the agent an empty project name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_project_fails_instead_of_an_empty_name() {
+    use sea_orm::{ConnectOptions, ConnectionTrait, Database, EntityTrait};
+    use slipway_server::store::entities::project;
+    let server = Server::start(Store::Sqlite).await;
+    let (env, svc) = server.seed("ghost", free_port(), json!({})).await;
+    let project = server.get(&format!("/services/{svc}")).await["project_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // No host yet: the deployment waits, queued.
+    let d = server.deploy(&svc, json!({})).await;
+    assert_eq!(
+        server.get(&format!("/deployments/{d}")).await["state"],
+        "queued"
+    );
+    // One connection, so the pragma applies to the delete.
+    let mut opts = ConnectOptions::new(server.database_url.clone());
+    opts.max_connections(1).min_connections(1);
+    let db = Database::connect(opts).await.unwrap();
+    db.execute_unprepared("PRAGMA foreign_keys = OFF")
+        .await
+        .unwrap();
+    let gone = project::Entity::delete_by_id(project.parse::<uuid::Uuid>().unwrap())
+        .exec(&db)
+        .await
+        .unwrap();
+    assert_eq!(gone.rows_affected, 1, "the project row is gone");
+    db.close().await.unwrap();
+    let agent = Agent::enroll(&server, "node-1", &env).await;
+    let done = server.wait_done(&d, DEPLOY_WITHIN).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    let reason = done["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("project {project} of service web is missing")),
+        "{reason}"
+    );
+    assert!(agent
+        .containers(&format!("label=slipway.deployment={d}"))
+        .is_empty());
 }
