@@ -176,10 +176,35 @@ pub async fn execute(
     drop(guards);
 }
 
+/// The WebSocket to the control plane, over TLS for `wss://`.
+pub type ServerSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the WebSocket at `url` (`ws://` or `wss://`, trusting the roots of
+/// `tls`, see [`crate::tls`]), within the handshake timeout.
+pub async fn dial(url: &str, tls: &Arc<rustls::ClientConfig>) -> Result<ServerSocket, ConnError> {
+    let connector = tokio_tungstenite::Connector::Rustls(tls.clone());
+    let (ws, _) = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector)),
+    )
+    .await
+    .map_err(|_| ConnError::Transient(format!("connecting to {url} timed out")))?
+    .map_err(|e| {
+        ConnError::Transient(format!(
+            "cannot connect to {url}: {}",
+            crate::tls::describe(&e)
+        ))
+    })?;
+    Ok(ws)
+}
+
 pub struct Connector {
     pub engine: Engine,
     pub identity: Arc<Identity>,
     pub connect_url: String,
+    /// Trusted roots for `wss://` ([`crate::tls::client_config`]).
+    pub tls: Arc<rustls::ClientConfig>,
     pub data_dir: std::path::PathBuf,
     pub locks: ServiceLocks,
 }
@@ -209,13 +234,7 @@ impl Connector {
 
     async fn connect_once(&self, welcomed: &mut bool) -> Result<(), ConnError> {
         let transient = |m: String| ConnError::Transient(m);
-        let (ws, _) = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            tokio_tungstenite::connect_async(self.connect_url.as_str()),
-        )
-        .await
-        .map_err(|_| transient(format!("connecting to {} timed out", self.connect_url)))?
-        .map_err(|e| transient(format!("cannot connect to {}: {e}", self.connect_url)))?;
+        let ws = dial(&self.connect_url, &self.tls).await?;
         let (mut sink, mut stream) = ws.split();
 
         // Challenge → Hello → Welcome.

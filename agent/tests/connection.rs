@@ -176,6 +176,7 @@ async fn handshake_requests_reconnect_and_revocation() {
         engine,
         identity: Arc::new(identity),
         connect_url: format!("ws://{addr}/api/v1/agent/connect"),
+        tls: slipway_agent::tls::client_config(None).unwrap(),
         data_dir: data_dir.path().to_owned(),
         locks: ServiceLocks::default(),
     };
@@ -397,6 +398,7 @@ async fn version_mismatch_is_fatal() {
         },
         identity: Arc::new(Identity::generate(Uuid::new_v4())),
         connect_url: format!("ws://{addr}/api/v1/agent/connect"),
+        tls: slipway_agent::tls::client_config(None).unwrap(),
         data_dir: std::env::temp_dir(),
         locks: ServiceLocks::default(),
     };
