@@ -46,6 +46,10 @@ pub struct AgentArgs {
     /// Run without the ingress proxy (services with published ports then fail).
     #[arg(long, env = "SLIPWAY_AGENT_NO_PROXY")]
     pub no_proxy: bool,
+    /// Also trust the CA certificate(s) in this PEM file for https:// and wss://
+    /// to the control plane (an internal CA). The system trust store is always used.
+    #[arg(long, env = "SLIPWAY_AGENT_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AgentArgs {
@@ -59,6 +63,7 @@ impl std::fmt::Debug for AgentArgs {
             .field("proxy_admin", &self.proxy_admin)
             .field("proxy_bind_ip", &self.proxy_bind_ip)
             .field("no_proxy", &self.no_proxy)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -116,6 +121,8 @@ pub struct Config {
     pub proxy_admin: SocketAddr,
     pub proxy_bind_ip: IpAddr,
     pub no_proxy: bool,
+    /// Extra trusted CA certificates (PEM), besides the system trust store.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -143,6 +150,7 @@ impl Config {
             proxy_admin: args.proxy_admin,
             proxy_bind_ip: args.proxy_bind_ip,
             no_proxy: args.no_proxy,
+            ca_file: args.ca_file,
         })
     }
 
@@ -194,6 +202,7 @@ mod tests {
         );
         assert_eq!(cfg.docker_host, "unix:///var/run/docker.sock");
         assert_eq!(cfg.prefix, "slipway-");
+        assert_eq!(cfg.ca_file, None);
         let cli = AgentCli::try_parse_from(["a", "--server", "http://127.0.0.1:8080"]).unwrap();
         let cfg = Config::from_args(cli.args, Some("unix:///tmp/d.sock".into())).unwrap();
         assert_eq!(
@@ -215,6 +224,20 @@ mod tests {
             Config::from_args(cli.args, None),
             Err(ConfigError::BadPrefix(_))
         ));
+    }
+
+    #[test]
+    fn ca_file_flag() {
+        let cli = AgentCli::try_parse_from([
+            "a",
+            "--server",
+            "https://cp.internal",
+            "--ca-file",
+            "/etc/slipway/ca.pem",
+        ])
+        .unwrap();
+        let cfg = Config::from_args(cli.args, None).unwrap();
+        assert_eq!(cfg.ca_file, Some(PathBuf::from("/etc/slipway/ca.pem")));
     }
 
     #[test]

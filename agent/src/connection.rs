@@ -176,10 +176,35 @@ pub async fn execute(
     drop(guards);
 }
 
+/// The WebSocket to the control plane, over TLS for `wss://`.
+pub type ServerSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the WebSocket at `url` (`ws://` or `wss://`, trusting the roots of
+/// `tls`, see [`crate::tls`]), within the handshake timeout.
+pub async fn dial(url: &str, tls: &Arc<rustls::ClientConfig>) -> Result<ServerSocket, ConnError> {
+    let connector = tokio_tungstenite::Connector::Rustls(tls.clone());
+    let (ws, _) = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector)),
+    )
+    .await
+    .map_err(|_| ConnError::Transient(format!("connecting to {url} timed out")))?
+    .map_err(|e| {
+        ConnError::Transient(format!(
+            "cannot connect to {url}: {}",
+            crate::tls::describe(&e)
+        ))
+    })?;
+    Ok(ws)
+}
+
 pub struct Connector {
     pub engine: Engine,
     pub identity: Arc<Identity>,
     pub connect_url: String,
+    /// Trusted roots for `wss://` ([`crate::tls::client_config`]).
+    pub tls: Arc<rustls::ClientConfig>,
     pub data_dir: std::path::PathBuf,
     pub locks: ServiceLocks,
 }
@@ -209,13 +234,7 @@ impl Connector {
 
     async fn connect_once(&self, welcomed: &mut bool) -> Result<(), ConnError> {
         let transient = |m: String| ConnError::Transient(m);
-        let (ws, _) = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            tokio_tungstenite::connect_async(self.connect_url.as_str()),
-        )
-        .await
-        .map_err(|_| transient(format!("connecting to {} timed out", self.connect_url)))?
-        .map_err(|e| transient(format!("cannot connect to {}: {e}", self.connect_url)))?;
+        let ws = dial(&self.connect_url, &self.tls).await?;
         let (mut sink, mut stream) = ws.split();
 
         // Challenge → Hello → Welcome.
@@ -442,53 +461,43 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
 
     #[tokio::test]
     async fn retires_run_in_rollout_order_and_reverts_wait_for_them() {
         let locks = ServiceLocks::default();
         let svc = Uuid::new_v4();
         // Nothing queued: nothing to wait for.
-        locks.retired(svc).await;
+        assert!(locks.retired(svc).now_or_never().is_some());
 
         let (first_before, first_done) = locks.queue_retire(svc);
         assert!(first_before.is_none());
         let (second_before, second_done) = locks.queue_retire(svc);
         let second_before = second_before.expect("the second waits for the first");
 
-        let finished = Arc::new(AtomicUsize::new(0));
-        let waiter = {
-            let (locks, finished) = (locks.clone(), finished.clone());
-            tokio::spawn(async move {
-                locks.retired(svc).await;
-                finished.load(Ordering::SeqCst)
-            })
-        };
-        let second = {
-            let finished = finished.clone();
-            tokio::spawn(async move {
-                second_before.await;
-                let seen = finished.fetch_add(1, Ordering::SeqCst);
-                drop(second_done);
-                seen
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // While the first retire runs, the second may not start and a revert
+        // (which waits for every retire queued so far) may not act.
         assert!(
-            !second.is_finished(),
+            second_before.clone().now_or_never().is_none(),
             "the second retire ran before the first"
         );
         assert!(
-            !waiter.is_finished(),
+            locks.retired(svc).now_or_never().is_none(),
             "a revert did not wait for the retires"
         );
 
-        finished.fetch_add(1, Ordering::SeqCst);
         drop(first_done);
-        assert_eq!(second.await.unwrap(), 1, "the second ran after the first");
-        assert_eq!(waiter.await.unwrap(), 2, "the revert waited for both");
+        assert!(
+            second_before.clone().now_or_never().is_some(),
+            "the second starts once the first is done"
+        );
+        assert!(
+            locks.retired(svc).now_or_never().is_none(),
+            "a revert waits for the second too"
+        );
+        drop(second_done);
+        assert!(locks.retired(svc).now_or_never().is_some());
         // Another service is independent.
-        locks.retired(Uuid::new_v4()).await;
+        assert!(locks.retired(Uuid::new_v4()).now_or_never().is_some());
     }
 
     #[tokio::test]

@@ -77,6 +77,14 @@ impl ManagedContainer {
     pub fn is_running(&self) -> bool {
         self.state == ContainerState::Running
     }
+
+    /// Running or restarting: what has to be stopped to keep it stopped.
+    pub fn is_up(&self) -> bool {
+        matches!(
+            self.state,
+            ContainerState::Running | ContainerState::Restarting
+        )
+    }
 }
 
 /// Everything needed to create one container (already resolved from the plan).

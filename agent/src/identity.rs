@@ -153,7 +153,7 @@ pub async fn enroll(
         .json(&body)
         .send()
         .await
-        .map_err(|e| EnrollError::Transient(e.without_url().to_string()))?;
+        .map_err(|e| EnrollError::Transient(crate::tls::describe(&e.without_url())))?;
     let status = resp.status();
     if status.is_client_error() {
         let text = resp.text().await.unwrap_or_default();

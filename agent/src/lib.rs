@@ -13,6 +13,7 @@ pub mod identity;
 pub mod proxy;
 pub mod rollout;
 pub mod spec;
+pub mod tls;
 
 pub use config::{AgentArgs, AgentCli, AgentCommand, ProxyArgs};
 
@@ -34,6 +35,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Docker(#[from] docker::DockerError),
     #[error("this host is not enrolled yet: pass the enrollment token with --token (SLIPWAY_AGENT_TOKEN)")]
@@ -97,6 +100,8 @@ pub async fn run_embedded(args: AgentArgs, subcommand_path: &[&str]) -> Result<(
     // Both reqwest and tungstenite use rustls; pick the provider once.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cfg = config::Config::from_args(args, std::env::var("DOCKER_HOST").ok())?;
+    // Before anything else: a bad --ca-file is a mistake to stop for at once.
+    let tls = tls::client_config(cfg.ca_file.as_deref())?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -114,6 +119,7 @@ pub async fn run_embedded(args: AgentArgs, subcommand_path: &[&str]) -> Result<(
             let token = cfg.token.clone().ok_or(RunError::NoToken)?;
             let http = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
+                .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
                 .build()
                 .map_err(|e| RunError::EnrollRejected(EnrollError::Transient(e.to_string())))?;
             let mut attempt = 0u32;
@@ -162,6 +168,7 @@ pub async fn run_embedded(args: AgentArgs, subcommand_path: &[&str]) -> Result<(
         engine,
         identity: Arc::new(identity),
         connect_url: cfg.connect_url(),
+        tls,
         data_dir: cfg.data_dir.clone(),
         locks: ServiceLocks::default(),
     };

@@ -2,12 +2,13 @@
 //! WebSocket / HTTP server speaking `slipway_types::agent`), with the real
 //! Docker Engine behind the agent.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+mod support;
+
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use futures_util::{SinkExt, StreamExt};
 use slipway_agent::connection::{ConnError, Connector, ServiceLocks};
-use slipway_agent::docker::Docker;
 use slipway_agent::identity::Identity;
 use slipway_agent::rollout::Engine;
 use slipway_types::agent::{
@@ -28,13 +29,6 @@ use tokio_tungstenite::WebSocketStream;
 use uuid::Uuid;
 
 type Ws = WebSocketStream<TcpStream>;
-
-fn docker_host() -> Option<String> {
-    std::env::var("SLIPWAY_TEST_DOCKER_HOST")
-        .ok()
-        .or_else(|| std::env::var("DOCKER_HOST").ok())
-        .filter(|h| !h.is_empty())
-}
 
 async fn send(ws: &mut Ws, msg: &ServerMessage) {
     ws.send(Message::text(serde_json::to_string(msg).unwrap()))
@@ -152,11 +146,7 @@ fn plan(service: &ServiceKey, release: i64) -> RolloutPlan {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_requests_reconnect_and_revocation() {
-    let Some(host) = docker_host() else {
-        eprintln!("SKIPPED: set SLIPWAY_TEST_DOCKER_HOST or DOCKER_HOST to run the Docker tests");
-        return;
-    };
-    let docker = Docker::connect(&host).await.unwrap();
+    let (_, docker) = support::docker().await;
     let host_id = Uuid::new_v4();
     let identity = Identity::generate(host_id);
     let public_key = identity.public_key_b64();
@@ -176,6 +166,7 @@ async fn handshake_requests_reconnect_and_revocation() {
         engine,
         identity: Arc::new(identity),
         connect_url: format!("ws://{addr}/api/v1/agent/connect"),
+        tls: slipway_agent::tls::client_config(None).unwrap(),
         data_dir: data_dir.path().to_owned(),
         locks: ServiceLocks::default(),
     };
@@ -321,29 +312,24 @@ async fn handshake_requests_reconnect_and_revocation() {
         }
     }
     drop(ws);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let all = docker
-            .list_managed(host_id, Some(service.service_id))
-            .await
-            .unwrap();
-        if !all
-            .iter()
-            .any(|c| c.deployment_id == Some(p3.deployment_id))
-        {
-            assert!(
-                all.iter()
-                    .any(|c| c.deployment_id == Some(p2.deployment_id) && c.is_running()),
-                "{all:?}"
-            );
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "aborted rollout left its container behind"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (docker_ref, service_id, aborted) = (&docker, service.service_id, p3.deployment_id);
+    let all = support::eventually(
+        Duration::from_secs(15),
+        "the aborted rollout removes its container",
+        || async move {
+            let all = docker_ref
+                .list_managed(host_id, Some(service_id))
+                .await
+                .unwrap();
+            (!all.iter().any(|c| c.deployment_id == Some(aborted))).then_some(all)
+        },
+    )
+    .await;
+    assert!(
+        all.iter()
+            .any(|c| c.deployment_id == Some(p2.deployment_id) && c.is_running()),
+        "{all:?}"
+    );
 
     // The agent comes back.
     let mut ws = accept_agent(&listener, host_id, &public_key).await;
@@ -380,15 +366,12 @@ async fn handshake_requests_reconnect_and_revocation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_mismatch_is_fatal() {
-    let Some(host) = docker_host() else {
-        eprintln!("SKIPPED: set SLIPWAY_TEST_DOCKER_HOST or DOCKER_HOST to run the Docker tests");
-        return;
-    };
+    let (_, docker) = support::docker().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connector = Connector {
         engine: Engine {
-            docker: Docker::connect(&host).await.unwrap(),
+            docker,
             proxy: None,
             host_id: Uuid::new_v4(),
             prefix: "v-".into(),
@@ -397,6 +380,7 @@ async fn version_mismatch_is_fatal() {
         },
         identity: Arc::new(Identity::generate(Uuid::new_v4())),
         connect_url: format!("ws://{addr}/api/v1/agent/connect"),
+        tls: slipway_agent::tls::client_config(None).unwrap(),
         data_dir: std::env::temp_dir(),
         locks: ServiceLocks::default(),
     };
@@ -462,10 +446,7 @@ async fn one_http_answer(listener: TcpListener, status: &'static str, body: Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrollment() {
-    let Some(host) = docker_host() else {
-        eprintln!("SKIPPED: set SLIPWAY_TEST_DOCKER_HOST or DOCKER_HOST to run the Docker tests");
-        return;
-    };
+    let host = support::docker_host();
     let args = |server: String, dir: &std::path::Path, token: Option<&str>| {
         let mut argv = vec![
             "slipway-agent".to_owned(),

@@ -1,6 +1,8 @@
 //! The agent starts the ingress proxy as a detached `slipway-agent proxy`
 //! process when its admin API does not answer, and reuses a running one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+mod support;
+
 use slipway_agent::proxy::ProxyLauncher;
 use slipway_proxy::RouteSpec;
 use std::time::Duration;
@@ -48,11 +50,11 @@ async fn starts_detached_proxy_once() {
     let pid = i32::try_from(pid).unwrap();
     // SAFETY: plain kill(2) of the child this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    for _ in 0..50 {
-        if client.health().await.is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("proxy still answering after SIGTERM");
+    let client = &client;
+    support::eventually(
+        Duration::from_secs(5),
+        "the proxy stops answering after SIGTERM",
+        || async move { client.health().await.is_err().then_some(()) },
+    )
+    .await;
 }

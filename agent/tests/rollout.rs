@@ -1,7 +1,9 @@
 //! Rollout / Revert / Reconcile against the real Docker Engine and a real
 //! in-test ingress proxy. Needs `SLIPWAY_TEST_DOCKER_HOST` or `DOCKER_HOST`
-//! and the image `slipway-test/web:v1`.
+//! and the image `slipway-test/web:v1`: without them the tests fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+mod support;
+
 use slipway_agent::docker::Docker;
 use slipway_agent::rollout::{Engine, Progress};
 use slipway_proxy::ProxyClient;
@@ -16,13 +18,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-fn docker_host() -> Option<String> {
-    std::env::var("SLIPWAY_TEST_DOCKER_HOST")
-        .ok()
-        .or_else(|| std::env::var("DOCKER_HOST").ok())
-        .filter(|h| !h.is_empty())
-}
 
 struct Harness {
     engine: Engine,
@@ -64,12 +59,8 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-async fn harness() -> Option<Harness> {
-    let Some(host) = docker_host() else {
-        eprintln!("SKIPPED: set SLIPWAY_TEST_DOCKER_HOST or DOCKER_HOST to run the Docker tests");
-        return None;
-    };
-    let docker = Docker::connect(&host).await.expect("docker");
+async fn harness() -> Harness {
+    let (host, docker) = support::docker().await;
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_addr = admin.local_addr().unwrap();
     tokio::spawn(slipway_proxy::serve(admin, None));
@@ -83,7 +74,7 @@ async fn harness() -> Option<Harness> {
         proxy_bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         proxy_guard: None,
     };
-    Some(Harness {
+    Harness {
         engine,
         proxy,
         host,
@@ -95,7 +86,7 @@ async fn harness() -> Option<Harness> {
             environment_id: Uuid::new_v4(),
         },
         published: free_port(),
-    })
+    }
 }
 
 fn port(p: u16) -> Port {
@@ -195,7 +186,7 @@ impl Harness {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_revert_reconcile() {
-    let Some(h) = harness().await else { return };
+    let h = harness().await;
 
     // v1
     let p1 = h.plan(1, httpd("v1"), "/healthz");
@@ -344,7 +335,7 @@ async fn rollout_revert_reconcile() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_leave_nothing_behind() {
-    let Some(h) = harness().await else { return };
+    let h = harness().await;
 
     let crash = h.plan(
         1,
@@ -378,19 +369,24 @@ async fn failures_leave_nothing_behind() {
     assert_eq!(e.code, AgentErrorCode::PortConflict, "{e:?}");
     assert!(h.containers().await.is_empty());
 
-    // Cancelled while waiting for health.
+    // Cancelled while waiting for health: once the container has started.
     let mut slow = h.plan(4, httpd("v4"), "/missing");
     slow.health_timeout_secs = 60;
     let cancel = CancellationToken::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let c2 = cancel.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        c2.cancel();
+        while let Some(event) = rx.recv().await {
+            if matches!(&event, AgentEvent::Step { message } if message.starts_with("started container"))
+            {
+                c2.cancel();
+            }
+        }
     });
     let started = std::time::Instant::now();
     let e = h
         .engine
-        .rollout(&slow, &Progress::discard(), &cancel)
+        .rollout(&slow, &Progress::new(tx), &cancel)
         .await
         .expect_err("cancelled");
     assert_eq!(e.code, AgentErrorCode::Cancelled, "{e:?}");
@@ -413,7 +409,7 @@ async fn failures_leave_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_of_own_containers_only() {
-    let Some(h) = harness().await else { return };
+    let h = harness().await;
     let p = h.plan(1, httpd("v1"), "/healthz");
     let AgentResponse::RolledOut { containers, .. } = h.rollout(&p).await.expect("rollout") else {
         panic!()
@@ -452,22 +448,35 @@ async fn logs_of_own_containers_only() {
         .expect_err("not ours");
     assert_eq!(e.code, AgentErrorCode::NotFound);
 
-    // follow=true streams until cancelled.
+    // follow=true streams until cancelled (here: once a line arrived).
     let cancel = CancellationToken::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let c2 = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let first_line = tokio::spawn(async move {
+        let first = loop {
+            match rx.recv().await {
+                Some(AgentEvent::Log { line, .. }) => break Some(line),
+                Some(_) => {}
+                None => break None,
+            }
+        };
         c2.cancel();
+        first
     });
     let r = tokio::time::timeout(
         Duration::from_secs(10),
         h.engine
-            .logs(&containers[0], 5, true, &Progress::discard(), &cancel),
+            .logs(&containers[0], 5, true, &Progress::new(tx), &cancel),
     )
     .await
     .expect("cancel ends the stream")
     .expect("logs");
     assert_eq!(r, AgentResponse::LogsEnded);
+    assert!(cancel.is_cancelled(), "the stream ended by itself");
+    assert!(
+        first_line.await.unwrap().is_some(),
+        "no line before the end"
+    );
 }
 
 /// A service without published ports on several hosts: `prepare` starts the
@@ -475,7 +484,7 @@ async fn logs_of_own_containers_only() {
 /// resent `prepare`/`switch` is answered the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepare_and_switch_without_published_ports_retire_the_old_release() {
-    let Some(h) = harness().await else { return };
+    let h = harness().await;
     let unpublished = |release: i64, phase: RolloutPhase| {
         let mut p = h.plan(release, httpd(&format!("v{release}")), "/healthz");
         p.container.ports[0].published = None;

@@ -1,12 +1,16 @@
 //! End-to-end tests over real loopback TCP: backends, proxy, admin client.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/eventually.rs"]
+mod eventually;
+use eventually::eventually;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
@@ -16,68 +20,122 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use slipway_proxy::{serve_until, ProxyClient, ProxyClientError, ProxyOptions, RouteSpec};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-/// A tiny HTTP backend answering its name; `/slow` answers after 500 ms,
-/// `/headers` echoes the forwarding headers. Sending `true` on (or dropping) the
-/// returned sender kills it: listener and all connections close at once, like a
-/// container that dies.
-async fn backend(name: &'static str) -> (SocketAddr, watch::Sender<bool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (kill, killed) = watch::channel(false);
-    tokio::spawn(async move {
-        let mut k = killed.clone();
-        loop {
-            let stream = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(_) => continue,
-                },
-                _ = k.wait_for(|k| *k) => return,
-            };
+/// A tiny HTTP backend answering its name; `/headers` echoes the forwarding
+/// headers, `/echo` the request body. A request to `/held` is announced (see
+/// [`Backend::arrived`]) and answered only once the test calls
+/// [`Backend::release`]: a request that is in flight for exactly as long as
+/// the test wants, without guessing durations.
+struct Backend {
+    addr: SocketAddr,
+    kill: watch::Sender<bool>,
+    /// Resolves once the listener and every connection are closed.
+    dead: oneshot::Receiver<()>,
+    held: mpsc::UnboundedReceiver<()>,
+    release: watch::Sender<bool>,
+}
+
+impl Backend {
+    async fn start(name: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (kill, killed) = watch::channel(false);
+        let (release, released) = watch::channel(false);
+        let (held_tx, held) = mpsc::unbounded_channel();
+        let (dead_tx, dead) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
             let mut k = killed.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
-                    if req.uri().path() == "/echo" {
-                        let got = req.into_body().collect().await.unwrap().to_bytes();
-                        return Ok::<_, Infallible>(Response::new(Full::new(got)));
-                    }
-                    let body = match req.uri().path() {
-                        "/slow" => {
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            format!("{name}-slow")
-                        }
-                        "/headers" => {
-                            let h = |n: &str| {
-                                req.headers()
-                                    .get(n)
-                                    .and_then(|v| v.to_str().ok())
-                                    .unwrap_or("-")
-                                    .to_string()
+            loop {
+                let stream = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => continue,
+                    },
+                    _ = k.wait_for(|k| *k) => break,
+                };
+                let mut k = killed.clone();
+                let (held_tx, released) = (held_tx.clone(), released.clone());
+                connections.spawn(async move {
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (held_tx, mut released) = (held_tx.clone(), released.clone());
+                        async move {
+                            let body = match req.uri().path() {
+                                "/echo" => {
+                                    let got = req.into_body().collect().await.unwrap().to_bytes();
+                                    return Ok::<_, Infallible>(Response::new(Full::new(got)));
+                                }
+                                "/held" => {
+                                    let _ = held_tx.send(());
+                                    let _ = released.wait_for(|r| *r).await;
+                                    format!("{name}-held")
+                                }
+                                "/headers" => {
+                                    let h = |n: &str| {
+                                        req.headers()
+                                            .get(n)
+                                            .and_then(|v| v.to_str().ok())
+                                            .unwrap_or("-")
+                                            .to_string()
+                                    };
+                                    format!(
+                                        "{}|{}|{}",
+                                        h("x-forwarded-for"),
+                                        h("x-forwarded-proto"),
+                                        h("x-hop")
+                                    )
+                                }
+                                _ => name.to_string(),
                             };
-                            format!(
-                                "{}|{}|{}",
-                                h("x-forwarded-for"),
-                                h("x-forwarded-proto"),
-                                h("x-hop")
-                            )
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
                         }
-                        _ => name.to_string(),
-                    };
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = k.wait_for(|k| *k) => {}
+                    }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc);
-                tokio::select! {
-                    _ = conn => {}
-                    _ = k.wait_for(|k| *k) => {}
-                }
-            });
+            }
+            // Killed (or dropped): the listener closes here, then every connection.
+            drop(listener);
+            while connections.join_next().await.is_some() {}
+            let _ = dead_tx.send(());
+        });
+        Self {
+            addr,
+            kill,
+            dead,
+            held,
+            release,
         }
-    });
-    (addr, kill)
+    }
+
+    /// Waits until a `/held` request has arrived here.
+    async fn arrived(&mut self) {
+        tokio::time::timeout(Duration::from_secs(10), self.held.recv())
+            .await
+            .expect("a /held request arrives within 10 s")
+            .expect("backend running");
+    }
+
+    /// Answers the `/held` requests (those waiting and those to come).
+    fn release(&self) {
+        self.release.send_replace(true);
+    }
+
+    /// Kills it like a container that dies: listener and all connections close
+    /// at once; returns once they are closed.
+    async fn kill(self) {
+        self.kill.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(10), self.dead)
+            .await
+            .expect("backend closes within 10 s")
+            .expect("backend task ended");
+    }
 }
 
 struct TestProxy {
@@ -178,8 +236,10 @@ fn spec(listen: SocketAddr, upstreams: &[SocketAddr]) -> RouteSpec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_and_switches_upstreams() {
-    let (v1, _b1) = backend("v1").await;
-    let (v2, _b2) = backend("v2").await;
+    let b1 = Backend::start("v1").await;
+    let v1 = b1.addr;
+    let b2 = Backend::start("v2").await;
+    let v2 = b2.addr;
     let proxy = TestProxy::start(None, ProxyOptions::default()).await;
     let listen = free_port();
 
@@ -255,23 +315,27 @@ async fn routes_and_switches_upstreams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_failures_while_switching() {
-    let (v1, _b1) = backend("v1").await;
-    let (v2, _b2) = backend("v2").await;
+    let b1 = Backend::start("v1").await;
+    let v1 = b1.addr;
+    let b2 = Backend::start("v2").await;
+    let v2 = b2.addr;
     let (proxy, listen) = TestProxy::routed("web", &[v1]).await;
 
+    // Switches back to back while the clients run; the clients go on until
+    // they made their requests and at least MIN_FLIPS switches happened.
+    const MIN_FLIPS: u32 = 20;
     let done = Arc::new(AtomicBool::new(false));
+    let flips = Arc::new(AtomicU32::new(0));
     let flipper = {
         let client = proxy.client.clone();
-        let done = Arc::clone(&done);
+        let (done, flips) = (Arc::clone(&done), Arc::clone(&flips));
         tokio::spawn(async move {
-            let mut flips = 0u32;
             while !done.load(Ordering::SeqCst) {
-                let up = if flips.is_multiple_of(2) { v2 } else { v1 };
+                let n = flips.load(Ordering::SeqCst);
+                let up = if n.is_multiple_of(2) { v2 } else { v1 };
                 client.put_route("web", &spec(listen, &[up])).await.unwrap();
-                flips += 1;
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                flips.fetch_add(1, Ordering::SeqCst);
             }
-            flips
         })
     };
 
@@ -279,10 +343,11 @@ async fn no_failures_while_switching() {
     const PER_CONN: usize = 500;
     let mut clients = Vec::new();
     for _ in 0..CONNS {
+        let flips = Arc::clone(&flips);
         clients.push(tokio::spawn(async move {
             let mut s = connect(listen).await;
             let mut bodies = Vec::with_capacity(PER_CONN);
-            for _ in 0..PER_CONN {
+            while bodies.len() < PER_CONN || flips.load(Ordering::SeqCst) < MIN_FLIPS {
                 let (status, body) = get_on(&mut s, "/").await;
                 assert_eq!(status, StatusCode::OK, "body: {body}");
                 bodies.push(body);
@@ -305,8 +370,9 @@ async fn no_failures_while_switching() {
         all.extend(c.await.unwrap());
     }
     done.store(true, Ordering::SeqCst);
-    let flips = flipper.await.unwrap();
-    assert_eq!(all.len(), CONNS * PER_CONN + 200);
+    flipper.await.unwrap();
+    let flips = flips.load(Ordering::SeqCst);
+    assert!(all.len() >= CONNS * PER_CONN + 200);
     assert!(
         all.iter().all(|b| b == "v1" || b == "v2"),
         "unexpected body"
@@ -316,26 +382,20 @@ async fn no_failures_while_switching() {
         v1_count > 0 && v1_count < all.len(),
         "both versions served ({v1_count} v1)"
     );
-    assert!(flips > 10, "only {flips} switches happened");
+    assert!(flips >= MIN_FLIPS, "only {flips} switches happened");
     proxy.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_waits_for_in_flight_requests() {
-    let (v1, _b1) = backend("v1").await;
-    let (v2, _b2) = backend("v2").await;
+    let mut b1 = Backend::start("v1").await;
+    let v1 = b1.addr;
+    let b2 = Backend::start("v2").await;
+    let v2 = b2.addr;
     let (proxy, listen) = TestProxy::routed("web", &[v1]).await;
 
-    let finished = Arc::new(AtomicBool::new(false));
-    let slow = {
-        let finished = Arc::clone(&finished);
-        tokio::spawn(async move {
-            let r = get(listen, "/slow").await;
-            finished.store(true, Ordering::SeqCst);
-            r
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let held = tokio::spawn(get(listen, "/held"));
+    b1.arrived().await;
     let status = proxy
         .client
         .put_route("web", &spec(listen, &[v2]))
@@ -348,6 +408,7 @@ async fn drain_waits_for_in_flight_requests() {
     // New requests go to v2 while v1 drains.
     assert_eq!(get(listen, "/").await.1, "v2");
 
+    // A drain whose timeout ends first reports what is still in flight.
     let short = proxy
         .client
         .drain("web", v1, Duration::from_millis(50))
@@ -356,20 +417,29 @@ async fn drain_waits_for_in_flight_requests() {
     assert!(!short.drained);
     assert_eq!(short.in_flight, 1);
 
-    let started = Instant::now();
-    let result = proxy
-        .client
-        .drain("web", v1, Duration::from_secs(5))
-        .await
-        .unwrap();
+    // A longer one returns once the request is done, and not before.
+    let released = Arc::new(AtomicBool::new(false));
+    let mut drain = {
+        let (client, released) = (proxy.client.clone(), Arc::clone(&released));
+        tokio::spawn(async move {
+            let result = client.drain("web", v1, Duration::from_secs(10)).await;
+            (result, released.load(Ordering::SeqCst))
+        })
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut drain)
+            .await
+            .is_err(),
+        "drain returned with the request still in flight"
+    );
+    released.store(true, Ordering::SeqCst);
+    b1.release();
+    let (result, after_release) = drain.await.unwrap();
+    let result = result.unwrap();
+    assert!(after_release, "drain returned before the request was done");
     assert!(result.drained);
     assert_eq!(result.in_flight, 0);
-    assert!(
-        started.elapsed() >= Duration::from_millis(200),
-        "drain returned early"
-    );
-    assert_eq!(slow.await.unwrap(), (StatusCode::OK, "v1-slow".to_string()));
-    assert!(finished.load(Ordering::SeqCst));
+    assert_eq!(held.await.unwrap(), (StatusCode::OK, "v1-held".to_string()));
     let routes = proxy.client.routes().await.unwrap();
     assert!(routes[0].draining.is_empty());
 
@@ -389,7 +459,8 @@ async fn drain_waits_for_in_flight_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_conflict_changes_nothing() {
-    let (v1, _b1) = backend("v1").await;
+    let b1 = Backend::start("v1").await;
+    let v1 = b1.addr;
     let proxy = TestProxy::start(None, ProxyOptions::default()).await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_addr = taken.local_addr().unwrap();
@@ -462,7 +533,8 @@ async fn port_conflict_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_upstream_is_retried_on_a_live_one() {
-    let (v1, _b1) = backend("v1").await;
+    let b1 = Backend::start("v1").await;
+    let v1 = b1.addr;
     let dead = free_port(); // nothing listens here: connection refused
     let (proxy, listen) = TestProxy::routed("web", &[dead, v1]).await;
     let mut keep = connect(listen).await;
@@ -475,7 +547,8 @@ async fn refused_upstream_is_retried_on_a_live_one() {
     }
 
     // A backend that dies after being pooled is also survived.
-    let (v2, b2) = backend("v2").await;
+    let b2 = Backend::start("v2").await;
+    let v2 = b2.addr;
     proxy
         .client
         .put_route("web", &spec(listen, &[v2, v1]))
@@ -484,8 +557,7 @@ async fn refused_upstream_is_retried_on_a_live_one() {
     for _ in 0..4 {
         assert_eq!(get_on(&mut keep, "/").await.0, StatusCode::OK);
     }
-    b2.send(true).unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    b2.kill().await;
     for _ in 0..10 {
         assert_eq!(
             get_on(&mut keep, "/").await,
@@ -507,7 +579,8 @@ async fn refused_upstream_is_retried_on_a_live_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_upstream_times_out_with_504() {
-    let (v1, _b1) = backend("v1").await;
+    let b1 = Backend::start("v1").await;
+    let v1 = b1.addr;
     let options = ProxyOptions {
         upstream_timeout: Duration::from_millis(200),
         ..ProxyOptions::default()
@@ -519,7 +592,8 @@ async fn slow_upstream_times_out_with_504() {
         .put_route("web", &spec(listen, &[v1]))
         .await
         .unwrap();
-    assert_eq!(get(listen, "/slow").await.0, StatusCode::GATEWAY_TIMEOUT);
+    // Never answered (until released): the proxy gives up after 200 ms.
+    assert_eq!(get(listen, "/held").await.0, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(get(listen, "/").await, (StatusCode::OK, "v1".to_string()));
     let routes = proxy.client.routes().await.unwrap();
     assert_eq!(routes[0].upstreams[0].in_flight, 0);
@@ -528,8 +602,10 @@ async fn slow_upstream_times_out_with_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_file_restores_routes() {
-    let (v1, _b1) = backend("v1").await;
-    let (v2, _b2) = backend("v2").await;
+    let b1 = Backend::start("v1").await;
+    let v1 = b1.addr;
+    let b2 = Backend::start("v2").await;
+    let v2 = b2.addr;
     let dir = std::env::temp_dir().join(format!("slipway-proxy-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let state = dir.join("routes.json");
@@ -578,20 +654,31 @@ async fn state_file_restores_routes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_in_flight_requests_finish() {
-    let (v1, _b1) = backend("v1").await;
+    let mut b1 = Backend::start("v1").await;
+    let v1 = b1.addr;
     let (proxy, listen) = TestProxy::routed("web", &[v1]).await;
     let mut idle_keep_alive = connect(listen).await;
     assert_eq!(get_on(&mut idle_keep_alive, "/").await.1, "v1");
-    let slow = tokio::spawn(get(listen, "/slow"));
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let started = Instant::now();
-    proxy.shutdown().await;
-    // Shutdown waited for the slow request, which completed normally.
+    let held = tokio::spawn(get(listen, "/held"));
+    b1.arrived().await;
+    let mut shutdown = tokio::spawn(proxy.shutdown());
+    // The proxy stops accepting at once…
+    eventually(
+        Duration::from_secs(5),
+        "the route's listener closes",
+        || async move { TcpStream::connect(listen).await.is_err().then_some(()) },
+    )
+    .await;
+    // …but waits for the request in flight, which then completes normally.
     assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "shutdown did not wait"
+        tokio::time::timeout(Duration::from_millis(200), &mut shutdown)
+            .await
+            .is_err(),
+        "shutdown did not wait for the request in flight"
     );
-    assert_eq!(slow.await.unwrap(), (StatusCode::OK, "v1-slow".to_string()));
+    b1.release();
+    shutdown.await.unwrap();
+    assert_eq!(held.await.unwrap(), (StatusCode::OK, "v1-held".to_string()));
     assert!(TcpStream::connect(listen).await.is_err());
     // The idle keep-alive connection was closed by the proxy.
     assert!(idle_keep_alive.ready().await.is_err() || idle_keep_alive.is_closed());
@@ -599,7 +686,8 @@ async fn shutdown_lets_in_flight_requests_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_request_and_response_bodies() {
-    let (v1, _b1) = backend("v1").await;
+    let b1 = Backend::start("v1").await;
+    let v1 = b1.addr;
     let (proxy, listen) = TestProxy::routed("web", &[v1]).await;
     let payload: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
     let stream = TcpStream::connect(listen).await.unwrap();
