@@ -3,7 +3,10 @@
 //! start the real server exactly as production does.
 use crate::{
     api::{self, extract},
-    auth::{password, ratelimit::RateLimiter},
+    auth::{
+        password,
+        ratelimit::{AttemptLimiter, RateLimiter},
+    },
     config::Settings,
     error::ApiError,
     ops::{self, Metrics},
@@ -25,7 +28,10 @@ pub struct AppState {
     pub settings: Settings,
     pub key: MasterKey,
     pub metrics: Metrics,
-    pub login_limiter: RateLimiter,
+    /// Password logins per user and per client address (in the store).
+    pub login_limiter: AttemptLimiter,
+    /// Agent enrollments per client address (in the store).
+    pub enroll_limiter: AttemptLimiter,
     /// Bad webhook signatures per project and client: a flood is answered
     /// 429 without writing a delivery or audit row for each request.
     pub hook_limiter: RateLimiter,
@@ -66,7 +72,8 @@ impl Application {
             db,
             key,
             metrics: Metrics::new().context("metrics registry")?,
-            login_limiter: RateLimiter::new(settings.login_attempts_per_minute),
+            login_limiter: AttemptLimiter::new("login", settings.login_attempts_per_minute),
+            enroll_limiter: AttemptLimiter::new("enroll", settings.enroll_attempts_per_minute),
             hook_limiter: RateLimiter::new(crate::ci::hooks::BAD_SIGNATURES_PER_MINUTE),
             dummy_hash,
             oidc: crate::auth::oidc::Oidc::new(
