@@ -180,7 +180,12 @@ async fn send(call: Call<'_>) -> ApiResult<Response> {
             forget_csrf();
             continue;
         }
-        if err.error == ErrorCode::Unauthenticated && !call.public {
+        // An expired single sign-on session also sends the user to log in again.
+        let unauthenticated = matches!(
+            err.error,
+            ErrorCode::Unauthenticated | ErrorCode::ReauthenticationRequired
+        );
+        if unauthenticated && !call.public {
             forget_csrf();
             if let Some(hook) = ON_UNAUTHENTICATED.with(|h| h.borrow().clone()) {
                 hook();

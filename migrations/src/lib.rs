@@ -8,6 +8,7 @@ mod m20261123_000002_oidc_rbac;
 mod m20261123_000003_ci;
 mod m20261123_000004_token_actions;
 mod m20261130_000005_agents;
+mod m20261202_000001_login_attempts;
 mod m20261202_000002_audit_mac;
 
 pub use m20261123_000001_init::GENESIS_HASH;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_ci::Migration),
             Box::new(m20261123_000004_token_actions::Migration),
             Box::new(m20261130_000005_agents::Migration),
+            Box::new(m20261202_000001_login_attempts::Migration),
             Box::new(m20261202_000002_audit_mac::Migration),
         ]
     }

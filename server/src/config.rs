@@ -61,7 +61,17 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "login_attempts_per_minute",
         "10",
-        "Failed logins allowed per client IP and per user name per minute",
+        "Login attempts checked per client IP and per user name per minute (all replicas)",
+    ),
+    (
+        "enroll_attempts_per_minute",
+        "10",
+        "Failed agent enrollments allowed per client IP per minute (all replicas)",
+    ),
+    (
+        "oidc_max_session_age",
+        "(none)",
+        "Single sign-on sessions older than this (e.g. 8h, 30m, 90s) must log in through the provider again",
     ),
     ("db_max_connections", "16", "Connection pool size"),
     (
@@ -192,6 +202,9 @@ pub struct Settings {
     pub session_idle_minutes: i64,
     pub max_body_bytes: usize,
     pub login_attempts_per_minute: u32,
+    pub enroll_attempts_per_minute: u32,
+    /// `None`: OIDC sessions last as long as any other.
+    pub oidc_max_session_age: Option<std::time::Duration>,
     pub db_max_connections: u32,
     pub oidc_providers: Vec<OidcProviderConfig>,
     pub local_login: bool,
@@ -360,6 +373,16 @@ impl Settings {
             1,
             10_000,
         )? as u32;
+        let enroll_attempts_per_minute = bounded(
+            "enroll_attempts_per_minute",
+            take("enroll_attempts_per_minute"),
+            10,
+            1,
+            10_000,
+        )? as u32;
+        let oidc_max_session_age = take("oidc_max_session_age")
+            .map(|s| parse_age(&s).map_err(|m| invalid("oidc_max_session_age", m)))
+            .transpose()?;
         let db_max_connections = bounded(
             "db_max_connections",
             take("db_max_connections"),
@@ -427,6 +450,8 @@ impl Settings {
             session_idle_minutes,
             max_body_bytes,
             login_attempts_per_minute,
+            enroll_attempts_per_minute,
+            oidc_max_session_age,
             db_max_connections,
             oidc_providers,
             local_login,
@@ -501,6 +526,29 @@ fn bounded(
     }
 }
 
+/// `90s`, `30m`, `8h`, `2d` (a bare number is seconds): 1 s to 90 days.
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let err = || format!("{s:?}: expected e.g. 90s, 30m, 8h or 2d");
+    let (num, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let secs = match unit {
+        's' => Some(n),
+        'm' => n.checked_mul(60),
+        'h' => n.checked_mul(3600),
+        'd' => n.checked_mul(86_400),
+        _ => None,
+    }
+    .ok_or_else(err)?;
+    if !(1..=90 * 86_400).contains(&secs) {
+        return Err(format!("{s:?} is outside 1s..=90d"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 fn read_file(path: &str) -> Result<BTreeMap<String, String>, ConfigError> {
     let file_err = |message: String| ConfigError::File {
         path: path.into(),
@@ -541,6 +589,19 @@ fn read_file(path: &str) -> Result<BTreeMap<String, String>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_ages_take_a_unit() {
+        let secs = |s: &str| parse_age(s).map(|d| d.as_secs());
+        assert_eq!(secs("90s"), Ok(90));
+        assert_eq!(secs("30m"), Ok(1800));
+        assert_eq!(secs(" 8h "), Ok(28_800));
+        assert_eq!(secs("2d"), Ok(172_800));
+        assert_eq!(secs("45"), Ok(45));
+        for bad in ["", "h", "0s", "8x", "-1h", "91d", "99999999999999999999d"] {
+            assert!(parse_age(bad).is_err(), "{bad}");
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -19,6 +19,12 @@ pub enum ApiError {
     Unauthenticated,
     #[error("wrong user name or password")]
     InvalidCredentials,
+    /// A credential other than a password was refused (e.g. an enrollment token).
+    #[error("{0}")]
+    CredentialsRejected(String),
+    /// An OIDC session reached `oidc_max_session_age`: log in through the provider again.
+    #[error("the session is older than the single sign-on limit: log in again")]
+    Reauthenticate,
     #[error("missing or wrong X-CSRF-Token header")]
     Csrf,
     #[error("{0}")]
@@ -62,7 +68,10 @@ impl ApiError {
             ApiError::MalformedJson(_) => ErrorCode::MalformedJson,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::Unauthenticated => ErrorCode::Unauthenticated,
-            ApiError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            ApiError::InvalidCredentials | ApiError::CredentialsRejected(_) => {
+                ErrorCode::InvalidCredentials
+            }
+            ApiError::Reauthenticate => ErrorCode::ReauthenticationRequired,
             ApiError::Csrf => ErrorCode::CsrfFailed,
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
             ApiError::NotFound(_) => ErrorCode::NotFound,
@@ -95,6 +104,7 @@ impl ResponseError for ApiError {
             ErrorCode::MalformedJson => StatusCode::BAD_REQUEST,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Unauthenticated
+            | ErrorCode::ReauthenticationRequired
             | ErrorCode::InvalidCredentials
             | ErrorCode::InvalidSignature => StatusCode::UNAUTHORIZED,
             ErrorCode::CsrfFailed | ErrorCode::Forbidden => StatusCode::FORBIDDEN,
@@ -132,7 +142,7 @@ impl ResponseError for ApiError {
         if let ApiError::MethodNotAllowed(allow) = self {
             res.insert_header(("Allow", allow.as_str()));
         }
-        if matches!(self, ApiError::Unauthenticated) {
+        if matches!(self, ApiError::Unauthenticated | ApiError::Reauthenticate) {
             res.insert_header(("WWW-Authenticate", "Bearer"));
         }
         res.json(body)

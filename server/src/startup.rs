@@ -7,7 +7,10 @@
 pub use crate::state::AppState;
 use crate::{
     api::{self, extract},
-    auth::{password, ratelimit::RateLimiter},
+    auth::{
+        password,
+        ratelimit::{AttemptLimiter, RateLimiter},
+    },
     config::Settings,
     error::ApiError,
     ops::{self, Metrics},
@@ -50,7 +53,8 @@ impl Application {
             db,
             key,
             metrics: Metrics::new().context("metrics registry")?,
-            login_limiter: RateLimiter::new(settings.login_attempts_per_minute),
+            login_limiter: AttemptLimiter::new("login", settings.login_attempts_per_minute),
+            enroll_limiter: AttemptLimiter::new("enroll", settings.enroll_attempts_per_minute),
             hook_limiter: RateLimiter::new(crate::ci::hooks::BAD_SIGNATURES_PER_MINUTE),
             dummy_hash,
             oidc: crate::auth::oidc::Oidc::new(

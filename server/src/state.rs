@@ -4,7 +4,10 @@
 //! (it gets its own dependencies, see [`crate::deploy::engine::EngineDeps`]).
 use crate::{
     agents::AgentHub,
-    auth::{oidc::Oidc, ratelimit::RateLimiter},
+    auth::{
+        oidc::Oidc,
+        ratelimit::{AttemptLimiter, RateLimiter},
+    },
     config::Settings,
     deploy::{engine::EngineWaker, lifecycle::Announcer},
     live::LiveBus,
@@ -20,7 +23,10 @@ pub struct AppState {
     pub settings: Settings,
     pub key: MasterKey,
     pub metrics: Metrics,
-    pub login_limiter: RateLimiter,
+    /// Password logins per user and per client address (in the store).
+    pub login_limiter: AttemptLimiter,
+    /// Agent enrollments per client address (in the store).
+    pub enroll_limiter: AttemptLimiter,
     /// Bad webhook signatures per project and client: a flood is answered
     /// 429 without writing a delivery or audit row for each request.
     pub hook_limiter: RateLimiter,

@@ -24,6 +24,9 @@ pub enum ErrorCode {
     InvalidSignature,
     DeployFrozen,
     MethodNotAllowed,
+    /// 401: a single sign-on session reached its maximum age; log in through
+    /// the provider again.
+    ReauthenticationRequired,
 }
 
 impl ErrorCode {
@@ -47,6 +50,7 @@ impl ErrorCode {
             ErrorCode::InvalidSignature => "invalid_signature",
             ErrorCode::DeployFrozen => "deploy_frozen",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::ReauthenticationRequired => "reauthentication_required",
         }
     }
 }

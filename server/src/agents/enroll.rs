@@ -27,7 +27,6 @@ use serde_json::json;
 use slipway_types::{
     agent::{EnrollRequest, EnrollResponse, ProtocolErrorCode},
     api::{HostEnrollment, HostStatus, LiveEvent},
-    ApiErrorBody, ErrorCode,
 };
 use uuid::Uuid;
 
@@ -129,19 +128,6 @@ pub fn check_token(
     }
 }
 
-fn error_response(
-    status: actix_web::http::StatusCode,
-    error: ErrorCode,
-    message: impl Into<String>,
-    field: Option<&str>,
-) -> HttpResponse {
-    HttpResponse::build(status).json(ApiErrorBody {
-        error,
-        message: message.into(),
-        field: field.map(str::to_owned),
-    })
-}
-
 fn publish(state: &AppState, id: Uuid, status: HostStatus) {
     state
         .live
@@ -201,15 +187,15 @@ pub async fn enroll(
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
     let (source_ip, request_id) = auth::request_context(&req);
-    let limit_key = format!("agent-enroll:{}", source_ip.as_deref().unwrap_or("?"));
-    state
-        .login_limiter
-        .check(&limit_key)
-        .map_err(ApiError::RateLimited)?;
+    // Its own limit (not the login one), reserved before the token is checked.
+    let attempt = state
+        .enroll_limiter
+        .reserve(&state.db, &[("ip", source_ip.as_deref().unwrap_or("?"))])
+        .await?;
     let presented = body.token.0.trim();
     let hash = auth::sha256_hex(presented);
     let now = Utc::now();
-    // Checked only once the token is accepted (401 before 400).
+    // Checked only once the token is accepted (401 before 422).
     let key = decode_public_key(&body.public_key);
 
     let mut tx = AuditTx::begin(&state.db).await?;
@@ -248,14 +234,9 @@ pub async fn enroll(
         )
         .await?;
         tx.commit().await?;
-        state.login_limiter.fail(&limit_key);
+        attempt.keep();
         tracing::warn!(source_ip = ?source_ip, reason = why.reason(), "agent enrollment rejected");
-        return Ok(error_response(
-            actix_web::http::StatusCode::UNAUTHORIZED,
-            ErrorCode::InvalidCredentials,
-            why.reason(),
-            None,
-        ));
+        return Err(ApiError::CredentialsRejected(why.reason().into()));
     }
     let Some(h) = found else {
         return Err(ApiError::Internal(anyhow::anyhow!(
@@ -265,14 +246,11 @@ pub async fn enroll(
     let key = match key {
         Ok(k) => k,
         Err(e) => {
-            // Nothing changes: the token stays valid for a retry with a proper key.
+            // Nothing changes: the token stays valid for a retry with a
+            // proper key, and the attempt was no guess.
             drop(tx);
-            return Ok(error_response(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidInput,
-                e.to_string(),
-                Some("public_key"),
-            ));
+            state.enroll_limiter.release(&state.db, attempt).await?;
+            return Err(ApiError::invalid("public_key", e.to_string()));
         }
     };
     let facts =
@@ -309,7 +287,9 @@ pub async fn enroll(
     )
     .await?;
     tx.commit().await?;
-    state.login_limiter.reset(&limit_key);
+    if let Err(e) = state.enroll_limiter.release(&state.db, attempt).await {
+        tracing::warn!(error = %e, "enrollment limiter: cannot release an attempt");
+    }
     // A connection made with the previous key must not outlive it.
     state.hub.disconnect(
         h.id,

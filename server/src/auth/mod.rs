@@ -208,6 +208,8 @@ pub fn forwarded_https(req: &HttpRequest, trusted: &[IpAddr]) -> bool {
 enum Authn {
     Ok(Principal),
     Unauthenticated,
+    /// An OIDC session past `oidc_max_session_age`.
+    Reauthenticate,
     Csrf,
     Failed(String),
 }
@@ -223,6 +225,7 @@ pub async fn middleware(
         Some(state) => match authenticate(state, req.request()).await {
             Ok(p) => Authn::Ok(p),
             Err(ApiError::Unauthenticated) => Authn::Unauthenticated,
+            Err(ApiError::Reauthenticate) => Authn::Reauthenticate,
             Err(ApiError::Csrf) => Authn::Csrf,
             Err(e) => {
                 tracing::error!(error = %format!("{e:?}"), "authentication failed");
@@ -256,6 +259,7 @@ impl<R: MinRole + 'static> FromRequest for Auth<R> {
             }
             Some(Authn::Ok(_)) => Err(forbidden(R::ROLE, None)),
             Some(Authn::Unauthenticated) => Err(ApiError::Unauthenticated),
+            Some(Authn::Reauthenticate) => Err(ApiError::Reauthenticate),
             Some(Authn::Csrf) => Err(ApiError::Csrf),
             Some(Authn::Failed(m)) => Err(ApiError::Internal(anyhow::anyhow!(m))),
             None => Err(ApiError::Internal(anyhow::anyhow!(

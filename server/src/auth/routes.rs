@@ -9,7 +9,7 @@ use crate::{
 };
 use actix_web::{
     cookie::{time::Duration as CookieDuration, Cookie, SameSite},
-    web, HttpRequest, HttpResponse,
+    web, FromRequest, HttpRequest, HttpResponse,
 };
 use chrono::Utc;
 use sea_orm::{
@@ -86,17 +86,22 @@ pub async fn create_user(
     Ok(model)
 }
 
+/// `POST /setup`. Whether setup is still open is checked before the body is
+/// read: once it is done, every request answers 409 `setup_already_done`,
+/// whatever it sends.
 pub async fn setup(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: ValidJson<SetupRequest>,
+    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let body = body.0;
-    validate_username(&body.username)?;
-    validate_password(&body.password)?;
     if !needs_setup(&state.db).await? {
         return Err(ApiError::SetupDone);
     }
+    let body = ValidJson::<SetupRequest>::from_request(&req, &mut payload.into_inner())
+        .await?
+        .0;
+    validate_username(&body.username)?;
+    validate_password(&body.password)?;
     let hash = password::hash(body.password)
         .await
         .map_err(anyhow::Error::from)?;
@@ -177,14 +182,19 @@ pub async fn login(
     super::sso::local_login_allowed(&state)?;
     let body = body.0;
     let (ip, rid) = request_context(&req);
-    let ip_key = format!("ip:{}", ip.as_deref().unwrap_or("?"));
-    let user_key = format!("user:{}", body.username.to_lowercase());
-    for key in [&ip_key, &user_key] {
-        state
-            .login_limiter
-            .check(key)
-            .map_err(ApiError::RateLimited)?;
-    }
+    let user_key = body.username.to_lowercase();
+    // Reserved before the password is checked: at most N checks per user
+    // and per address and window, however many requests arrive at once.
+    let attempt = state
+        .login_limiter
+        .reserve(
+            &state.db,
+            &[
+                ("ip", ip.as_deref().unwrap_or("?")),
+                ("user", user_key.as_str()),
+            ],
+        )
+        .await?;
     if body.username.len() > 256 || body.password.len() > slipway_types::api::MAX_PASSWORD_LEN {
         return Err(ApiError::InvalidCredentials);
     }
@@ -208,8 +218,7 @@ pub async fn login(
     let u = match found {
         Some(u) if ok && !u.disabled => u,
         other => {
-            state.login_limiter.fail(&ip_key);
-            state.login_limiter.fail(&user_key);
+            attempt.keep();
             let reason = match other {
                 None => "unknown user",
                 Some(u) if u.disabled => "account disabled",
@@ -229,7 +238,16 @@ pub async fn login(
             return Err(ApiError::InvalidCredentials);
         }
     };
-    state.login_limiter.reset(&user_key);
+    // A success is not a failure, and forgives the user's earlier ones.
+    let limiter = &state.login_limiter;
+    if let Err(e) = async {
+        limiter.release(&state.db, attempt).await?;
+        limiter.reset(&state.db, "user", &user_key).await
+    }
+    .await
+    {
+        tracing::warn!(error = %e, "login limiter: cannot release an attempt");
+    }
     let mut tx = AuditTx::begin(&state.db).await?;
     user::Entity::update_many()
         .col_expr(

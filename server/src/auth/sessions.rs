@@ -65,6 +65,12 @@ pub async fn authenticate(state: &AppState, cookie_value: &str) -> Result<Princi
             .await?;
         return Err(ApiError::Unauthenticated);
     }
+    if needs_provider_again(&u, &s, state.settings.oidc_max_session_age, now) {
+        session::Entity::delete_by_id(id_hash)
+            .exec(&state.db)
+            .await?;
+        return Err(ApiError::Reauthenticate);
+    }
     // Touch at most once a minute so reads stay reads.
     if now - s.last_seen_at > Duration::minutes(1) {
         session::Entity::update_many()
@@ -89,6 +95,21 @@ pub async fn authenticate(state: &AppState, cookie_value: &str) -> Result<Princi
             csrf_token: s.csrf_token,
         }),
     })
+}
+
+/// True when `s` is a single sign-on session (its user comes from a
+/// provider) older than `max_age`: the provider must be asked again whether
+/// the user still belongs (groups, account).
+pub fn needs_provider_again(
+    u: &user::Model,
+    s: &session::Model,
+    max_age: Option<std::time::Duration>,
+    now: chrono::DateTime<Utc>,
+) -> bool {
+    let Some(max_age) = max_age.and_then(|a| Duration::from_std(a).ok()) else {
+        return false;
+    };
+    u.issuer.is_some() && now - s.created_at >= max_age
 }
 
 pub async fn delete<C: ConnectionTrait>(db: &C, id_hash: &str) -> Result<(), DbErr> {
@@ -116,5 +137,62 @@ impl FindAlsoUser for sea_orm::Select<session::Entity> {
         };
         let u = user::Entity::find_by_id(s.user_id).one(db).await?;
         Ok(Some((s, u)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn models(
+        issuer: Option<&str>,
+        created: chrono::DateTime<Utc>,
+    ) -> (user::Model, session::Model) {
+        let u = user::Model {
+            id: Uuid::nil(),
+            username: "u".into(),
+            password_hash: "!oidc".into(),
+            role: "viewer".into(),
+            disabled: false,
+            created_at: created,
+            last_login_at: None,
+            issuer: issuer.map(str::to_owned),
+            subject: None,
+            email: None,
+            display_name: None,
+        };
+        let s = session::Model {
+            id_hash: "h".into(),
+            user_id: Uuid::nil(),
+            csrf_token: "c".into(),
+            created_at: created,
+            expires_at: created + Duration::hours(12),
+            last_seen_at: created,
+        };
+        (u, s)
+    }
+
+    #[test]
+    fn only_old_single_sign_on_sessions_go_back_to_the_provider() {
+        let t0 = Utc::now();
+        let hour = Some(std::time::Duration::from_secs(3600));
+        let (oidc_u, s) = models(Some("https://id.example"), t0);
+        let (local_u, _) = models(None, t0);
+        let later = t0 + Duration::minutes(61);
+        assert!(needs_provider_again(&oidc_u, &s, hour, later));
+        assert!(!needs_provider_again(
+            &oidc_u,
+            &s,
+            hour,
+            t0 + Duration::minutes(59)
+        ));
+        assert!(
+            !needs_provider_again(&local_u, &s, hour, later),
+            "local users keep their sessions"
+        );
+        assert!(
+            !needs_provider_again(&oidc_u, &s, None, later),
+            "no limit configured"
+        );
     }
 }

@@ -194,6 +194,12 @@ async fn complete(
         None => 0,
     };
     if preview.role.is_none() && preview.environments.is_empty() && manual == 0 {
+        // The provider no longer puts this user in any mapped group: what the
+        // mappings gave them ends now, not at their next successful login.
+        if let Some(u) = &existing {
+            revoke_mapped_access(&mut tx, &actor, u).await?;
+            tx.commit().await?;
+        }
         return Ok(Err(Failure {
             username: Some(identity.username.clone()),
             ..fail("no_role", "no role mapping matches this user's claims")
@@ -297,6 +303,42 @@ async fn complete(
         .insert_header((LOCATION, "/"))
         .cookie(session_cookie(state, req, session.cookie_value))
         .finish()))
+}
+
+/// Ends the sessions and drops the mapped grants of a user the provider's
+/// claims no longer map to any role, with an audit entry for each.
+async fn revoke_mapped_access(
+    tx: &mut AuditTx,
+    actor: &ActorInfo,
+    u: &user::Model,
+) -> Result<(), DbErr> {
+    let ended = users::end_access(&tx.txn, u).await?;
+    if !ended.mapped_grants.is_empty() || ended.role_before.is_some() {
+        let role_before = ended.role_before.as_deref().unwrap_or(u.role.as_str());
+        tx.record(
+            actor,
+            Event::new(
+                "role.change",
+                "user",
+                u.id,
+                json!({"role": {"before": role_before, "after": Role::Viewer},
+                       "environments": {"before": ended.mapped_grants, "after": []},
+                       "source": "oidc", "reason": "no_role"}),
+            ),
+        )
+        .await?;
+    }
+    tx.record(
+        actor,
+        Event::new(
+            "session.revoke_all",
+            "user",
+            u.id,
+            json!({"username": u.username, "sessions": ended.sessions, "reason": "no_role"}),
+        ),
+    )
+    .await?;
+    Ok(())
 }
 
 async fn insert_grant(

@@ -5,7 +5,7 @@ use crate::{
     error::ApiError,
     store::{cache::ReadCache, entities::api_token},
 };
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use sea_orm::{
     sea_query::Expr, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, QueryFilter,
@@ -80,16 +80,6 @@ pub fn to_api(m: api_token::Model) -> ApiToken {
     }
 }
 
-/// What a valid bearer token resolves to; kept by the read cache
-/// ([`crate::store::cache`]) so that a request need not query the store.
-#[derive(Clone)]
-pub struct CachedToken {
-    id: Uuid,
-    principal: Principal,
-    expires_at: Option<DateTime<Utc>>,
-    last_used_at: Option<DateTime<Utc>>,
-}
-
 pub async fn authenticate(
     db: &DatabaseConnection,
     cache: &ReadCache,
@@ -99,6 +89,8 @@ pub async fn authenticate(
         return Err(ApiError::Unauthenticated);
     }
     let hash = sha256_hex(secret);
+    // The cache keeps the stored row (plain data); what it grants is decided
+    // here, on every request.
     let generation = cache.generation();
     let token = match generation.and_then(|g| cache.tokens.get(g, &hash)) {
         Some(token) => token,
@@ -110,6 +102,7 @@ pub async fn authenticate(
             token
         }
     };
+    let principal = principal_of(&token)?;
     let now = Utc::now();
     if token.expires_at.is_some_and(|e| e <= now) {
         return Err(ApiError::Unauthenticated);
@@ -124,26 +117,26 @@ pub async fn authenticate(
             .exec(db)
             .await?;
         if let Some(g) = generation {
-            let mut used = token.clone();
+            let mut used = token;
             used.last_used_at = Some(now);
             cache.tokens.put(g, hash, used);
         }
     }
-    Ok(token.principal)
+    Ok(principal)
 }
 
 /// The unrevoked token stored under `hash`.
-async fn lookup(db: &DatabaseConnection, hash: &str) -> Result<CachedToken, ApiError> {
-    let Some(t) = api_token::Entity::find()
+async fn lookup(db: &DatabaseConnection, hash: &str) -> Result<api_token::Model, ApiError> {
+    api_token::Entity::find()
         .filter(api_token::Column::TokenHash.eq(hash))
         .one(db)
         .await?
-    else {
-        return Err(ApiError::Unauthenticated);
-    };
-    if t.revoked_at.is_some() {
-        return Err(ApiError::Unauthenticated);
-    }
+        .filter(|t| t.revoked_at.is_none())
+        .ok_or(ApiError::Unauthenticated)
+}
+
+/// Who a stored token speaks for.
+fn principal_of(t: &api_token::Model) -> Result<Principal, ApiError> {
     let envs: Vec<Uuid> = serde_json::from_str(&t.environments).unwrap_or_default();
     let actions: Vec<TokenAction> = serde_json::from_str(&t.actions).map_err(|e| {
         ApiError::Internal(anyhow::anyhow!(
@@ -155,19 +148,14 @@ async fn lookup(db: &DatabaseConnection, hash: &str) -> Result<CachedToken, ApiE
         .role
         .parse()
         .map_err(|e: String| ApiError::Internal(anyhow::anyhow!(e)))?;
-    Ok(CachedToken {
-        id: t.id,
-        principal: Principal {
-            name: format!("token:{}", t.name),
-            user_id: None,
-            role,
-            env_roles: Default::default(),
-            environments: (!envs.is_empty()).then_some(envs),
-            actions: (!actions.is_empty()).then_some(actions),
-            session: None,
-        },
-        expires_at: t.expires_at,
-        last_used_at: t.last_used_at,
+    Ok(Principal {
+        name: format!("token:{}", t.name),
+        user_id: None,
+        role,
+        env_roles: Default::default(),
+        environments: (!envs.is_empty()).then_some(envs),
+        actions: (!actions.is_empty()).then_some(actions),
+        session: None,
     })
 }
 

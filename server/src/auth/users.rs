@@ -53,6 +53,57 @@ pub async fn roles_of<C: ConnectionTrait>(
     Ok((role, envs))
 }
 
+/// What [`end_access`] took away.
+pub struct EndedAccess {
+    pub sessions: u64,
+    /// Role-mapping grants dropped: (role, environment).
+    pub mapped_grants: Vec<(String, Option<Uuid>)>,
+    /// The mapped role everywhere before it fell back to viewer (OIDC users).
+    pub role_before: Option<String>,
+}
+
+/// Ends every session of `u` and drops what role mappings gave them (their
+/// `oidc` grants and, for OIDC users, the mapped role everywhere), inside the
+/// caller's audited transaction. Manual grants stay. Used when a provider
+/// refuses the user and when an admin disables them: access ends at once,
+/// not at the next login.
+pub async fn end_access<C: ConnectionTrait>(db: &C, u: &user::Model) -> Result<EndedAccess, DbErr> {
+    let sessions = session::Entity::delete_many()
+        .filter(session::Column::UserId.eq(u.id))
+        .exec(db)
+        .await?
+        .rows_affected;
+    let mapped = role_grant::Entity::find()
+        .filter(role_grant::Column::UserId.eq(u.id))
+        .filter(role_grant::Column::Source.eq("oidc"))
+        .all(db)
+        .await?;
+    role_grant::Entity::delete_many()
+        .filter(role_grant::Column::UserId.eq(u.id))
+        .filter(role_grant::Column::Source.eq("oidc"))
+        .exec(db)
+        .await?;
+    let viewer = Role::Viewer.as_str();
+    let role_before = if u.issuer.is_some() && u.role != viewer {
+        user::Entity::update_many()
+            .col_expr(user::Column::Role, sea_orm::sea_query::Expr::value(viewer))
+            .filter(user::Column::Id.eq(u.id))
+            .exec(db)
+            .await?;
+        Some(u.role.clone())
+    } else {
+        None
+    };
+    Ok(EndedAccess {
+        sessions,
+        mapped_grants: mapped
+            .into_iter()
+            .map(|g| (g.role, g.environment_id))
+            .collect(),
+        role_before,
+    })
+}
+
 fn grant_to_api(g: role_grant::Model) -> Result<RoleGrant, DbErr> {
     Ok(RoleGrant {
         id: g.id,
@@ -155,15 +206,13 @@ pub async fn update(
             "you cannot disable your own account".into(),
         ));
     }
-    let mut am: user::ActiveModel = u.clone().into();
+    let mut ended = None;
+    if body.disabled == Some(true) {
+        ended = Some(end_access(&tx.txn, &u).await?);
+    }
+    let mut am: user::ActiveModel = find_user(&tx.txn, u.id).await?.into();
     if let Some(d) = body.disabled {
         am.disabled = Set(d);
-        if d {
-            session::Entity::delete_many()
-                .filter(session::Column::UserId.eq(u.id))
-                .exec(&tx.txn)
-                .await?;
-        }
     }
     if let Some(r) = body.role {
         if u.issuer.is_some() {
@@ -181,7 +230,10 @@ pub async fn update(
             "user.update",
             "user",
             u.id,
-            json!({"username": u.username, "disabled": body.disabled, "role": body.role}),
+            json!({"username": u.username, "disabled": body.disabled, "role": body.role,
+                   "sessions_ended": ended.as_ref().map(|e| e.sessions),
+                   "mapped_grants_dropped": ended.as_ref().map(|e| &e.mapped_grants),
+                   "mapped_role_dropped": ended.as_ref().and_then(|e| e.role_before.as_ref())}),
         ),
     )
     .await?;

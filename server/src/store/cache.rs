@@ -20,6 +20,12 @@
 //!
 //! Every entry also expires after [`MAX_AGE`], a bound for changes that do not
 //! go through the API (a direct edit of the database).
+//!
+//! The cache holds plain data only: stored rows and encoded bytes. What they
+//! mean (a principal, a page of services) is decided by their readers
+//! (`auth::tokens`, `api::services`); this module knows neither auth nor HTTP.
+use super::entities::api_token;
+use bytes::Bytes;
 use sea_orm::DatabaseConnection;
 use std::{
     collections::HashMap,
@@ -66,8 +72,10 @@ pub struct ReadCache {
     remote: AtomicU64,
     /// False while changes from other replicas could go unheard.
     live: AtomicBool,
-    pub tokens: Shelf<String, crate::auth::tokens::CachedToken>,
-    pub service_pages: Shelf<(uuid::Uuid, u64, u64), actix_web::web::Bytes>,
+    /// Unrevoked API token rows by the SHA-256 of their secret.
+    pub tokens: Shelf<String, api_token::Model>,
+    /// Encoded pages of an environment's services by (environment, limit, offset).
+    pub service_pages: Shelf<(uuid::Uuid, u64, u64), Bytes>,
 }
 
 impl ReadCache {

@@ -444,7 +444,7 @@ async fn enrollment_tokens_are_one_time_and_expire(mut app: TestApp) {
         assert_eq!(body["error"], "invalid_credentials");
     }
 
-    // An invalid key is 400 and leaves the token usable.
+    // An invalid key is 422 like any invalid field, and leaves the token usable.
     let e = issue(&app, id).await;
     for bad in [
         "not base64!".to_owned(),
@@ -456,7 +456,8 @@ async fn enrollment_tokens_are_one_time_and_expire(mut app: TestApp) {
         }),
     ] {
         let (status, body) = enroll(&app, &e.token, &bad).await;
-        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert_eq!(body["error"], "invalid_input", "{body}");
         assert_eq!(body["field"], "public_key");
     }
 

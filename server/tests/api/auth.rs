@@ -4,6 +4,7 @@ use crate::{
 };
 use reqwest::Method;
 use serde_json::json;
+use std::{collections::BTreeMap, sync::Arc};
 
 store_test!(setup_login_logout_and_csrf, scoped_tokens);
 
@@ -33,6 +34,19 @@ async fn setup_login_logout_and_csrf(mut app: TestApp) {
         )
         .await;
     assert_eq!(again.expect(409).error_code(), "setup_already_done");
+    // Once done, setup answers 409 whatever the body: it is not read.
+    for body in [json!({}), json!([]), json!("x")] {
+        let r = app.post("/api/v1/setup", &body).await;
+        assert_eq!(r.expect(409).error_code(), "setup_already_done", "{body}");
+    }
+    let garbage = reqwest::Client::new()
+        .post(app.url("/api/v1/setup"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 409);
 
     // Cookie flags.
     let fresh = reqwest::Client::builder()
@@ -326,4 +340,149 @@ async fn tokens_limited_to_actions() {
         "everything",
     ]);
     assert_ne!(bad.status.code(), Some(0));
+}
+
+/// Sends every `(user name, client address)` login at once (all released by
+/// one barrier) with a wrong password; counts the answers by status.
+async fn parallel_wrong_logins(
+    base: &[String],
+    attempts: &[(String, String)],
+) -> BTreeMap<u16, usize> {
+    let client = reqwest::Client::new();
+    let start = Arc::new(tokio::sync::Barrier::new(attempts.len()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (user, ip)) in attempts.iter().cloned().enumerate() {
+        let (client, start) = (client.clone(), start.clone());
+        // Spread over the given servers (replicas of one store).
+        let url = format!("{}/api/v1/auth/login", base[i % base.len()]);
+        tasks.spawn(async move {
+            start.wait().await;
+            let r = client
+                .post(url)
+                .header("x-forwarded-for", ip)
+                .json(&json!({"username": user, "password": "not the password"}))
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        });
+    }
+    let mut counts = BTreeMap::new();
+    while let Some(status) = tasks.join_next().await {
+        *counts.entry(status.unwrap()).or_insert(0) += 1;
+    }
+    counts
+}
+
+async fn enroll_with_bogus_token(app: &TestApp, ip: &str) -> u16 {
+    reqwest::Client::new()
+        .post(app.url("/api/v1/agent/enroll"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"token": "swe_bogus", "public_key": "AAAA",
+                      "facts": {"hostname": "h", "os": "linux", "arch": "x86_64",
+                                "docker_version": "27", "agent_version": "1", "cpus": 1,
+                                "memory_bytes": 1}}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// 100 wrong passwords at once for one user: exactly the limit (10) of them
+/// are checked, the rest answer 429; the same per client address over many
+/// user names; and agent enrollment has a limit of its own.
+async fn parallel_logins_are_limited_exactly(backend: Backend) {
+    let mut app = spawn_app_with(
+        backend,
+        &[
+            ("SLIPWAY_LOGIN_ATTEMPTS_PER_MINUTE", "10"),
+            ("SLIPWAY_ENROLL_ATTEMPTS_PER_MINUTE", "10"),
+            ("SLIPWAY_TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    )
+    .await;
+    app.setup_admin().await;
+    let base = [app.base.clone()];
+
+    // One user, 100 client addresses.
+    let one_user: Vec<_> = (0..100)
+        .map(|i| (ADMIN.to_owned(), format!("198.51.100.{i}")))
+        .collect();
+    let counts = parallel_wrong_logins(&base, &one_user).await;
+    println!("one user, 100 parallel wrong logins: {counts:?}");
+    assert_eq!(counts.get(&401), Some(&10), "checked: {counts:?}");
+    assert_eq!(counts.get(&429), Some(&90), "{counts:?}");
+    let failed = app
+        .get("/api/v1/audit?action=auth.login_failed")
+        .await
+        .expect(200);
+    assert_eq!(failed.body["total"], 10, "one audited check per attempt");
+    // Even the right password waits for the window now.
+    let r = reqwest::Client::new()
+        .post(app.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", "192.0.2.200")
+        .json(&json!({"username": ADMIN, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+
+    // One address, 100 user names.
+    let one_address: Vec<_> = (0..100)
+        .map(|i| (format!("user{i}"), "203.0.113.7".to_owned()))
+        .collect();
+    let counts = parallel_wrong_logins(&base, &one_address).await;
+    println!("one address, 100 parallel wrong logins: {counts:?}");
+    assert_eq!(counts.get(&401), Some(&10), "checked: {counts:?}");
+    assert_eq!(counts.get(&429), Some(&90), "{counts:?}");
+
+    // Enrollment is limited on its own: the address that used up its logins
+    // may still try to enroll...
+    assert_eq!(enroll_with_bogus_token(&app, "203.0.113.7").await, 401);
+    // ...and an address that used up its enrollments may still log in.
+    for _ in 0..10 {
+        assert_eq!(enroll_with_bogus_token(&app, "192.0.2.1").await, 401);
+    }
+    assert_eq!(enroll_with_bogus_token(&app, "192.0.2.1").await, 429);
+    let r = reqwest::Client::new()
+        .post(app.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", "192.0.2.1")
+        .json(&json!({"username": "someone", "password": "not the password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+mod parallel_logins_are_limited_exactly {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::parallel_logins_are_limited_exactly(super::Backend::Sqlite).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::parallel_logins_are_limited_exactly(super::Backend::Postgres).await
+    }
+}
+
+/// Two replicas of one PostgreSQL store count against the same limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_limit_holds_across_replicas() {
+    let mut app = spawn_app_with(
+        Backend::Postgres,
+        &[("SLIPWAY_LOGIN_ATTEMPTS_PER_MINUTE", "10")],
+    )
+    .await;
+    app.setup_admin().await;
+    // The replica runs with the default limit, 10 as well.
+    let replica = app.replica().await;
+    let attempts: Vec<_> = (0..100)
+        .map(|_| (ADMIN.to_owned(), "198.51.100.1".to_owned()))
+        .collect();
+    let counts = parallel_wrong_logins(&[app.base.clone(), replica.base.clone()], &attempts).await;
+    println!("two replicas, 100 parallel wrong logins: {counts:?}");
+    assert_eq!(counts.get(&401), Some(&10), "checked: {counts:?}");
+    assert_eq!(counts.get(&429), Some(&90), "{counts:?}");
 }

@@ -250,7 +250,8 @@ macro_rules! both_backends {
 
 both_backends!(
     code_flow_maps_groups_to_environment_roles,
-    tampered_tokens_and_state_are_rejected
+    tampered_tokens_and_state_are_rejected,
+    losing_the_group_ends_access_at_once
 );
 
 async fn code_flow_maps_groups_to_environment_roles(backend: Backend) {
@@ -464,4 +465,160 @@ async fn local_login_can_be_disabled() {
         app.get("/api/v1/auth/options").await.expect(200).body["local"],
         false
     );
+}
+
+/// The id of the user called `name`.
+async fn user_id(app: &TestApp, name: &str) -> String {
+    let users = app.get("/api/v1/users").await.expect(200);
+    users.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == name)
+        .unwrap_or_else(|| panic!("no user {name}: {}", users.text))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn deploy(b: &Browser, app: &TestApp, svc: &str) -> StatusCode {
+    b.api(
+        app,
+        Method::POST,
+        &format!("/api/v1/services/{svc}/deployments"),
+        Some(json!({})),
+    )
+    .await
+    .0
+}
+
+/// A refused re-login (the provider dropped the user's group) ends the
+/// sessions still open and drops the mapped grants in the same moment, and
+/// so does disabling the user; both are audited.
+async fn losing_the_group_ends_access_at_once(backend: Backend) {
+    let (app, idp) = app_with_idp(backend, &[]).await;
+    let (_, staging, web) = app.seed_service("payments", "staging", "web").await;
+    map(
+        &app,
+        "groups",
+        "staging-deployers",
+        "deployer",
+        Some(&staging),
+    )
+    .await;
+
+    let bob = Browser::new();
+    assert_eq!(bob.sso_login(&app, "bob", "bob-password").await, "/");
+    assert_eq!(deploy(&bob, &app, &web).await, 202);
+    let id = user_id(&app, "bob@example.test").await;
+    let user = app.get(&format!("/api/v1/users/{id}")).await.expect(200);
+    assert_eq!(user.body["grants"].as_array().unwrap().len(), 1);
+
+    // The group is removed at the provider; bob's next login is refused...
+    idp.admin("/__admin/users/bob", json!({"groups": ["eng"]}))
+        .await;
+    let elsewhere = Browser::new();
+    assert_eq!(
+        elsewhere.sso_login(&app, "bob", "bob-password").await,
+        "/login?error=no_role"
+    );
+    // ...and the session he still has open is over, its grant gone.
+    assert_eq!(deploy(&bob, &app, &web).await, 401);
+    let (s, _) = bob.api(&app, Method::GET, "/api/v1/auth/me", None).await;
+    assert_eq!(s, 401);
+    let user = app.get(&format!("/api/v1/users/{id}")).await.expect(200);
+    assert_eq!(user.body["grants"], json!([]), "{}", user.text);
+    assert_eq!(user.body["active_sessions"], 0);
+    let revoked = app
+        .get("/api/v1/audit?action=session.revoke_all")
+        .await
+        .expect(200);
+    assert_eq!(revoked.body["total"], 1, "{}", revoked.text);
+    assert_eq!(revoked.body["items"][0]["summary"]["reason"], "no_role");
+    assert_eq!(revoked.body["items"][0]["summary"]["sessions"], 1);
+    let changed = app
+        .get("/api/v1/audit?action=role.change")
+        .await
+        .expect(200);
+    assert_eq!(changed.body["total"], 1, "{}", changed.text);
+    assert_eq!(
+        changed.body["items"][0]["summary"]["environments"]["after"],
+        json!([])
+    );
+
+    // Back in the group: access again; then an admin disables him.
+    idp.admin(
+        "/__admin/users/bob",
+        json!({"groups": ["eng", "staging-deployers"]}),
+    )
+    .await;
+    let bob = Browser::new();
+    assert_eq!(bob.sso_login(&app, "bob", "bob-password").await, "/");
+    assert_eq!(deploy(&bob, &app, &web).await, 202);
+    let disabled = app
+        .patch(&format!("/api/v1/users/{id}"), &json!({"disabled": true}))
+        .await
+        .expect(200);
+    assert_eq!(disabled.body["grants"], json!([]), "{}", disabled.text);
+    assert_eq!(disabled.body["active_sessions"], 0);
+    assert_eq!(deploy(&bob, &app, &web).await, 401);
+    let update = app
+        .get("/api/v1/audit?action=user.update")
+        .await
+        .expect(200);
+    assert_eq!(update.body["items"][0]["summary"]["sessions_ended"], 1);
+    assert_eq!(
+        update.body["items"][0]["summary"]["mapped_grants_dropped"][0][0],
+        "deployer"
+    );
+    let again = Browser::new();
+    assert_eq!(
+        again.sso_login(&app, "bob", "bob-password").await,
+        "/login?error=account_disabled"
+    );
+}
+
+/// With `oidc_max_session_age`, a single sign-on session ends at that age
+/// with `reauthentication_required` (the dashboard sends the user to log in
+/// through the provider again); local sessions are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_sessions_end_at_the_maximum_age() {
+    let (app, _idp) =
+        app_with_idp(Backend::Sqlite, &[("SLIPWAY_OIDC_MAX_SESSION_AGE", "2s")]).await;
+    map(&app, "groups", "eng", "viewer", None).await;
+    let bob = Browser::new();
+    let logged_in = std::time::Instant::now();
+    assert_eq!(bob.sso_login(&app, "bob", "bob-password").await, "/");
+    // Polled, bounded: the session works until it is 2 s old, then never again.
+    let me = |b: &Browser| {
+        let r = b.client.get(app.url("/api/v1/auth/me")).send();
+        async move {
+            let r = r.await.unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, body) = loop {
+        let (s, body) = me(&bob).await;
+        if s != StatusCode::OK {
+            break (s, body);
+        }
+        assert!(
+            logged_in.elapsed() < std::time::Duration::from_secs(15),
+            "the session outlived its maximum age"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(logged_in.elapsed() >= std::time::Duration::from_secs(2));
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "reauthentication_required", "{body}");
+    let (s, body) = me(&bob).await;
+    assert_eq!(s, 401, "the session is gone for good");
+    assert_eq!(body["error"], "unauthenticated");
+    // Through the provider again (its login form): a new session.
+    let bob = Browser::new();
+    assert_eq!(bob.sso_login(&app, "bob", "bob-password").await, "/");
+    assert_eq!(me(&bob).await.0, 200);
+    // The local admin's session (older than 2 s by now) is not affected.
+    app.get("/api/v1/auth/me").await.expect(200);
 }

@@ -12,6 +12,7 @@ pub mod environment;
 pub mod environment_policy;
 pub mod host;
 pub mod host_environment;
+pub mod login_attempt;
 pub mod oidc_login;
 pub mod project;
 pub mod release;
