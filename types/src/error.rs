@@ -24,6 +24,7 @@ pub enum ErrorCode {
     InvalidSignature,
     DeployFrozen,
     MethodNotAllowed,
+    EnvironmentProtected,
 }
 
 impl ErrorCode {
@@ -47,6 +48,7 @@ impl ErrorCode {
             ErrorCode::InvalidSignature => "invalid_signature",
             ErrorCode::DeployFrozen => "deploy_frozen",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::EnvironmentProtected => "environment_protected",
         }
     }
 }
