@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+mod streams;
 
 use harness::{fetch, fetch_at, free_port, Agent, Server, Store, DEPLOY_WITHIN};
 use serde_json::json;
