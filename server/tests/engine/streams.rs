@@ -18,8 +18,9 @@ const CHATTY: &str = "trap 'exit 0' TERM; httpd -p 8080 -h /www; \
 
 /// The server's log buffer for one client (`agents::logs::LOG_BUFFER`).
 const BUFFER_BYTES: f64 = 512.0 * 1024.0;
-/// How much the server's RSS may move while the client does not read.
-const RSS_SLACK_KIB: u64 = 4 * 1024;
+/// How much the server's RSS may move while the client does not read (the
+/// unbounded channel grew it by 3.7 MiB in these 15 s; bounded: +0.3 MiB).
+const RSS_SLACK_KIB: u64 = 2 * 1024;
 
 async fn metric(server: &Server, name: &str) -> f64 {
     let text = reqwest::get(format!("{}/metrics", server.base))
