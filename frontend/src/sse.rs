@@ -5,7 +5,11 @@
 //! theirs in a [`StoredValue`] and close it in `on_cleanup`.
 use crate::api;
 use leptos::prelude::*;
-use slipway_types::{api::LiveEvent, ApiErrorBody};
+use slipway_types::{
+    api::LiveEvent,
+    sse::{Lagged, LogsEnd},
+    ApiErrorBody,
+};
 use std::{cell::RefCell, rc::Rc, time::Duration};
 use wasm_bindgen::{closure::Closure, JsCast};
 use web_sys::{Event, EventSource, MessageEvent};
@@ -17,9 +21,10 @@ pub enum SseMsg {
     Open,
     /// The `data:` of one event.
     Message(String),
-    /// The server dropped events for this client (`event: lagged`): reload
-    /// from the API.
-    Lagged,
+    /// The server skipped this many events for this client (`event:
+    /// lagged`, a [`Lagged`]; 0 when it did not say): reload from the API,
+    /// or show the gap.
+    Lagged(u64),
     /// The server ended the stream on purpose (`event: end`, e.g. the
     /// container's log stream finished); the data says why.
     End(String),
@@ -34,7 +39,7 @@ pub struct EventStream {
     _on_open: Closure<dyn FnMut(Event)>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_error: Closure<dyn FnMut(Event)>,
-    _on_lagged: Closure<dyn FnMut(Event)>,
+    _on_lagged: Closure<dyn FnMut(MessageEvent)>,
     _on_end: Closure<dyn FnMut(MessageEvent)>,
 }
 
@@ -67,7 +72,11 @@ impl EventStream {
             }
         });
         let d = dispatch.clone();
-        let on_lagged = Closure::<dyn FnMut(Event)>::new(move |_: Event| d(SseMsg::Lagged));
+        let on_lagged = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+            d(SseMsg::Lagged(parse_lagged(
+                &ev.data().as_string().unwrap_or_default(),
+            )))
+        });
         let d = dispatch.clone();
         let on_end = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
             d(SseMsg::End(ev.data().as_string().unwrap_or_default()))
@@ -83,9 +92,10 @@ impl EventStream {
         source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         // Named events do not reach `onmessage`.
-        let _ =
-            source.add_event_listener_with_callback("lagged", on_lagged.as_ref().unchecked_ref());
-        let _ = source.add_event_listener_with_callback("end", on_end.as_ref().unchecked_ref());
+        let _ = source
+            .add_event_listener_with_callback(Lagged::EVENT, on_lagged.as_ref().unchecked_ref());
+        let _ = source
+            .add_event_listener_with_callback(LogsEnd::EVENT, on_end.as_ref().unchecked_ref());
         Ok(Self {
             source,
             _on_open: on_open,
@@ -107,12 +117,13 @@ impl Drop for EventStream {
         self.source.set_onmessage(None);
         self.source.set_onerror(None);
         let _ = self.source.remove_event_listener_with_callback(
-            "lagged",
+            Lagged::EVENT,
             self._on_lagged.as_ref().unchecked_ref(),
         );
-        let _ = self
-            .source
-            .remove_event_listener_with_callback("end", self._on_end.as_ref().unchecked_ref());
+        let _ = self.source.remove_event_listener_with_callback(
+            LogsEnd::EVENT,
+            self._on_end.as_ref().unchecked_ref(),
+        );
         self.source.close();
     }
 }
@@ -146,6 +157,11 @@ impl Default for StreamSlot {
     }
 }
 
+/// How many events an `event: lagged` says were skipped (0: it did not say).
+pub fn parse_lagged(data: &str) -> u64 {
+    api::parse_json::<Lagged>(data).map_or(0, |l| l.skipped)
+}
+
 /// Parses the `data:` of a live event; anything else is ignored.
 pub fn parse_live(data: &str) -> Option<LiveEvent> {
     api::parse_json(data)
@@ -164,7 +180,7 @@ pub fn use_live_events(on_event: impl Fn(Option<LiveEvent>) + 'static) -> ReadSi
                 on_event(Some(ev));
             }
         }
-        SseMsg::Lagged => on_event(None),
+        SseMsg::Lagged(_) => on_event(None),
         SseMsg::Error { .. } | SseMsg::End(_) => set_connected.set(false),
     });
     slot.set(stream.ok());
@@ -217,6 +233,8 @@ mod tests {
             })
         ));
         assert_eq!(parse_live("ping"), None);
+        assert_eq!(parse_lagged(r#"{"skipped":42}"#), 42);
+        assert_eq!(parse_lagged("{}"), 0);
         assert_eq!(parse_live(r#"{"type":"nope"}"#), None);
     }
 }

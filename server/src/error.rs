@@ -45,6 +45,9 @@ pub enum ApiError {
     InvalidSignature(String),
     #[error("{0}")]
     DeployFrozen(String),
+    /// A deletion in a protected environment while something runs there.
+    #[error("{0}")]
+    Protected(String),
     /// The path exists, the method does not; carries the `Allow` header value.
     #[error("this route answers only {0}")]
     MethodNotAllowed(String),
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::InvalidSignature(_) => ErrorCode::InvalidSignature,
             ApiError::DeployFrozen(_) => ErrorCode::DeployFrozen,
+            ApiError::Protected(_) => ErrorCode::EnvironmentProtected,
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ApiError::Store(_) | ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -113,7 +117,8 @@ impl ResponseError for ApiError {
             | ErrorCode::SetupAlreadyDone
             | ErrorCode::SetupRequired
             | ErrorCode::InvalidStateTransition
-            | ErrorCode::DeployFrozen => StatusCode::CONFLICT,
+            | ErrorCode::DeployFrozen
+            | ErrorCode::EnvironmentProtected => StatusCode::CONFLICT,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -27,6 +27,7 @@ pub enum ErrorCode {
     /// 401: a single sign-on session reached its maximum age; log in through
     /// the provider again.
     ReauthenticationRequired,
+    EnvironmentProtected,
 }
 
 impl ErrorCode {
@@ -51,6 +52,7 @@ impl ErrorCode {
             ErrorCode::DeployFrozen => "deploy_frozen",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::ReauthenticationRequired => "reauthentication_required",
+            ErrorCode::EnvironmentProtected => "environment_protected",
         }
     }
 }

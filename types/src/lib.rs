@@ -12,8 +12,10 @@
 pub mod agent;
 pub mod api;
 pub mod error;
+mod host_status;
 pub mod names;
 pub mod role;
+pub mod sse;
 pub mod target;
 pub mod time;
 

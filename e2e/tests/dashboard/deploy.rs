@@ -4,7 +4,9 @@
 //! The browser adds a host and shows its one-time enrollment command; the
 //! test starts `slipway agent` with that token, then deploys
 //! `slipway-test/web:v1` and `v2` from the dashboard, rolls back, and approves
-//! a CI token's deployment. Every rollout is checked over plain HTTP on the
+//! a CI token's deployment; then it protects production and shows the
+//! typed-name confirmation before delete (refused by the API: the service
+//! runs), deploy and rollback. Every rollout is checked over plain HTTP on the
 //! published loopback port. Screenshots: `e2e/screenshots/deploy-NN-name.png`;
 //! the agent's log: `e2e/screenshots/deploy-agent.log`.
 use super::*;
@@ -634,7 +636,77 @@ async fn deploy_scenario(
     ui.expect_text(&css("deployment-requested-by"), "token:ci")
         .await?;
     ui.shot("approved-deployed").await?;
+
+    // 8. Production becomes protected: deleting, deploying and rolling back
+    // there wait for its name, typed; the API refuses deleting what runs.
+    api(
+        ui,
+        "PATCH",
+        &format!("/environments/{env_id}"),
+        Some(json!({"protected": true})),
+        None,
+    )
+    .await?;
+    ui.goto(&service_path).await?;
+    ui.expect_text(&css("service-name"), "web").await?;
+    ui.click(&css("delete-service")).await?;
+    ui.expect_text(&css("confirm-protected"), "production is protected")
+        .await?;
+    expect_confirm_enabled(ui, false).await?;
+    ui.fill(&css("confirm-name"), "prod").await?;
+    expect_confirm_enabled(ui, false).await?;
+    ui.fill(&css("confirm-name"), "production").await?;
+    expect_confirm_enabled(ui, true).await?;
+    ui.click(&css("confirm-submit")).await?;
+    ui.expect_text(
+        &css("form-error"),
+        "production is protected and service web runs there",
+    )
+    .await?;
+    ui.expect_path(&service_path).await?;
+    ui.shot("protected-delete-refused").await?;
+
+    ui.click(&css("deploy")).await?;
+    ui.find(&css("deploy-form")).await?;
+    ui.click(&css("deploy-submit")).await?;
+    ui.expect_text(&css("confirm-protected"), "Type its name to deploy")
+        .await?;
+    ui.fill(&css("confirm-name"), "production").await?;
+    ui.shot("protected-deploy-confirm").await?;
+    ui.click(&css("confirm-submit")).await?;
+    ui.expect_path_prefix("/deployments/").await?;
+    ui.find(&css("deployment-title")).await?;
+
+    ui.goto(&service_path).await?;
+    ui.click(&css("rollback-release")).await?;
+    ui.expect_text(&css("confirm-protected"), "Type its name to roll back")
+        .await?;
+    ui.shot("protected-rollback-confirm").await?;
+    ui.click(&css("confirm-cancel")).await?;
+    if ui
+        .c
+        .find(Locator::Css(&css("confirm-protected")))
+        .await
+        .is_ok()
+    {
+        bail!("the confirmation should close on Cancel");
+    }
     Ok(())
+}
+
+/// Whether the typed-name confirmation's button is enabled, waited for.
+async fn expect_confirm_enabled(ui: &Ui, enabled: bool) -> Result<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let button = ui.find(&css("confirm-submit")).await?;
+        if button.is_enabled().await? == enabled {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the confirm button should be enabled={enabled}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

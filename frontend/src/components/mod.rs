@@ -4,6 +4,7 @@ pub mod events;
 pub mod fetch;
 pub mod forms;
 pub mod policy;
+pub mod protect;
 pub mod releases;
 pub mod service_form;
 pub mod ui;

@@ -5,7 +5,9 @@ use crate::components::Fetch;
 use crate::router::navigate;
 use crate::{
     api::{self, invalid},
-    components::{ui::fmt_time, ErrorBox, FieldError, FormAlert, FormErrors, Loading},
+    components::{
+        protect::TypedConfirm, ui::fmt_time, ErrorBox, FieldError, FormAlert, FormErrors, Loading,
+    },
     pages::confirm,
 };
 use leptos::{prelude::*, task::spawn_local};
@@ -185,6 +187,8 @@ pub fn ReleasesList(
     environment: Uuid,
     can_deploy: Signal<bool>,
     version: RwSignal<u32>,
+    /// Typed-name confirmation when the environment is protected.
+    guard: TypedConfirm,
 ) -> impl IntoView {
     let list = Fetch::new(move || {
         version.track();
@@ -241,7 +245,7 @@ pub fn ReleasesList(
             <FrozenAlert errors />
             {move || promoting.get().map(|r| {
                 let t = targets.get().and_then(Result::ok).unwrap_or_default();
-                view! { <PromotePanel release=r targets=t on_close=move || promoting.set(None) /> }
+                view! { <PromotePanel release=r targets=t guard on_close=move || promoting.set(None) /> }
             })}
             {move || match list.get() {
                 None => view! { <Loading /> }.into_any(),
@@ -283,7 +287,7 @@ pub fn ReleasesList(
                                                                 class="btn btn-sm rollback-btn"
                                                                 data-test="rollback-release"
                                                                 disabled=move || busy.get()
-                                                                on:click=handler(move |_| act(id, true))
+                                                                on:click=handler(move |_| guard.run("roll back", move || act(id, true)))
                                                             >"Rollback"</button>
                                                         }.into_any(),
                                                         ReleaseAction::Deploy => view! {
@@ -291,7 +295,7 @@ pub fn ReleasesList(
                                                                 class="btn btn-sm"
                                                                 data-test="deploy-release"
                                                                 disabled=move || busy.get()
-                                                                on:click=handler(move |_| act(id, false))
+                                                                on:click=handler(move |_| guard.run("deploy", move || act(id, false)))
                                                             >"Deploy"</button>
                                                         }.into_any(),
                                                         ReleaseAction::None => ().into_any(),
@@ -320,8 +324,17 @@ pub fn ReleasesList(
 fn PromotePanel(
     release: Release,
     targets: Vec<Environment>,
+    guard: TypedConfirm,
     on_close: impl Fn() + Copy + 'static,
 ) -> impl IntoView {
+    // The protected targets' names: promoting there asks for the name.
+    let protected: StoredValue<Vec<(Uuid, String)>> = StoredValue::new(
+        targets
+            .iter()
+            .filter(|e| e.protected)
+            .map(|e| (e.id, e.name.to_string()))
+            .collect(),
+    );
     let rid = release.id;
     let target = RwSignal::new(None::<Uuid>);
     let preview = Fetch::new(move || {
@@ -340,20 +353,25 @@ fn PromotePanel(
             return;
         };
         errors.clear();
-        spawn_local(async move {
-            let body = PromoteRequest {
-                environment_id: env,
-                override_reason: None,
-            };
-            match api::promote(rid, &body).await {
-                Ok(d) => done.set(Some(format!(
-                    "Release #{} cut in the target environment: deployment {}.",
-                    d.release_number,
-                    d.state.as_str().replace('_', " ")
-                ))),
-                Err(e) => errors.set(e),
-            }
-        });
+        let promote = move || {
+            spawn_local(async move {
+                let body = PromoteRequest {
+                    environment_id: env,
+                    override_reason: None,
+                };
+                match api::promote(rid, &body).await {
+                    Ok(d) => done.set(Some(format!(
+                        "Release #{} cut in the target environment: deployment {}.",
+                        d.release_number,
+                        d.state.as_str().replace('_', " ")
+                    ))),
+                    Err(e) => errors.set(e),
+                }
+            })
+        };
+        let name =
+            protected.with_value(|p| p.iter().find(|(id, _)| *id == env).map(|(_, n)| n.clone()));
+        guard.run_in(name.as_deref(), "promote into it", promote);
     };
     view! {
         <div class="card promote-panel" data-test="promote-panel">

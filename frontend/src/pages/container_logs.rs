@@ -10,6 +10,7 @@ use leptos::prelude::*;
 use slipway_types::{
     agent::LogStream,
     api::{Host, LogLine},
+    sse::LogsEnd,
 };
 
 /// Lines kept on screen; older ones are dropped.
@@ -27,12 +28,21 @@ enum StreamState {
     Finished(Option<String>),
 }
 
-/// The `error` of the server's final `end` event (`{"ok":false,"error":"…"}`).
+/// The `error` of the server's final `end` event (a [`LogsEnd`]).
 fn end_error(data: &str) -> Option<String> {
-    crate::api::parse_json::<serde_json::Value>(data)?
-        .get("error")?
-        .as_str()
-        .map(str::to_owned)
+    crate::api::parse_json::<LogsEnd>(data)?.error
+}
+
+/// The line shown where the server skipped lines for this page.
+fn gap_line(skipped: u64) -> LogLine {
+    let line = match skipped {
+        0 => "[slipway: some lines were skipped: this page read too slowly]".to_owned(),
+        n => format!("[slipway: {n} lines skipped: this page read too slowly]"),
+    };
+    LogLine {
+        stream: LogStream::Stderr,
+        line,
+    }
 }
 
 /// A `data:` payload as a line; anything that is not a `LogLine` is shown as is.
@@ -98,14 +108,10 @@ pub fn ContainerLogsPage() -> impl IntoView {
                 lines.update(|l| push_capped(l, (n, parse_line(&data)), MAX_LINES));
                 scroll_to_end();
             }
-            SseMsg::Lagged => {
+            SseMsg::Lagged(skipped) => {
                 let n = seq.get_value();
                 seq.set_value(n + 1);
-                let gap = LogLine {
-                    stream: LogStream::Stderr,
-                    line: "[slipway: some lines were dropped]".into(),
-                };
-                lines.update(|l| push_capped(l, (n, gap), MAX_LINES));
+                lines.update(|l| push_capped(l, (n, gap_line(skipped)), MAX_LINES));
             }
             SseMsg::End(data) => {
                 source.close();
@@ -231,6 +237,10 @@ mod tests {
             Some("the host is offline")
         );
         assert_eq!(end_error("garbage"), None);
+        assert_eq!(
+            gap_line(12).line,
+            "[slipway: 12 lines skipped: this page read too slowly]"
+        );
     }
 
     #[test]

@@ -143,7 +143,7 @@ fn DeploymentView(service_name: String, d: Deployment) -> impl IntoView {
                     }
                 }
                 // Missed steps: a fresh read has them all.
-                SseMsg::Lagged => reload(),
+                SseMsg::Lagged(_) => reload(),
                 SseMsg::Error { .. } | SseMsg::End(_) => {
                     source.close();
                     if !live.with_untracked(LiveDeployment::is_over) {

@@ -9,6 +9,7 @@ use crate::{
     app::use_session,
     components::{
         policy::PolicySection,
+        protect::{TypedConfirm, TypedConfirmDialog},
         service_form::{ServiceFields, ServiceFormState, SERVICE_FIELDS},
         ui::fmt_time,
         ErrorBox, FieldError, FormAlert, FormErrors, Loading,
@@ -61,16 +62,21 @@ fn EnvironmentView(
     let importing = RwSignal::new(false);
     let errors = FormErrors::new(&[]);
     let (eid, pid) = (env.id, env.project_id);
-    let on_delete = move |_| {
-        if !confirm("Delete this environment, its services and its secrets?") {
-            return;
-        }
+    let guard = TypedConfirm::new(env.protected.then(|| env.name.to_string()));
+    let delete = move || {
         spawn_local(async move {
             match api::delete_environment(eid).await {
                 Ok(()) => navigate(&format!("/projects/{pid}")),
                 Err(e) => errors.set(e),
             }
         });
+    };
+    let on_delete = move |_| {
+        if guard.is_protected() {
+            guard.run("delete this environment", delete);
+        } else if confirm("Delete this environment, its services and its secrets?") {
+            delete();
+        }
     };
     let env2 = env.clone();
     view! {
@@ -107,6 +113,7 @@ fn EnvironmentView(
             </Show>
         </div>
         <FormAlert errors />
+        <TypedConfirmDialog confirm=guard />
         <Show when=move || editing.get()>
             <EditEnvironmentForm env=env2.clone() on_done=move || {
                 editing.set(false);

@@ -8,6 +8,7 @@ use crate::{
     api::{self, invalid},
     app::use_session,
     components::{
+        protect::{TypedConfirm, TypedConfirmDialog},
         releases::{ReleasesList, TriggerRules},
         service_form::{
             env_to_text, ports_to_text, ServiceFields, ServiceFormState, SERVICE_FIELDS,
@@ -37,15 +38,17 @@ pub fn ServicePage() -> impl IntoView {
             let svc = api::service(id).await?;
             let env = api::environment(svc.environment_id).await?;
             let project = api::project(svc.project_id).await?;
-            Ok::<_, ApiErrorBody>((project.name.to_string(), env.name.to_string(), svc))
+            Ok::<_, ApiErrorBody>((project.name.to_string(), env, svc))
         }
     });
     let refresh = move || version.update(|v| *v += 1);
     move || match data.get() {
         None => view! { <Loading /> }.into_any(),
         Some(Err(e)) => view! { <ErrorBox error=e /> }.into_any(),
-        Some(Ok((project_name, env_name, svc))) => {
-            view! { <ServiceView project_name env_name svc refresh /> }.into_any()
+        Some(Ok((project_name, env, svc))) => {
+            let env_name = env.name.to_string();
+            let guard = TypedConfirm::new(env.protected.then(|| env_name.clone()));
+            view! { <ServiceView project_name env_name svc guard refresh /> }.into_any()
         }
     }
 }
@@ -55,6 +58,8 @@ fn ServiceView(
     project_name: String,
     env_name: String,
     svc: Service,
+    /// Typed-name confirmation when the environment is protected.
+    guard: TypedConfirm,
     refresh: impl Fn() + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let session = use_session();
@@ -63,16 +68,20 @@ fn ServiceView(
     let deploys = RwSignal::new(0u32);
     let errors = FormErrors::new(&[]);
     let (sid, eid, pid) = (svc.id, svc.environment_id, svc.project_id);
-    let on_delete = move |_| {
-        if !confirm("Delete this service?") {
-            return;
-        }
+    let delete = move || {
         spawn_local(async move {
             match api::delete_service(sid).await {
                 Ok(()) => navigate(&format!("/environments/{eid}")),
                 Err(e) => errors.set(e),
             }
         });
+    };
+    let on_delete = move |_| {
+        if guard.is_protected() {
+            guard.run("delete this service", delete);
+        } else if confirm("Delete this service?") {
+            delete();
+        }
     };
     let svc2 = svc.clone();
     let live = use_live_events(move |ev| {
@@ -121,9 +130,11 @@ fn ServiceView(
             </div>
         </div>
         <FormAlert errors />
+        <TypedConfirmDialog confirm=guard />
         <Show when=move || deploying.get()>
             <DeployPanel
                 service=sid
+                guard
                 default_image=default_image.clone()
                 version=deploys
                 on_close=move || deploying.set(false)
@@ -144,6 +155,7 @@ fn ServiceView(
                     environment=eid
                     can_deploy=Signal::derive(move || session.role().is_some_and(|r| r >= Role::Deployer))
                     version=deploys
+                    guard
                 />
             </div>
             <SpecView spec=svc.spec.clone() />
@@ -198,6 +210,7 @@ fn release_label(r: &Release) -> String {
 #[component]
 fn DeployPanel(
     service: Uuid,
+    guard: TypedConfirm,
     default_image: String,
     version: RwSignal<u32>,
     on_close: impl Fn() + Copy + Send + Sync + 'static,
@@ -237,8 +250,9 @@ fn DeployPanel(
         });
         match body {
             Err(e) => errors.set(e),
-            Ok(body) => {
+            Ok(body) => guard.run("deploy", move || {
                 busy.set(true);
+                let body = body.clone();
                 spawn_local(async move {
                     match api::deploy(service, &body).await {
                         Ok(d) => {
@@ -249,7 +263,7 @@ fn DeployPanel(
                     }
                     busy.set(false);
                 });
-            }
+            }),
         }
     };
     view! {

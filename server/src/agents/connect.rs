@@ -7,6 +7,7 @@
 //! captured from another connection never verifies again.
 use super::enroll::{decode_public_key, fingerprint, BASE64};
 use crate::{
+    api::hosts,
     audit::{ActorInfo, AuditTx, Event},
     auth,
     live::Live,
@@ -76,10 +77,10 @@ pub fn verify_hello(
     nonce: &str,
     host_id: Uuid,
     signature: &str,
-    stored: Option<(&str, Option<&str>)>,
+    stored: Option<(HostStatus, Option<&str>)>,
 ) -> Result<(), HelloError> {
     let (status, public_key) = stored.ok_or(HelloError::UnknownHost(host_id))?;
-    if status == "revoked" {
+    if status == HostStatus::Revoked {
         return Err(HelloError::Revoked("this host was revoked"));
     }
     let Some(public_key) = public_key else {
@@ -304,13 +305,22 @@ async fn run(
             return;
         }
     };
+    let status = match stored.as_ref().map(hosts::status).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, host_id = %host_id, "cannot read host status for agent handshake");
+            let _ = session.close(Some(CloseCode::Error.into())).await;
+            return;
+        }
+    };
     let verified = verify_hello(
         &nonce,
         host_id,
         &signature,
         stored
             .as_ref()
-            .map(|h| (h.status.as_str(), h.public_key.as_deref())),
+            .zip(status)
+            .map(|(h, s)| (s, h.public_key.as_deref())),
     );
     let (h, key) = match (verified, stored) {
         (Ok(()), Some(h)) => match h.public_key.clone() {
@@ -341,11 +351,14 @@ async fn mark_online(
 ) -> Result<bool, sea_orm::DbErr> {
     let facts = serde_json::to_string(facts).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
     let r = host::Entity::update_many()
-        .col_expr(host::Column::Status, Expr::value("online"))
+        .col_expr(
+            host::Column::Status,
+            Expr::value(HostStatus::Online.as_str()),
+        )
         .col_expr(host::Column::LastSeenAt, Expr::value(Utc::now()))
         .col_expr(host::Column::Facts, Expr::value(facts))
         .filter(host::Column::Id.eq(host_id))
-        .filter(host::Column::Status.ne("revoked"))
+        .filter(host::Column::Status.ne(HostStatus::Revoked.as_str()))
         .filter(host::Column::PublicKey.eq(key))
         .exec(&state.db)
         .await?;
@@ -353,12 +366,12 @@ async fn mark_online(
 }
 
 /// `status` becomes `to` only if it is `from` (never overwrites `revoked`).
-async fn set_status(state: &AppState, host_id: Uuid, from: &str, to: &str) -> bool {
+async fn set_status(state: &AppState, host_id: Uuid, from: HostStatus, to: HostStatus) -> bool {
     let r = host::Entity::update_many()
-        .col_expr(host::Column::Status, Expr::value(to))
+        .col_expr(host::Column::Status, Expr::value(to.as_str()))
         .col_expr(host::Column::LastSeenAt, Expr::value(Utc::now()))
         .filter(host::Column::Id.eq(host_id))
-        .filter(host::Column::Status.eq(from))
+        .filter(host::Column::Status.eq(from.as_str()))
         .exec(&state.db)
         .await;
     match r {
@@ -376,10 +389,13 @@ async fn set_status(state: &AppState, host_id: Uuid, from: &str, to: &str) -> bo
 /// connection: it ends here within [`TOUCH_EVERY`].
 async fn touch(state: &AppState, host_id: Uuid, key: &str) -> bool {
     let r = host::Entity::update_many()
-        .col_expr(host::Column::Status, Expr::value("online"))
+        .col_expr(
+            host::Column::Status,
+            Expr::value(HostStatus::Online.as_str()),
+        )
         .col_expr(host::Column::LastSeenAt, Expr::value(Utc::now()))
         .filter(host::Column::Id.eq(host_id))
-        .filter(host::Column::Status.ne("revoked"))
+        .filter(host::Column::Status.ne(HostStatus::Revoked.as_str()))
         .filter(host::Column::PublicKey.eq(key))
         .exec(&state.db)
         .await;
@@ -515,11 +531,11 @@ async fn serve(
     }
     let why = why.unwrap_or_default();
     if state.hub.unregister(host_id, conn_id) {
-        set_status(&state, host_id, "online", "offline").await;
+        set_status(&state, host_id, HostStatus::Online, HostStatus::Offline).await;
         // A new connection may have registered (and marked the host online)
         // between our unregister and the write above: put it back.
         if state.hub.is_online(host_id) {
-            set_status(&state, host_id, "offline", "online").await;
+            set_status(&state, host_id, HostStatus::Offline, HostStatus::Online).await;
         } else {
             publish(&state, host_id, HostStatus::Offline);
         }
@@ -542,7 +558,7 @@ mod tests {
         let other = SigningKey::from_bytes(&[4u8; 32]);
         let pk = BASE64.encode(key.verifying_key().as_bytes());
         let host = Uuid::new_v4();
-        let stored = Some(("offline", Some(pk.as_str())));
+        let stored = Some((HostStatus::Offline, Some(pk.as_str())));
         assert_eq!(
             verify_hello("n1", host, &signed(&key, "n1", host), stored),
             Ok(())
@@ -576,11 +592,16 @@ mod tests {
             Err(HelloError::UnknownHost(host))
         );
         assert!(matches!(
-            verify_hello("n1", host, &sig, Some(("revoked", Some(pk.as_str())))),
+            verify_hello(
+                "n1",
+                host,
+                &sig,
+                Some((HostStatus::Revoked, Some(pk.as_str())))
+            ),
             Err(HelloError::Revoked(_))
         ));
         assert!(matches!(
-            verify_hello("n1", host, &sig, Some(("pending", None))),
+            verify_hello("n1", host, &sig, Some((HostStatus::Pending, None))),
             Err(HelloError::Revoked(_))
         ));
     }

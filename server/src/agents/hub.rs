@@ -1,6 +1,12 @@
 //! The registry of connected agents: one live connection per host, request
 //! ids, routing of responses and events back to the caller. Transport-free:
 //! the WebSocket handler feeds it frames and drains its outbox.
+//!
+//! [`AgentHub::handle`] runs on the agent's WebSocket reader and never
+//! waits: events for a client's stream go into that stream's bounded buffer
+//! ([`super::buffer`]), and a client that stopped reading has its request
+//! cancelled on the agent instead of holding up the agent's other requests.
+use super::buffer::{BoundedTx, Offer};
 use slipway_types::agent::{
     AgentError, AgentEvent, AgentMessage, AgentRequest, AgentResponse, ContainerStats,
     ContainerStatus, HostFacts, ProtocolErrorCode, ServerMessage,
@@ -20,6 +26,8 @@ pub enum CallError {
     Disconnected,
     #[error("the host's agent did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("the client read nothing for {} s: the agent stopped following", .0.as_secs())]
+    Stalled(Duration),
     #[error("{0}")]
     Agent(AgentError),
 }
@@ -34,9 +42,19 @@ pub struct LiveHost {
 
 type Reply = oneshot::Sender<Result<AgentResponse, CallError>>;
 
+/// Where a call's progress events go.
+pub enum Events {
+    /// Every event: for the deploy engine, which stores each one as a step
+    /// and reads until the call ends (a rollout sends a bounded number).
+    All(mpsc::UnboundedSender<AgentEvent>),
+    /// An HTTP client's stream: bounded; when the client stops reading the
+    /// events are skipped and, after the stall limit, the call is cancelled.
+    Bounded(BoundedTx),
+}
+
 struct Pending {
     reply: Reply,
-    events: Option<mpsc::UnboundedSender<AgentEvent>>,
+    events: Option<Events>,
 }
 
 struct Conn {
@@ -153,8 +171,26 @@ impl AgentHub {
         };
         match msg {
             AgentMessage::Event { id, event } => {
-                if let Some(tx) = conn.pending.get(&id).and_then(|p| p.events.as_ref()) {
-                    let _ = tx.send(event);
+                let offer = match conn.pending.get_mut(&id).and_then(|p| p.events.as_mut()) {
+                    Some(Events::All(tx)) => {
+                        let _ = tx.send(event);
+                        return;
+                    }
+                    Some(Events::Bounded(tx)) => tx.offer(event, tokio::time::Instant::now()),
+                    None => return,
+                };
+                if offer == Offer::Stalled {
+                    // The client stopped reading: stop the agent following
+                    // rather than reading lines nobody takes.
+                    if let Some(p) = conn.pending.remove(&id) {
+                        let limit = match &p.events {
+                            Some(Events::Bounded(tx)) => tx.stall_after(),
+                            _ => Duration::ZERO,
+                        };
+                        let _ = conn.outbox.send(ServerMessage::Cancel { id });
+                        let _ = p.reply.send(Err(CallError::Stalled(limit)));
+                        tracing::info!(host_id = %host_id, request = id, "a log client stopped reading: request cancelled");
+                    }
                 }
             }
             AgentMessage::Response { id, response } => {
@@ -194,13 +230,25 @@ impl AgentHub {
     }
 
     /// Sends `request` and waits for its answer. Progress events go to
-    /// `events`. Dropping the future (or the timeout) cancels the request on
-    /// the agent.
+    /// `events`, all of them. Dropping the future (or the timeout) cancels
+    /// the request on the agent.
     pub async fn call(
         &self,
         host_id: Uuid,
         request: AgentRequest,
         events: Option<mpsc::UnboundedSender<AgentEvent>>,
+        timeout: Duration,
+    ) -> Result<AgentResponse, CallError> {
+        self.call_with(host_id, request, events.map(Events::All), timeout)
+            .await
+    }
+
+    /// [`AgentHub::call`] with any kind of event sink.
+    pub async fn call_with(
+        &self,
+        host_id: Uuid,
+        request: AgentRequest,
+        events: Option<Events>,
         timeout: Duration,
     ) -> Result<AgentResponse, CallError> {
         let id = self.next();
@@ -263,7 +311,9 @@ fn fail_all(pending: HashMap<u64, Pending>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use slipway_types::agent::AgentErrorCode;
+    use crate::agents::buffer::{self, Limits};
+    use crate::live::{StreamKind, StreamStats};
+    use slipway_types::agent::{AgentErrorCode, LogStream};
 
     fn logs_request() -> AgentRequest {
         AgentRequest::ContainerLogs {
@@ -386,5 +436,62 @@ mod tests {
         // The old connection ending does not take the host offline.
         assert!(!hub.unregister(host, old));
         assert!(hub.is_online(host));
+    }
+
+    #[tokio::test]
+    async fn a_stream_nobody_reads_never_holds_up_the_agents_other_requests() {
+        let hub = AgentHub::default();
+        let host = Uuid::new_v4();
+        let (conn, mut rx) = hub.register(host, HostFacts::default());
+        let stats = StreamStats::default();
+        let limits = Limits {
+            events: 10,
+            bytes: 1 << 20,
+            stall_after: Duration::from_secs(3600),
+        };
+        let (tx, _unread) = buffer::bounded(limits, StreamKind::Logs, stats.clone());
+        let h = hub.clone();
+        let follow = tokio::spawn(async move {
+            h.call_with(
+                host,
+                logs_request(),
+                Some(Events::Bounded(tx)),
+                Duration::from_secs(60),
+            )
+            .await
+        });
+        let follow_id = next_request(&mut rx).await;
+        let h = hub.clone();
+        let other = tokio::spawn(async move {
+            h.call(host, logs_request(), None, Duration::from_secs(5))
+                .await
+        });
+        let other_id = next_request(&mut rx).await;
+        // `handle` is the WebSocket reader: it returns at once for each
+        // line, whether or not the stream's client reads.
+        for i in 0..50_000 {
+            hub.handle(
+                host,
+                conn,
+                AgentMessage::Event {
+                    id: follow_id,
+                    event: AgentEvent::Log {
+                        stream: LogStream::Stdout,
+                        line: format!("line {i}"),
+                    },
+                },
+            );
+        }
+        hub.handle(
+            host,
+            conn,
+            AgentMessage::Response {
+                id: other_id,
+                response: AgentResponse::LogsEnded,
+            },
+        );
+        assert_eq!(other.await.unwrap(), Ok(AgentResponse::LogsEnded));
+        assert_eq!(stats.skipped_total(StreamKind::Logs), 49_990);
+        follow.abort();
     }
 }

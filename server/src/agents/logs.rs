@@ -2,15 +2,25 @@
 //! streamed from the host's agent as server-sent events.
 //!
 //! Each line is `data: {LogLine}`; a `: ping` comment keeps proxies from
-//! closing an idle stream; an `end` event says the agent finished (so a
-//! browser `EventSource` can stop instead of reconnecting). The agent call
-//! lives inside the response body: when the client goes away the body is
-//! dropped, and with it the call, which cancels the request on the agent.
-use super::{hub::CallError, AgentHub};
+//! closing an idle stream; `event: lagged` (a [`slipway_types::sse::Lagged`]) stands where lines
+//! were skipped because the client read too slowly; `event: end` (a
+//! [`LogsEnd`]) says the stream is over (so a browser `EventSource` can stop
+//! instead of reconnecting). The agent call lives inside the response body:
+//! when the client goes away the body is dropped, and with it the call,
+//! which cancels the request on the agent. Between the agent and the body
+//! sits a bounded buffer ([`super::buffer`], [`LOG_BUFFER`]): a client that
+//! stops reading costs at most that much, and after
+//! [`LOG_BUFFER`]`.stall_after` without taking a line its follow is stopped.
+use super::{
+    buffer::{self, BoundedRx, Delivered, Limits},
+    hub::{CallError, Events},
+    AgentHub,
+};
 use crate::{
     api::hosts,
     auth::{Auth, Viewer},
     error::{ApiError, ApiResult},
+    live::{sse_event, sse_lagged, StreamKind, StreamStats},
     startup::AppState,
 };
 use actix_web::{
@@ -20,13 +30,12 @@ use actix_web::{
 };
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
-use serde_json::json;
 use slipway_types::{
     agent::{AgentEvent, AgentRequest, AgentResponse},
     api::LogLine,
+    sse::LogsEnd,
 };
 use std::{future::Future, pin::Pin, time::Duration};
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 pub const DEFAULT_TAIL: u32 = 200;
@@ -37,6 +46,14 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const FOLLOW_LIMIT: Duration = Duration::from_secs(12 * 3600);
 /// Longest the agent may take to send a tail without following.
 const TAIL_LIMIT: Duration = Duration::from_secs(120);
+/// What one log client may have waiting: a reading client never gets near
+/// it (lines leave as fast as they come); one that stops reading costs at
+/// most this, and its follow ends after `stall_after`.
+pub const LOG_BUFFER: Limits = Limits {
+    events: 4096,
+    bytes: 512 * 1024,
+    stall_after: Duration::from_secs(20),
+};
 
 #[derive(Debug, Deserialize)]
 pub struct LogsQuery {
@@ -58,19 +75,28 @@ impl LogsQuery {
     }
 }
 
-/// One SSE `data:` event. JSON never contains a raw newline, so one line.
+/// One SSE `data:` event.
 pub fn sse_data(line: &LogLine) -> Bytes {
-    let json = serde_json::to_string(line).unwrap_or_else(|_| "{}".into());
-    Bytes::from(format!("data: {json}\n\n"))
+    Bytes::from(sse_event(None, line))
 }
 
-/// The final `end` event: `{"ok":true}` or `{"ok":false,"error":"…"}`.
+/// The final `end` event.
 pub fn sse_end(result: &Result<AgentResponse, CallError>) -> Bytes {
-    let body = match result {
-        Ok(_) => json!({"ok": true}),
-        Err(e) => json!({"ok": false, "error": e.to_string()}),
+    let end = match result {
+        Ok(_) => LogsEnd::ok(),
+        Err(e) => LogsEnd::failed(e.to_string()),
     };
-    Bytes::from(format!("event: end\ndata: {body}\n\n"))
+    Bytes::from(sse_event(Some(LogsEnd::EVENT), &end))
+}
+
+/// The frame for one delivered event: the gap marker first when lines were
+/// skipped just before it. `None`: nothing to send.
+fn frame(d: Delivered) -> Option<Bytes> {
+    let mut out = sse_lagged(d.skipped_before);
+    if let AgentEvent::Log { stream, line } = d.event {
+        out.push_str(&sse_event(None, &LogLine { stream, line }));
+    }
+    (!out.is_empty()).then(|| Bytes::from(out))
 }
 
 type Call = Pin<Box<dyn Future<Output = Result<AgentResponse, CallError>>>>;
@@ -78,19 +104,24 @@ type Call = Pin<Box<dyn Future<Output = Result<AgentResponse, CallError>>>>;
 struct LogState {
     call: Option<Call>,
     result: Option<Result<AgentResponse, CallError>>,
-    events: mpsc::UnboundedReceiver<AgentEvent>,
+    events: BoundedRx,
     ping: tokio::time::Interval,
 }
 
-/// The body: log lines as they come, keep-alives, then one `end` event.
+/// The body: log lines as they come, keep-alives, gap markers, then one
+/// `end` event.
 fn log_stream(
     hub: AgentHub,
+    (limits, stats): (Limits, StreamStats),
     host_id: Uuid,
     request: AgentRequest,
     timeout: Duration,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> {
-    let (tx, events) = mpsc::unbounded_channel();
-    let call: Call = Box::pin(async move { hub.call(host_id, request, Some(tx), timeout).await });
+    let (tx, events) = buffer::bounded(limits, StreamKind::Logs, stats);
+    let call: Call = Box::pin(async move {
+        hub.call_with(host_id, request, Some(Events::Bounded(tx)), timeout)
+            .await
+    });
     let start = tokio::time::Instant::now() + KEEP_ALIVE;
     let st = LogState {
         call: Some(call),
@@ -106,11 +137,10 @@ fn log_stream(
             tokio::select! {
                 biased;
                 ev = st.events.recv() => match ev {
-                    Some(AgentEvent::Log { stream, line }) => {
-                        let chunk = sse_data(&LogLine { stream, line });
-                        return Some((Ok(chunk), Some(st)));
-                    }
-                    Some(AgentEvent::Step { .. }) => continue,
+                    Some(d) => match frame(d) {
+                        Some(chunk) => return Some((Ok(chunk), Some(st))),
+                        None => continue,
+                    },
                     None => {
                         let result = match st.result.take() {
                             Some(r) => r,
@@ -119,7 +149,9 @@ fn log_stream(
                                 None => Err(CallError::Disconnected),
                             },
                         };
-                        return Some((Ok(sse_end(&result)), None));
+                        let mut out = sse_lagged(st.events.skipped_at_end()).into_bytes();
+                        out.extend_from_slice(&sse_end(&result));
+                        return Some((Ok(Bytes::from(out)), None));
                     }
                 },
                 r = async { match st.call.as_mut() { Some(c) => c.await, None => std::future::pending().await } } => {
@@ -163,7 +195,13 @@ pub async fn container_logs(
         follow,
     };
     let timeout = if follow { FOLLOW_LIMIT } else { TAIL_LIMIT };
-    let body = log_stream(state.hub.clone(), h.id, request, timeout);
+    let body = log_stream(
+        state.hub.clone(),
+        (LOG_BUFFER, state.live.stats().clone()),
+        h.id,
+        request,
+        timeout,
+    );
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -178,6 +216,11 @@ mod tests {
     use super::*;
     use futures_util::StreamExt;
     use slipway_types::agent::{AgentMessage, HostFacts, LogStream, ServerMessage};
+    use tokio::sync::mpsc;
+
+    fn buffer() -> (Limits, StreamStats) {
+        (LOG_BUFFER, StreamStats::default())
+    }
 
     #[test]
     fn events_are_single_data_lines() {
@@ -190,9 +233,12 @@ mod tests {
             "data: {\"stream\":\"stderr\",\"line\":\"two\\nlines\"}\n\n"
         );
         let end = sse_end(&Err(CallError::Offline));
-        assert!(std::str::from_utf8(&end)
-            .unwrap()
-            .starts_with("event: end\ndata: {\"error\":"));
+        assert_eq!(
+            std::str::from_utf8(&end).unwrap(),
+            "event: end\ndata: {\"ok\":false,\"error\":\"the host's agent is not connected\"}\n\n"
+        );
+        assert_eq!(sse_lagged(0), "");
+        assert_eq!(sse_lagged(7), "event: lagged\ndata: {\"skipped\":7}\n\n");
     }
 
     #[test]
@@ -238,6 +284,7 @@ mod tests {
         };
         let mut s = Box::pin(log_stream(
             hub.clone(),
+            buffer(),
             host,
             req.clone(),
             Duration::from_secs(30),
@@ -259,7 +306,7 @@ mod tests {
         assert_eq!(outbox.recv().await, Some(ServerMessage::Cancel { id }));
 
         // An answered call ends with the `end` event, after its lines.
-        let s = log_stream(hub.clone(), host, req, Duration::from_secs(30));
+        let s = log_stream(hub.clone(), buffer(), host, req, Duration::from_secs(30));
         let agent = async {
             let id = next_request(&mut outbox).await;
             hub.handle(host, conn, log(id, LogStream::Stderr, "last"));
@@ -281,5 +328,132 @@ mod tests {
             out,
             "data: {\"stream\":\"stderr\",\"line\":\"last\"}\n\nevent: end\ndata: {\"ok\":true}\n\n"
         );
+    }
+
+    fn text(chunk: Option<Result<Bytes, std::convert::Infallible>>) -> String {
+        String::from_utf8(chunk.unwrap().unwrap().to_vec()).unwrap()
+    }
+
+    fn data(line: &str) -> String {
+        format!("data: {{\"stream\":\"stdout\",\"line\":\"{line}\"}}\n\n")
+    }
+
+    /// The defect: a client that stops reading made the server buffer every
+    /// line the agent sent. Now at most the limit waits, the WebSocket reader
+    /// (`hub.handle`) never waits, and the client sees where lines are missing.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_costs_a_bounded_buffer_and_sees_the_gap() {
+        let hub = AgentHub::default();
+        let host = Uuid::new_v4();
+        let (conn, mut outbox) = hub.register(host, HostFacts::default());
+        let stats = StreamStats::default();
+        let limits = Limits {
+            events: 100,
+            bytes: 1 << 20,
+            stall_after: Duration::from_secs(3600),
+        };
+        let req = AgentRequest::ContainerLogs {
+            container_id: "c1".into(),
+            tail: 0,
+            follow: true,
+        };
+        let mut s = Box::pin(log_stream(
+            hub.clone(),
+            (limits, stats.clone()),
+            host,
+            req.clone(),
+            Duration::from_secs(30),
+        ));
+        // The agent sends 100,000 lines while the body is not polled.
+        let agent = async {
+            let id = next_request(&mut outbox).await;
+            for i in 0..100_000 {
+                hub.handle(host, conn, log(id, LogStream::Stdout, &i.to_string()));
+            }
+            id
+        };
+        let (first, id) = tokio::join!(s.next(), agent);
+        assert_eq!(text(first), data("0"));
+        assert_eq!(stats.skipped_total(StreamKind::Logs), 99_900);
+        assert!(
+            stats.buffered() <= limits.bytes as i64,
+            "{}",
+            stats.buffered()
+        );
+        for i in 1..100 {
+            assert_eq!(text(s.next().await), data(&i.to_string()));
+        }
+        // The next line carries the gap before it.
+        hub.handle(host, conn, log(id, LogStream::Stdout, "after"));
+        assert_eq!(
+            text(s.next().await),
+            format!(
+                "event: lagged\ndata: {{\"skipped\":99900}}\n\n{}",
+                data("after")
+            )
+        );
+        hub.handle(
+            host,
+            conn,
+            AgentMessage::Response {
+                id,
+                response: AgentResponse::LogsEnded,
+            },
+        );
+        assert_eq!(text(s.next().await), "event: end\ndata: {\"ok\":true}\n\n");
+        assert!(s.next().await.is_none());
+        assert_eq!(stats.buffered(), 0);
+    }
+
+    /// A client that takes nothing for the stall limit: the agent is told to
+    /// stop following; the client, if it ever reads again, gets what waited,
+    /// the gap and why the stream ended.
+    #[tokio::test]
+    async fn a_stalled_client_stops_the_agent_following() {
+        let hub = AgentHub::default();
+        let host = Uuid::new_v4();
+        let (conn, mut outbox) = hub.register(host, HostFacts::default());
+        let stats = StreamStats::default();
+        let limits = Limits {
+            events: 2,
+            bytes: 1 << 20,
+            stall_after: Duration::ZERO,
+        };
+        let req = AgentRequest::ContainerLogs {
+            container_id: "c1".into(),
+            tail: 0,
+            follow: true,
+        };
+        let mut s = Box::pin(log_stream(
+            hub.clone(),
+            (limits, stats.clone()),
+            host,
+            req,
+            Duration::from_secs(30),
+        ));
+        let agent = async {
+            let id = next_request(&mut outbox).await;
+            for i in 0..5 {
+                hub.handle(host, conn, log(id, LogStream::Stdout, &i.to_string()));
+            }
+            id
+        };
+        let (first, id) = tokio::join!(s.next(), agent);
+        assert_eq!(text(first), data("0"));
+        assert_eq!(outbox.recv().await, Some(ServerMessage::Cancel { id }));
+        // The third line found the buffer full: skipped, and the request
+        // was cancelled at once; the last two belong to no request any more.
+        assert_eq!(stats.skipped_total(StreamKind::Logs), 1);
+        assert_eq!(text(s.next().await), data("1"));
+        assert_eq!(
+            text(s.next().await),
+            "event: lagged\ndata: {\"skipped\":1}\n\n\
+             event: end\ndata: {\"ok\":false,\"error\":\"the client read nothing for 0 s: the agent stopped following\"}\n\n"
+        );
+        assert!(s.next().await.is_none());
+        // Late lines of the cancelled request go nowhere.
+        hub.handle(host, conn, log(id, LogStream::Stdout, "late"));
+        assert_eq!(stats.skipped_total(StreamKind::Logs), 1);
+        assert_eq!(stats.buffered(), 0);
     }
 }

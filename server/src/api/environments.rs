@@ -1,15 +1,24 @@
 //! Environments of a project (development, staging, production…).
+//!
+//! A `protected` environment is one whose running services must not be
+//! removed by accident: deleting a service of it, or the environment itself,
+//! is refused with `environment_protected` while a service there runs (one
+//! of its deployments succeeded, or a connected agent reports a running
+//! container of it). To delete anyway, unprotect the environment first (an
+//! audited change). The dashboard also asks for the environment's name,
+//! typed, before it deploys, rolls back or deletes there.
 use super::{
     conflict_on_duplicate,
     extract::{PageQuery, ValidJson},
     projects,
 };
 use crate::{
+    agents::AgentHub,
     audit::{AuditTx, Event},
     auth::{Admin, Auth, Viewer},
     error::{ApiError, ApiResult},
     startup::AppState,
-    store::entities::{environment, host_environment, service, variable},
+    store::entities::{deployment, environment, host_environment, service, variable},
 };
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
@@ -18,7 +27,11 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 use serde_json::json;
-use slipway_types::api::{Environment, NewEnvironment, Page, UpdateEnvironment};
+use slipway_types::{
+    agent::ContainerState,
+    api::{DeploymentState, Environment, NewEnvironment, Page, UpdateEnvironment},
+};
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 pub fn to_api(m: environment::Model) -> Result<Environment, ApiError> {
@@ -37,6 +50,75 @@ pub async fn find<C: ConnectionTrait>(db: &C, id: Uuid) -> ApiResult<environment
         .one(db)
         .await?
         .ok_or(ApiError::NotFound("environment"))
+}
+
+/// Why deleting `what` in the protected environment `env` is refused, given
+/// the names of its services that run; `None` when nothing runs. Pure.
+pub fn protected_refusal(env: &str, what: &str, running: &[String]) -> Option<String> {
+    let (first, rest) = running.split_first()?;
+    let services = match rest.len() {
+        0 => format!("service {first} runs there"),
+        n => format!("services {first} and {n} more run there"),
+    };
+    Some(format!(
+        "environment {env} is protected and {services}: {what} is refused; \
+         unprotect the environment first (an audited change)"
+    ))
+}
+
+/// The services among `services` that run: one of their deployments
+/// succeeded (their containers serve until the service is deleted), or a
+/// connected agent reports a running container of theirs.
+async fn running<C: ConnectionTrait>(
+    db: &C,
+    hub: &AgentHub,
+    services: &[service::Model],
+) -> ApiResult<Vec<String>> {
+    if services.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = services.iter().map(|s| s.id).collect();
+    let mut live: BTreeSet<Uuid> = deployment::Entity::find()
+        .filter(deployment::Column::ServiceId.is_in(ids.clone()))
+        .filter(deployment::Column::State.eq(DeploymentState::Succeeded.as_str()))
+        .select_only()
+        .column(deployment::Column::ServiceId)
+        .distinct()
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    for host in hub.online() {
+        for c in hub.live(host).map(|h| h.containers).unwrap_or_default() {
+            if c.state == ContainerState::Running && ids.contains(&c.service_id) {
+                live.insert(c.service_id);
+            }
+        }
+    }
+    Ok(services
+        .iter()
+        .filter(|s| live.contains(&s.id))
+        .map(|s| s.name.clone())
+        .collect())
+}
+
+/// Refuses (409 `environment_protected`) deleting `what` of `env` while one
+/// of `services` runs, when `env` is protected.
+pub(crate) async fn refuse_if_protected<C: ConnectionTrait>(
+    db: &C,
+    hub: &AgentHub,
+    env: &environment::Model,
+    services: &[service::Model],
+    what: &str,
+) -> ApiResult<()> {
+    if !env.protected {
+        return Ok(());
+    }
+    match protected_refusal(&env.name, what, &running(db, hub, services).await?) {
+        Some(why) => Err(ApiError::Protected(why)),
+        None => Ok(()),
+    }
 }
 
 pub async fn list(
@@ -161,10 +243,12 @@ pub async fn delete(
     let mut tx = AuditTx::begin(&state.db).await?;
     let env = find(&tx.txn, id.into_inner()).await?;
     let actor = auth.scope(Some(env.id))?;
-    let services = service::Entity::find()
+    let all = service::Entity::find()
         .filter(service::Column::EnvironmentId.eq(env.id))
-        .count(&tx.txn)
+        .all(&tx.txn)
         .await?;
+    refuse_if_protected(&tx.txn, &state.hub, &env, &all, "deleting the environment").await?;
+    let services = all.len();
     if services > 0 {
         return Err(ApiError::Conflict(format!(
             "environment {} still has {services} service(s): delete them first",
@@ -194,4 +278,28 @@ pub async fn delete(
     .await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_names_what_runs() {
+        assert_eq!(protected_refusal("production", "deleting", &[]), None);
+        let one = protected_refusal("production", "deleting service web", &["web".into()]);
+        assert_eq!(
+            one.as_deref(),
+            Some(
+                "environment production is protected and service web runs there: \
+                 deleting service web is refused; unprotect the environment first (an audited change)"
+            )
+        );
+        let many = protected_refusal(
+            "prod",
+            "deleting the environment",
+            &["a".into(), "b".into(), "c".into()],
+        );
+        assert!(many.unwrap().contains("services a and 2 more run there"));
+    }
 }

@@ -26,13 +26,16 @@ use slipway_types::{
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-pub(crate) fn status(s: &str) -> HostStatus {
-    match s {
-        "online" => HostStatus::Online,
-        "offline" => HostStatus::Offline,
-        "revoked" => HostStatus::Revoked,
-        _ => HostStatus::Pending,
-    }
+/// The stored status of a host; an unknown spelling is an error, not a
+/// silent `pending`.
+pub(crate) fn status(m: &host::Model) -> ApiResult<HostStatus> {
+    HostStatus::parse(&m.status).ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!(
+            "host {} has an unknown stored status {:?}",
+            m.id,
+            m.status
+        ))
+    })
 }
 
 pub(crate) async fn to_api<C: ConnectionTrait>(db: &C, m: host::Model) -> ApiResult<Host> {
@@ -44,10 +47,11 @@ pub(crate) async fn to_api<C: ConnectionTrait>(db: &C, m: host::Model) -> ApiRes
         .map(|r| r.environment_id)
         .collect();
     let labels: BTreeMap<String, String> = serde_json::from_str(&m.labels).unwrap_or_default();
+    let status = status(&m)?;
     Ok(Host {
         id: m.id,
         name: super::stored_name(m.name)?,
-        status: status(&m.status),
+        status,
         environments,
         labels,
         last_seen_at: m.last_seen_at,
@@ -123,7 +127,7 @@ pub async fn create(
     host::Entity::insert(host::ActiveModel {
         id: Set(id),
         name: Set(body.name.to_string()),
-        status: Set("pending".into()),
+        status: Set(HostStatus::Pending.as_str().into()),
         labels: Set(serde_json::to_string(&body.labels).map_err(|e| ApiError::Internal(e.into()))?),
         last_seen_at: Set(None),
         created_at: Set(Utc::now()),

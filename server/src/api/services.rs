@@ -208,7 +208,8 @@ pub async fn update(
 }
 
 /// Deletes a service with its release and deployment history; refused while
-/// a deployment of it awaits approval, is queued or is running.
+/// a deployment of it awaits approval, is queued or is running, and in a
+/// protected environment while the service runs (`environment_protected`).
 pub async fn delete(
     auth: Auth<Admin>,
     state: web::Data<AppState>,
@@ -232,6 +233,10 @@ pub async fn delete(
             svc.name
         )));
     }
+    let env = environments::find(&tx.txn, svc.environment_id).await?;
+    let what = format!("deleting service {}", svc.name);
+    environments::refuse_if_protected(&tx.txn, &state.hub, &env, std::slice::from_ref(&svc), &what)
+        .await?;
     let deployment_ids: Vec<Uuid> = deployment::Entity::find()
         .filter(deployment::Column::ServiceId.eq(svc.id))
         .select_only()

@@ -5,7 +5,7 @@ use crate::{
     audit::AuditTx,
     auth::{Auth, Deployer, Viewer},
     error::{ApiError, ApiResult},
-    live::Live,
+    live::{sse_lagged, Live, StreamKind, StreamStats},
     state::AppState,
     store::entities::{release, service},
 };
@@ -69,35 +69,45 @@ where
 }
 
 /// Turns bus events into SSE frames with `pick`, with keep-alive comments.
+/// The bus keeps a bounded ring per process, not a queue per client: a
+/// client that reads too slowly (or not at all) costs nothing more, it
+/// misses events and gets `event: lagged` ([`slipway_types::sse::Lagged`],
+/// counted in `/metrics` as `kind`) where they are missing.
 fn live_stream<F>(
     first: Vec<web::Bytes>,
     rx: broadcast::Receiver<Live>,
+    (kind, stats): (StreamKind, StreamStats),
     pick: F,
 ) -> impl Stream<Item = Result<web::Bytes, actix_web::Error>>
 where
     F: FnMut(Live) -> Option<web::Bytes> + 'static,
 {
     let backlog = stream::iter(first.into_iter().map(Ok));
-    let live = stream::unfold((rx, pick), |(mut rx, mut pick)| async move {
-        loop {
-            match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
-                Err(_) => return Some((Ok(web::Bytes::from_static(b": ping\n\n")), (rx, pick))),
-                Ok(Ok(ev)) => {
-                    if let Some(frame) = pick(ev) {
-                        return Some((Ok(frame), (rx, pick)));
+    let live = stream::unfold(
+        (rx, pick, stats),
+        move |(mut rx, mut pick, stats)| async move {
+            loop {
+                match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
+                    Err(_) => {
+                        let ping = web::Bytes::from_static(b": ping\n\n");
+                        return Some((Ok(ping), (rx, pick, stats)));
                     }
+                    Ok(Ok(ev)) => {
+                        if let Some(frame) = pick(ev) {
+                            return Some((Ok(frame), (rx, pick, stats)));
+                        }
+                    }
+                    // Missed events: the client reloads from the API on `lagged`.
+                    Ok(Err(RecvError::Lagged(n))) => {
+                        stats.skipped(kind, n);
+                        let marker = web::Bytes::from(sse_lagged(n));
+                        return Some((Ok(marker), (rx, pick, stats)));
+                    }
+                    Ok(Err(RecvError::Closed)) => return None,
                 }
-                // Missed events: the client reloads from the API on `lagged`.
-                Ok(Err(RecvError::Lagged(_))) => {
-                    return Some((
-                        Ok(web::Bytes::from_static(b"event: lagged\ndata: {}\n\n")),
-                        (rx, pick),
-                    ))
-                }
-                Ok(Err(RecvError::Closed)) => return None,
             }
-        }
-    });
+        },
+    );
     futures_util::StreamExt::chain(backlog, live)
 }
 
@@ -123,7 +133,8 @@ pub async fn deployment_events(
         reason: d.reason.clone(),
     }));
     let mut last: DeploymentState = d.state;
-    let body = live_stream(first, rx, move |ev| match ev {
+    let stats = (StreamKind::Deployment, state.live.stats().clone());
+    let body = live_stream(first, rx, stats, move |ev| match ev {
         Live::Step {
             deployment_id,
             step,
@@ -153,8 +164,61 @@ pub async fn deployment_events(
 pub async fn events(_auth: Auth<Viewer>, state: web::Data<AppState>) -> HttpResponse {
     let rx = state.live.subscribe();
     let hello = web::Bytes::from_static(b": connected\n\n");
-    sse_response(live_stream(vec![hello], rx, |ev| match ev {
+    let stats = (StreamKind::Events, state.live.stats().clone());
+    sse_response(live_stream(vec![hello], rx, stats, |ev| match ev {
         Live::Event(e) => Some(sse_data(&e)),
         _ => None,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::{LiveBus, BUS_CAPACITY};
+    use futures_util::StreamExt;
+
+    fn host_event(n: u128) -> Live {
+        Live::Event(slipway_types::api::LiveEvent::Host {
+            id: Uuid::from_u128(n),
+            status: slipway_types::api::HostStatus::Online,
+        })
+    }
+
+    /// A client that does not read while 5,000 events pass holds nothing
+    /// of its own: it gets the marker with the number it missed, then the
+    /// newest events the shared ring still has.
+    #[tokio::test]
+    async fn a_client_that_falls_behind_gets_a_counted_lagged_marker() {
+        let bus = LiveBus::default();
+        let stats = bus.stats().clone();
+        let rx = bus.subscribe();
+        let hello = web::Bytes::from_static(b": connected\n\n");
+        let mut s = Box::pin(live_stream(
+            vec![hello],
+            rx,
+            (StreamKind::Events, stats.clone()),
+            |ev| match ev {
+                Live::Event(e) => Some(sse_data(&e)),
+                _ => None,
+            },
+        ));
+        for n in 0..5_000 {
+            bus.publish(host_event(n));
+        }
+        let text = |b: Option<Result<web::Bytes, actix_web::Error>>| {
+            String::from_utf8(b.unwrap().unwrap().to_vec()).unwrap()
+        };
+        assert_eq!(text(s.next().await), ": connected\n\n");
+        let skipped = 5_000 - BUS_CAPACITY as u64;
+        assert_eq!(
+            text(s.next().await),
+            format!("event: lagged\ndata: {{\"skipped\":{skipped}}}\n\n")
+        );
+        assert_eq!(stats.skipped_total(StreamKind::Events), skipped);
+        let first_kept = text(s.next().await);
+        assert!(
+            first_kept.contains(&Uuid::from_u128(u128::from(skipped)).to_string()),
+            "{first_kept}"
+        );
+    }
 }

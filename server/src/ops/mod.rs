@@ -184,11 +184,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
                 .set(n);
         }
     }
+    let mut families = state.metrics.registry.gather();
+    families.extend(state.live.stats().gather());
     let mut buf = Vec::new();
-    if TextEncoder::new()
-        .encode(&state.metrics.registry.gather(), &mut buf)
-        .is_err()
-    {
+    if TextEncoder::new().encode(&families, &mut buf).is_err() {
         return HttpResponse::InternalServerError().finish();
     }
     HttpResponse::Ok()

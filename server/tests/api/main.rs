@@ -17,6 +17,7 @@ mod crud;
 mod deployments;
 mod oidc;
 mod ops;
+mod protected;
 mod replicas;
 mod routes;
 mod secrets;

@@ -130,6 +130,14 @@ impl Server {
         std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// The `slipway serve` process id (e.g. to sample its memory).
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("the server is running")
+    }
+
     /// SIGKILL: no shutdown, no cleanup.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

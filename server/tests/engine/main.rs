@@ -5,6 +5,7 @@
 #[path = "../support/eventually.rs"]
 mod eventually;
 mod harness;
+mod streams;
 
 use harness::{fetch, fetch_at, free_port, Agent, Server, Store, DEPLOY_WITHIN};
 use serde_json::json;

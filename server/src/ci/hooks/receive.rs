@@ -1,29 +1,20 @@
-//! Webhook endpoints of a project (config API), the public receivers
-//! (`/hooks/{provider}/{project}`), trigger rules, and the delivery log.
-//!
-//! A delivery is verified first (HMAC or token, constant time), then parsed
-//! into a [`CiEvent`]; matching trigger rules cut releases and, with
-//! `auto_deploy`, create deployments through [`lifecycle::create`]. The
-//! delivery row is inserted in the same transaction as those releases, and
-//! `(project_id, delivery_id)` is unique: one delivery id never creates a
-//! second release, however often or concurrently it arrives.
-use super::{
-    glob,
-    payload::{self, CiEvent, Malformed, Parsed},
-    webhook_aad, RawBody,
-};
+//! The public receivers (`/hooks/{github,gitlab,generic}/{project}`):
+//! verify, dedup by delivery id, apply the trigger rules and record the
+//! delivery with its audit entry in one transaction; the delivery log and
+//! redelivery.
+use super::{endpoints::secret_of, provider_of, triggers::apply_rules};
 use crate::{
-    api::{
-        extract::{PageQuery, ValidJson},
-        projects, services,
-    },
+    api::{extract::PageQuery, projects},
     audit::{ActorInfo, AuditTx, Event},
     auth::{self, Admin, Auth, Viewer},
-    deploy::lifecycle::{self, Gate, NewRelease, Origin},
+    ci::{
+        payload::{self, Malformed, Parsed},
+        RawBody,
+    },
     error::{ApiError, ApiResult},
     startup::AppState,
     store::{
-        entities::{service, trigger_rule, webhook, webhook_delivery},
+        entities::{webhook, webhook_delivery},
         is_unique_violation,
     },
 };
@@ -34,36 +25,8 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 use serde_json::json;
-use slipway_types::{
-    api::{
-        CreatedWebhook, HookResponse, NewTriggerRule, NewWebhook, Page, Trigger, TriggerEvent,
-        TriggerRule, Webhook, WebhookDelivery, WebhookProvider,
-    },
-    ImageRef,
-};
+use slipway_types::api::{HookResponse, Page, WebhookDelivery, WebhookProvider};
 use uuid::Uuid;
-
-fn internal(msg: String) -> ApiError {
-    ApiError::Internal(anyhow::anyhow!(msg))
-}
-
-fn provider_of(s: &str) -> ApiResult<WebhookProvider> {
-    WebhookProvider::parse(s).ok_or_else(|| internal(format!("stored provider {s} unknown")))
-}
-
-fn webhook_to_api(m: webhook::Model) -> ApiResult<Webhook> {
-    let provider = provider_of(&m.provider)?;
-    Ok(Webhook {
-        id: m.id,
-        project_id: m.project_id,
-        path: format!("/api/v1/hooks/{}/{}", provider.as_str(), m.project_id),
-        provider,
-        secret_version: m.secret_version,
-        created_by: m.created_by,
-        created_at: m.created_at,
-        rotated_at: m.rotated_at,
-    })
-}
 
 fn ids(s: &str) -> Vec<Uuid> {
     serde_json::from_str(s).unwrap_or_default()
@@ -86,273 +49,6 @@ fn delivery_to_api(m: webhook_delivery::Model) -> ApiResult<WebhookDelivery> {
         redelivery_of: m.redelivery_of,
     })
 }
-
-// ------------------------------------------------------------ config API
-
-pub async fn list_webhooks(
-    auth: Auth<Admin>,
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-) -> ApiResult<web::Json<Vec<Webhook>>> {
-    auth.scope(None)?;
-    let p = projects::find(&state.db, id.into_inner()).await?;
-    let rows = webhook::Entity::find()
-        .filter(webhook::Column::ProjectId.eq(p.id))
-        .order_by_asc(webhook::Column::CreatedAt)
-        .all(&state.db)
-        .await?;
-    Ok(web::Json(
-        rows.into_iter()
-            .map(webhook_to_api)
-            .collect::<Result<_, _>>()?,
-    ))
-}
-
-fn seal(state: &AppState, id: Uuid, version: i32) -> (String, Vec<u8>, Vec<u8>) {
-    let secret = format!("whsec_{}", auth::random_secret());
-    let sealed = state.key.seal(secret.as_bytes(), &webhook_aad(id, version));
-    (secret, sealed.ciphertext, sealed.nonce)
-}
-
-fn secret_of(state: &AppState, h: &webhook::Model) -> ApiResult<String> {
-    let plain = state
-        .key
-        .open(
-            &h.ciphertext,
-            &h.nonce,
-            &webhook_aad(h.id, h.secret_version),
-        )
-        .map_err(|e| internal(format!("webhook {}: {e}", h.id)))?;
-    String::from_utf8(plain).map_err(|e| internal(format!("webhook {}: {e}", h.id)))
-}
-
-/// `POST /projects/{id}/webhooks` `{provider}` → the secret, once.
-pub async fn create_webhook(
-    auth: Auth<Admin>,
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-    body: ValidJson<NewWebhook>,
-) -> ApiResult<HttpResponse> {
-    let actor = auth.scope(None)?;
-    let mut tx = AuditTx::begin(&state.db).await?;
-    let p = projects::find(&tx.txn, id.into_inner()).await?;
-    let hook_id = Uuid::new_v4();
-    let (secret, ciphertext, nonce) = seal(&state, hook_id, 1);
-    let now = Utc::now();
-    webhook::Entity::insert(webhook::ActiveModel {
-        id: Set(hook_id),
-        project_id: Set(p.id),
-        provider: Set(body.0.provider.as_str().into()),
-        ciphertext: Set(ciphertext),
-        nonce: Set(nonce),
-        secret_version: Set(1),
-        created_by: Set(actor.name.clone()),
-        created_at: Set(now),
-        rotated_at: Set(None),
-    })
-    .exec_without_returning(&tx.txn)
-    .await?;
-    tx.record(
-        &actor,
-        Event::new(
-            "webhook.create",
-            "webhook",
-            hook_id,
-            json!({"project": p.name, "provider": body.0.provider.as_str(), "secret": "<redacted>"}),
-        ),
-    )
-    .await?;
-    let m = find_webhook(&tx.txn, hook_id).await?;
-    tx.commit().await?;
-    Ok(HttpResponse::Created().json(CreatedWebhook {
-        webhook: webhook_to_api(m)?,
-        secret,
-    }))
-}
-
-async fn find_webhook<C: ConnectionTrait>(db: &C, id: Uuid) -> ApiResult<webhook::Model> {
-    webhook::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))
-}
-
-/// `POST /webhooks/{id}/rotate` → the new secret, once; the old one stops working.
-pub async fn rotate_webhook(
-    auth: Auth<Admin>,
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-) -> ApiResult<web::Json<CreatedWebhook>> {
-    let actor = auth.scope(None)?;
-    let mut tx = AuditTx::begin(&state.db).await?;
-    let h = find_webhook(&tx.txn, id.into_inner()).await?;
-    let version = h.secret_version + 1;
-    let (secret, ciphertext, nonce) = seal(&state, h.id, version);
-    webhook::Entity::update(webhook::ActiveModel {
-        id: Set(h.id),
-        ciphertext: Set(ciphertext),
-        nonce: Set(nonce),
-        secret_version: Set(version),
-        rotated_at: Set(Some(Utc::now())),
-        ..Default::default()
-    })
-    .exec(&tx.txn)
-    .await?;
-    tx.record(
-        &actor,
-        Event::new(
-            "webhook.rotate",
-            "webhook",
-            h.id,
-            json!({"provider": h.provider, "secret_version": version, "secret": "<redacted>"}),
-        ),
-    )
-    .await?;
-    let m = find_webhook(&tx.txn, h.id).await?;
-    tx.commit().await?;
-    Ok(web::Json(CreatedWebhook {
-        webhook: webhook_to_api(m)?,
-        secret,
-    }))
-}
-
-pub async fn delete_webhook(
-    auth: Auth<Admin>,
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-) -> ApiResult<HttpResponse> {
-    let actor = auth.scope(None)?;
-    let mut tx = AuditTx::begin(&state.db).await?;
-    let h = find_webhook(&tx.txn, id.into_inner()).await?;
-    webhook::Entity::delete_by_id(h.id).exec(&tx.txn).await?;
-    tx.record(
-        &actor,
-        Event::new(
-            "webhook.delete",
-            "webhook",
-            h.id,
-            json!({"provider": h.provider, "project_id": h.project_id}),
-        ),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-// ------------------------------------------------------------ trigger rules
-
-fn rule_to_api(m: trigger_rule::Model) -> ApiResult<TriggerRule> {
-    Ok(TriggerRule {
-        id: m.id,
-        service_id: m.service_id,
-        event: TriggerEvent::parse(&m.event)
-            .ok_or_else(|| internal(format!("trigger {} has unknown event", m.id)))?,
-        pattern: m.pattern,
-        image_template: m.image_template,
-        auto_deploy: m.auto_deploy,
-        created_by: m.created_by,
-        created_at: m.created_at,
-    })
-}
-
-pub async fn list_triggers(
-    auth: Auth<Admin>,
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-) -> ApiResult<web::Json<Vec<TriggerRule>>> {
-    let svc = services::find(&state.db, id.into_inner()).await?;
-    auth.scope(Some(svc.environment_id))?;
-    let rows = trigger_rule::Entity::find()
-        .filter(trigger_rule::Column::ServiceId.eq(svc.id))
-        .order_by_asc(trigger_rule::Column::CreatedAt)
-        .all(&state.db)
-        .await?;
-    Ok(web::Json(
-        rows.into_iter()
-            .map(rule_to_api)
-            .collect::<Result<_, _>>()?,
-    ))
-}
-
-pub async fn create_trigger(
-    auth: Auth<Admin>,
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-    body: ValidJson<NewTriggerRule>,
-) -> ApiResult<HttpResponse> {
-    let body = body.0;
-    body.validate()?;
-    let mut tx = AuditTx::begin(&state.db).await?;
-    let svc = services::find(&tx.txn, id.into_inner()).await?;
-    let actor = auth.scope(Some(svc.environment_id))?;
-    let m = trigger_rule::Model {
-        id: Uuid::new_v4(),
-        service_id: svc.id,
-        project_id: svc.project_id,
-        event: body.event.as_str().into(),
-        pattern: body.pattern.clone(),
-        image_template: body.image_template.clone(),
-        auto_deploy: body.auto_deploy,
-        created_by: actor.name.clone(),
-        created_at: Utc::now(),
-    };
-    trigger_rule::Entity::insert(trigger_rule::ActiveModel {
-        id: Set(m.id),
-        service_id: Set(m.service_id),
-        project_id: Set(m.project_id),
-        event: Set(m.event.clone()),
-        pattern: Set(m.pattern.clone()),
-        image_template: Set(m.image_template.clone()),
-        auto_deploy: Set(m.auto_deploy),
-        created_by: Set(m.created_by.clone()),
-        created_at: Set(m.created_at),
-    })
-    .exec_without_returning(&tx.txn)
-    .await?;
-    tx.record(
-        &actor,
-        Event::new(
-            "trigger.create",
-            "service",
-            svc.id,
-            json!({"service": svc.name, "trigger": m.id, "event": m.event, "pattern": m.pattern, "image_template": m.image_template, "auto_deploy": m.auto_deploy}),
-        ),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(HttpResponse::Created().json(rule_to_api(m)?))
-}
-
-pub async fn delete_trigger(
-    auth: Auth<Admin>,
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-) -> ApiResult<HttpResponse> {
-    let mut tx = AuditTx::begin(&state.db).await?;
-    let r = trigger_rule::Entity::find_by_id(id.into_inner())
-        .one(&tx.txn)
-        .await?
-        .ok_or(ApiError::NotFound("trigger"))?;
-    let svc = services::find(&tx.txn, r.service_id).await?;
-    let actor = auth.scope(Some(svc.environment_id))?;
-    trigger_rule::Entity::delete_by_id(r.id)
-        .exec(&tx.txn)
-        .await?;
-    tx.record(
-        &actor,
-        Event::new(
-            "trigger.delete",
-            "service",
-            svc.id,
-            json!({"service": svc.name, "trigger": r.id, "event": r.event, "pattern": r.pattern}),
-        ),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-// ------------------------------------------------------------ deliveries
 
 pub async fn list_deliveries(
     _auth: Auth<Viewer>,
@@ -419,8 +115,6 @@ pub async fn redeliver(
     };
     process(&state, &actor, incoming, parsed).await
 }
-
-// ------------------------------------------------------------ receivers
 
 struct Incoming {
     project_id: Uuid,
@@ -799,111 +493,4 @@ async fn process(
         release_ids: releases,
         deployment_ids: deployments,
     }))
-}
-
-fn rule_matches(rule: &trigger_rule::Model, e: &CiEvent) -> bool {
-    match &e.name {
-        Some(name) => glob::matches(&rule.pattern, name),
-        None => rule.pattern == "*" || rule.pattern == "**",
-    }
-}
-
-fn valid_ref(r: &Option<String>) -> Option<String> {
-    r.clone().filter(|r| {
-        !r.is_empty() && r.len() <= 255 && !r.chars().any(|c| c.is_whitespace() || c.is_control())
-    })
-}
-
-type Applied = (&'static str, String, Vec<Uuid>, Vec<Uuid>);
-
-/// Runs the project's matching trigger rules for `e`.
-async fn apply_rules(
-    tx: &mut AuditTx,
-    actor: &ActorInfo,
-    project_id: Uuid,
-    e: &CiEvent,
-) -> ApiResult<Applied> {
-    let rules = trigger_rule::Entity::find()
-        .filter(trigger_rule::Column::ProjectId.eq(project_id))
-        .filter(trigger_rule::Column::Event.eq(e.kind.as_str()))
-        .order_by_asc(trigger_rule::Column::CreatedAt)
-        .all(&tx.txn)
-        .await?;
-    let (mut notes, mut releases, mut deployments) = (Vec::new(), Vec::new(), Vec::new());
-    let mut matched = false;
-    for rule in rules {
-        let svc: service::Model = services::find(&tx.txn, rule.service_id).await?;
-        if let Some(want) = &e.service {
-            if svc.name != *want && svc.id.to_string() != *want {
-                continue;
-            }
-        }
-        if !rule_matches(&rule, e) {
-            continue;
-        }
-        matched = true;
-        let image = e.image.clone().or_else(|| {
-            rule.image_template
-                .as_deref()
-                .and_then(|t| payload::render_template(t, e))
-        });
-        let Some(image) = image else {
-            notes.push(format!(
-                "{}: no image (the payload names none and the rule's image_template cannot be filled)",
-                svc.name
-            ));
-            continue;
-        };
-        let image = match ImageRef::try_from(image.clone()) {
-            Ok(i) => i,
-            Err(m) => {
-                notes.push(format!("{}: image `{image}` is invalid: {m}", svc.name));
-                continue;
-            }
-        };
-        let mut spec = services::spec_of(&svc)?;
-        spec.image = image;
-        let rel = lifecycle::cut_release(
-            tx,
-            actor,
-            &svc,
-            &spec,
-            NewRelease {
-                git_sha: e.sha.clone(),
-                git_ref: valid_ref(&e.git_ref),
-                trigger: Trigger::Webhook,
-            },
-        )
-        .await?;
-        releases.push(rel.id);
-        let mut note = format!("{}: release #{} ({})", svc.name, rel.number, rel.image);
-        if rule.auto_deploy {
-            let gate = Gate {
-                is_admin: false,
-                override_reason: None,
-                origin: Origin::NewRelease,
-            };
-            match lifecycle::create(tx, actor, &svc, &rel, gate).await {
-                Ok(created) => {
-                    deployments.push(created.deployment.id);
-                    note.push_str(", deployment created");
-                }
-                Err(ApiError::DeployFrozen(m)) => {
-                    note.push_str(&format!(", deployment refused: {m}"));
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        notes.push(note);
-    }
-    let label = e.name.as_deref().unwrap_or("(no ref)");
-    if !matched {
-        return Ok((
-            "ignored",
-            format!("no trigger rule matches {} {label}", e.kind.as_str()),
-            releases,
-            deployments,
-        ));
-    }
-    Ok(("processed", notes.join("; "), releases, deployments))
 }
