@@ -7,7 +7,7 @@
 //! bytes than the `Compress` middleware sends, which uses gzip's fastest level.
 //! Without a `.gz`, or with one older than its file (a newer debug build), the
 //! plain file is served and compressed on the fly like every other response.
-use crate::{error::ApiError, startup::AppState};
+use crate::{error::ApiError, state::AppState};
 use actix_files::NamedFile;
 use actix_web::{
     http::header::{self, ContentEncoding, HeaderValue},

@@ -2,9 +2,6 @@
 //! middleware, routes, static dashboard.
 //! `Application::build` binds (port 0 works) and exposes the port, so tests
 //! start the real server exactly as production does.
-/// Kept so handlers can keep importing `startup::AppState`; the type lives in
-/// [`crate::state`].
-pub use crate::state::AppState;
 use crate::{
     api::{self, extract},
     auth::{
@@ -15,6 +12,7 @@ use crate::{
     error::ApiError,
     ops::{self, Metrics},
     secrets::MasterKey,
+    state::AppState,
     store::{self, cache::ReadCache},
 };
 use actix_files::{Files, NamedFile};

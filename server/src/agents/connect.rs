@@ -11,7 +11,7 @@ use crate::{
     audit::{ActorInfo, AuditTx, Event},
     auth,
     live::Live,
-    startup::AppState,
+    state::AppState,
     store::entities::host,
 };
 use actix_web::{web, HttpRequest, HttpResponse};

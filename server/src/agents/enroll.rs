@@ -11,7 +11,7 @@ use crate::{
     auth::{self, Admin, Auth},
     error::{ApiError, ApiResult},
     live::Live,
-    startup::AppState,
+    state::AppState,
     store::entities::host,
 };
 use actix_web::{web, HttpRequest, HttpResponse};

@@ -21,7 +21,7 @@ use crate::{
     auth::{Auth, Viewer},
     error::{ApiError, ApiResult},
     live::{sse_event, sse_lagged, StreamKind, StreamStats},
-    startup::AppState,
+    state::AppState,
 };
 use actix_web::{
     http::header::{self, ContentEncoding},

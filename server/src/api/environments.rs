@@ -17,7 +17,7 @@ use crate::{
     audit::{AuditTx, Event},
     auth::{Admin, Auth, Viewer},
     error::{ApiError, ApiResult},
-    startup::AppState,
+    state::AppState,
     store::entities::{deployment, environment, host_environment, service, variable},
 };
 use actix_web::{web, HttpResponse};

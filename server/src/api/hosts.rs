@@ -9,7 +9,7 @@ use crate::{
     audit::{AuditTx, Event},
     auth::{Admin, Auth, Viewer},
     error::{ApiError, ApiResult},
-    startup::AppState,
+    state::AppState,
     store::entities::{host, host_environment},
 };
 use actix_web::{web, HttpResponse};

@@ -3,7 +3,7 @@
 use crate::{
     auth::{Auth, Viewer},
     error::{ApiError, ApiResult},
-    startup::AppState,
+    state::AppState,
     store::entities::{deployment, environment, project, release, service},
 };
 use actix_web::web;

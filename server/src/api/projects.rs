@@ -7,7 +7,7 @@ use crate::{
     audit::{AuditTx, Event},
     auth::{Admin, Auth, Viewer},
     error::{ApiError, ApiResult},
-    startup::AppState,
+    state::AppState,
     store::entities::{environment, project},
 };
 use actix_web::{web, HttpResponse};

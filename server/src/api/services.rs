@@ -7,7 +7,7 @@ use crate::{
     audit::{AuditTx, Event},
     auth::{Admin, Auth, Viewer},
     error::{ApiError, ApiResult},
-    startup::AppState,
+    state::AppState,
     store::entities::{deployment, deployment_step, release, service},
 };
 use actix_web::{web, HttpResponse};

@@ -6,7 +6,7 @@ use crate::{
     auth::{Admin, Auth, Viewer},
     error::{ApiError, ApiResult},
     secrets::secret_aad,
-    startup::AppState,
+    state::AppState,
     store::entities::variable,
 };
 use actix_web::{web, HttpResponse};

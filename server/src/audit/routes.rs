@@ -4,7 +4,7 @@ use crate::{
     api::extract::PageQuery,
     auth::{Approver, Auth},
     error::{ApiError, ApiResult},
-    startup::AppState,
+    state::AppState,
     store::entities::audit_entry,
 };
 use actix_web::{web, HttpResponse};

@@ -14,7 +14,7 @@ pub mod sso;
 pub mod tokens;
 pub mod users;
 
-use crate::{audit::ActorInfo, error::ApiError, ops::RequestId, startup::AppState};
+use crate::{audit::ActorInfo, error::ApiError, ops::RequestId, state::AppState};
 use actix_web::{
     body::MessageBody,
     dev::{Payload, ServiceRequest, ServiceResponse},

@@ -4,7 +4,7 @@ use crate::{
     api::extract::{PageQuery, ValidJson},
     audit::{self, ActorInfo, AuditTx, Event},
     error::{ApiError, ApiResult},
-    startup::AppState,
+    state::AppState,
     store::entities::{api_token, user},
 };
 use actix_web::{

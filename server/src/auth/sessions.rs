@@ -3,7 +3,7 @@
 use super::{random_secret, sha256_hex, Principal};
 use crate::{
     error::ApiError,
-    startup::AppState,
+    state::AppState,
     store::entities::{session, user},
 };
 use chrono::{Duration, Utc};

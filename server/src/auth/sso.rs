@@ -9,7 +9,7 @@ use super::{
 use crate::{
     audit::{self, ActorInfo, AuditTx, Event},
     error::{ApiError, ApiResult},
-    startup::AppState,
+    state::AppState,
     store::entities::{oidc_login, role_grant, user},
 };
 use actix_web::{http::header::LOCATION, web, HttpRequest, HttpResponse};

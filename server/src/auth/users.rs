@@ -4,7 +4,7 @@ use crate::{
     api::extract::{PageQuery, ValidJson},
     audit::{AuditTx, Event},
     error::{ApiError, ApiResult},
-    startup::AppState,
+    state::AppState,
     store::entities::{environment, role_grant, role_mapping, session, user},
 };
 use actix_web::{web, HttpResponse};

@@ -6,7 +6,7 @@ use crate::{
     audit::{AuditTx, Event},
     auth::{Admin, Auth},
     error::{ApiError, ApiResult},
-    startup::AppState,
+    state::AppState,
     store::entities::service,
 };
 use actix_web::web;

@@ -1,6 +1,6 @@
 //! Operations: request ids, security headers, access logs, Prometheus
 //! metrics, and the health/readiness/metrics endpoints.
-use crate::{startup::AppState, store};
+use crate::{state::AppState, store};
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},

@@ -7,7 +7,7 @@ use crate::{
     auth::{self, Admin, Auth},
     ci::webhook_aad,
     error::{ApiError, ApiResult},
-    startup::AppState,
+    state::AppState,
     store::entities::webhook,
 };
 use actix_web::{web, HttpResponse};

@@ -12,7 +12,7 @@ use crate::{
         RawBody,
     },
     error::{ApiError, ApiResult},
-    startup::AppState,
+    state::AppState,
     store::{
         entities::{webhook, webhook_delivery},
         is_unique_violation,
