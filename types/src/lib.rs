@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod decode;
 pub mod error;
 pub mod names;
 pub mod role;

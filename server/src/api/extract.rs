@@ -3,8 +3,15 @@
 use crate::error::ApiError;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use futures_util::{future::LocalBoxFuture, StreamExt};
-use serde::{de::DeserializeOwned, Deserialize};
-use slipway_types::api::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+use serde::{
+    de::{self, DeserializeOwned, Visitor},
+    Deserialize, Deserializer,
+};
+use serde_json::Value;
+use slipway_types::{
+    api::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT},
+    decode,
+};
 
 /// Largest accepted body, from `max_body_bytes`.
 #[derive(Clone, Copy)]
@@ -42,9 +49,28 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
     }
 }
 
+/// Parses a JSON body into `T`, the one way every handler reads JSON.
+///
+/// Two steps: the bytes become a JSON tree (syntax → `malformed_json`; a key
+/// given twice → `invalid_input`, as serde would say of a struct), then the
+/// tree is decoded by [`slipway_types::decode`], which offers a struct only
+/// the object form at every level: serde's derived structs would also read
+/// a JSON array positionally (`["name","admin"]`). Any shape or value error
+/// → 422 `invalid_input` naming the field.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value = parse_tree(body)?;
+    serde_path_to_error::deserialize(decode::De::new(value)).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::Invalid {
+            field: (path != ".").then_some(path),
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+fn parse_tree(body: &[u8]) -> Result<Value, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let StrictTree(tree) = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
@@ -54,7 +80,78 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             },
             _ => ApiError::MalformedJson(inner.to_string()),
         }
-    })
+    })?;
+    de.end()
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    Ok(tree)
+}
+
+/// A JSON tree in which no object has the same key twice (`serde_json::Value`
+/// would keep the last one silently, where a struct says "duplicate field").
+struct StrictTree(Value);
+
+impl<'de> Deserialize<'de> for StrictTree {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TreeVisitor).map(StrictTree)
+    }
+}
+
+struct TreeVisitor;
+
+impl<'de> Visitor<'de> for TreeVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictTree(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("duplicate field `{key}`")));
+            }
+            let StrictTree(v) = map.next_value()?;
+            object.insert(key, v);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 fn strip_position(msg: &str) -> String {
@@ -100,7 +197,7 @@ pub fn configure_errors(cfg: &mut web::ServiceConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use slipway_types::api::NewService;
+    use slipway_types::api::{CreateDeployment, CreateToken, NewService};
 
     #[test]
     fn field_paths_are_reported() {
@@ -119,5 +216,53 @@ mod tests {
             parse_json::<NewService>(b"{not json"),
             Err(ApiError::MalformedJson(_))
         ));
+        assert!(matches!(
+            parse_json::<NewService>(br#"{"name":"web"} x"#),
+            Err(ApiError::MalformedJson(_))
+        ));
+    }
+
+    fn invalid(r: Result<impl std::fmt::Debug, ApiError>) -> (Option<String>, String) {
+        match r {
+            Err(ApiError::Invalid { field, message }) => (field, message),
+            other => panic!("expected invalid_input, got {other:?}"),
+        }
+    }
+
+    /// serde's derived structs also read a JSON array positionally; a body
+    /// is an object at every level or it is rejected.
+    #[test]
+    fn structs_are_objects_only_at_every_level() {
+        let (field, message) = invalid(parse_json::<CreateToken>(br#"["array-token","admin"]"#));
+        assert_eq!(field, None);
+        assert_eq!(message, "expected an object, found an array");
+        invalid(parse_json::<CreateDeployment>(b"[]"));
+        invalid(parse_json::<CreateDeployment>(b"\"x\""));
+        invalid(parse_json::<CreateDeployment>(b"7"));
+        invalid(parse_json::<CreateDeployment>(b"null"));
+        let (field, _) = invalid(parse_json::<NewService>(
+            br#"{"name":"web","spec":["app:1"]}"#,
+        ));
+        assert_eq!(field.as_deref(), Some("spec"));
+        let (field, _) = invalid(parse_json::<NewService>(
+            br#"{"name":"web","spec":{"image":"app:1","ports":[[80]]}}"#,
+        ));
+        assert_eq!(field.as_deref(), Some("spec.ports[0]"));
+        // The object forms still parse.
+        assert!(parse_json::<CreateDeployment>(b"{}").is_ok());
+        assert!(parse_json::<Vec<u32>>(b"[1,2]").is_ok());
+    }
+
+    #[test]
+    fn a_key_given_twice_is_rejected() {
+        let (field, message) = invalid(parse_json::<CreateToken>(
+            br#"{"name":"t","role":"viewer","role":"admin"}"#,
+        ));
+        assert_eq!(field, None);
+        assert_eq!(message, "duplicate field `role`");
+        let (field, _) = invalid(parse_json::<NewService>(
+            br#"{"name":"web","spec":{"image":"a:1","image":"b:1"}}"#,
+        ));
+        assert_eq!(field.as_deref(), Some("spec"));
     }
 }

@@ -1,14 +1,16 @@
-//! Decoding a parsed JSON tree into the `slipway-types` DTOs.
+//! Decoding a parsed JSON tree into the wire types, used by both ends: the
+//! server reads every JSON request body through it, the dashboard every
+//! answer.
 //!
 //! `serde_json::from_value` would do, but every derived `Deserialize` of a
 //! struct has two ways in, a JSON object (`visit_map`) and a JSON array
-//! (`visit_seq`), and serde_json's tree deserializer takes both, so both are
-//! compiled into the wasm for every DTO, and so are the byte-string and
-//! number forms of every field name. The API only ever sends objects with
-//! string keys. This deserializer offers a struct only the object form and a
-//! field name only as a string, which keeps the other paths out of the bundle
-//! (about a tenth of its code). Anything else a DTO can ask for (sequences,
-//! maps, options, enums, numbers, internally tagged enums through
+//! (`visit_seq`), and serde_json takes both: `["array-token","admin"]` would
+//! be a `CreateToken`. The wire contract only has objects with string keys.
+//! This deserializer offers a struct only the object form, at every nesting
+//! level, and a field name only as a string. That is also why the dashboard
+//! uses it: the array and byte-string paths stay out of the wasm (about a
+//! tenth of its code). Anything else a type can ask for (sequences, maps,
+//! options, enums, numbers, internally tagged enums through
 //! `deserialize_any`) behaves as with serde_json.
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, VariantAccess,
@@ -82,9 +84,15 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
     T::deserialize(De(value))
 }
 
-struct De(Value);
+/// The deserializer behind [`from_value`], for wrappers that need one (the
+/// server wraps it in `serde_path_to_error` to name the offending field).
+pub struct De(Value);
 
 impl De {
+    pub fn new(value: Value) -> Self {
+        De(value)
+    }
+
     /// What the value is, for error messages.
     fn kind(&self) -> &'static str {
         match self.0 {
@@ -401,7 +409,7 @@ impl<'de> VariantAccess<'de> for Payload {
 mod tests {
     use super::*;
     use serde_json::json;
-    use slipway_types::{
+    use crate::{
         api::{DeploymentEvent, DeploymentState, Service},
         ApiErrorBody, ErrorCode, Port,
     };
@@ -487,7 +495,7 @@ mod tests {
             msg(from_value(json!(-3))),
             Some("invalid value: integer `-3`, expected u32".to_owned())
         );
-        let role = from_value::<slipway_types::Role>(json!("king")).map(|_| ());
+        let role = from_value::<crate::Role>(json!("king")).map(|_| ());
         assert!(role
             .map_err(|e| e.to_string())
             .is_err_and(|e| e.starts_with("unknown variant `king`")),);
