@@ -107,7 +107,8 @@ pub struct CreateToken {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenAction {
-    /// Create, cancel and promote deployments.
+    /// Create deployments (deploy, promote, roll back, redeliver a webhook)
+    /// and cancel them.
     Deploy,
     /// Approve or reject deployments awaiting approval.
     Approve,
@@ -127,22 +128,6 @@ impl TokenAction {
             TokenAction::Deploy => "deploy",
             TokenAction::Approve => "approve",
             TokenAction::Configure => "configure",
-        }
-    }
-
-    /// The kind of change a mutating request makes, from its route pattern.
-    pub fn of_route(route: &str) -> TokenAction {
-        if route.ends_with("/deployments/{id}/approve")
-            || route.ends_with("/deployments/{id}/reject")
-        {
-            TokenAction::Approve
-        } else if route.ends_with("/services/{id}/deployments")
-            || route.ends_with("/deployments/{id}/cancel")
-            || route.ends_with("/releases/{id}/promote")
-        {
-            TokenAction::Deploy
-        } else {
-            TokenAction::Configure
         }
     }
 }
@@ -941,30 +926,6 @@ mod tests {
         let r: Result<ServiceSpec, _> =
             serde_json::from_value(serde_json::json!({"image": "app:1", "privileged": true}));
         assert!(r.is_err());
-    }
-
-    #[test]
-    fn token_actions_follow_routes() {
-        assert_eq!(
-            TokenAction::of_route("/api/v1/services/{id}/deployments"),
-            TokenAction::Deploy
-        );
-        assert_eq!(
-            TokenAction::of_route("/api/v1/deployments/{id}/cancel"),
-            TokenAction::Deploy
-        );
-        assert_eq!(
-            TokenAction::of_route("/api/v1/deployments/{id}/approve"),
-            TokenAction::Approve
-        );
-        assert_eq!(
-            TokenAction::of_route("/api/v1/projects"),
-            TokenAction::Configure
-        );
-        assert_eq!(
-            TokenAction::of_route("/api/v1/services/{id}"),
-            TokenAction::Configure
-        );
     }
 
     #[test]

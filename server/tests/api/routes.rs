@@ -135,3 +135,100 @@ async fn a_known_path_with_another_method_answers_405_with_allow() {
         "not_found"
     );
 }
+
+/// The kind of change of every route is a column of the table. Reads and
+/// public routes have none; everything that creates or cancels a deployment
+/// is `deploy` (rollback and redelivery included: both create deployments);
+/// approve/reject are `approve`; every other change is `configure`.
+#[test]
+fn every_route_has_its_token_action() {
+    use slipway_server::api::ROUTES;
+    use slipway_types::api::TokenAction;
+    const DEPLOY: [&str; 5] = [
+        "post /api/v1/services/{id}/deployments",
+        "post /api/v1/deployments/{id}/cancel",
+        "post /api/v1/releases/{id}/promote",
+        "post /api/v1/releases/{id}/rollback",
+        "post /api/v1/deliveries/{id}/redeliver",
+    ];
+    const APPROVE: [&str; 2] = [
+        "post /api/v1/deployments/{id}/approve",
+        "post /api/v1/deployments/{id}/reject",
+    ];
+    let mut seen = 0;
+    for r in ROUTES {
+        let key = format!("{} {}", r.method, r.path);
+        let want = if r.method == "get" || r.role.is_none() {
+            None
+        } else if DEPLOY.contains(&key.as_str()) {
+            Some(TokenAction::Deploy)
+        } else if APPROVE.contains(&key.as_str()) {
+            Some(TokenAction::Approve)
+        } else {
+            Some(TokenAction::Configure)
+        };
+        assert_eq!(r.action, want, "{key}");
+        // The middleware finds the same answer by method and pattern.
+        let method = Method::from_bytes(r.method.to_uppercase().as_bytes()).expect("method");
+        let looked_up = slipway_server::api::token_action(&method, r.path);
+        if r.role.is_some() {
+            assert_eq!(looked_up, want, "lookup of {key}");
+        }
+        seen += usize::from(DEPLOY.contains(&key.as_str()) || APPROVE.contains(&key.as_str()));
+    }
+    assert_eq!(seen, DEPLOY.len() + APPROVE.len(), "a listed route is not in the table");
+}
+
+/// Rolling back creates a deployment: a token limited to `deploy` may do it,
+/// one limited to `configure` may not. Same for redelivering a webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_and_redeliver_are_deploy_actions() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    app.setup_admin().await;
+    let (_, _, svc) = app.seed_service("shop", "staging", "web").await;
+    let first = app
+        .post(&format!("/api/v1/services/{svc}/deployments"), &json!({}))
+        .await
+        .expect(202);
+    let release = first.body["release_id"].as_str().expect("release").to_owned();
+    let limited = |actions: Value| {
+        let app = &app;
+        async move {
+            let r = app
+                .post(
+                    "/api/v1/tokens",
+                    &json!({"name": format!("t-{actions}"), "role": "admin", "actions": actions}),
+                )
+                .await
+                .expect(201);
+            r.body["secret"].as_str().expect("secret").to_owned()
+        }
+    };
+    let deploy_only = limited(json!(["deploy"])).await;
+    let configure_only = limited(json!(["configure"])).await;
+    let rollback = format!("/api/v1/releases/{release}/rollback");
+
+    let denied = app
+        .send(Method::POST, &rollback, None, Some(&configure_only))
+        .await
+        .expect(403);
+    assert!(
+        denied.text.contains("may not deploy"),
+        "{}",
+        denied.text
+    );
+    let rolled = app
+        .send(Method::POST, &rollback, None, Some(&deploy_only))
+        .await
+        .expect(202);
+    assert_eq!(rolled.body["release_id"], release.as_str());
+
+    let redeliver = format!("/api/v1/deliveries/{}/redeliver", uuid::Uuid::new_v4());
+    app.send(Method::POST, &redeliver, None, Some(&configure_only))
+        .await
+        .expect(403);
+    // Past the action gate: the delivery does not exist.
+    app.send(Method::POST, &redeliver, None, Some(&deploy_only))
+        .await
+        .expect(404);
+}
