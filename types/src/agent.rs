@@ -16,7 +16,7 @@
 //!
 //! Every frame is one JSON text message. Secret values travel only inside
 //! [`ContainerSpec::env`] as [`Sensitive`], whose `Debug` is redacted.
-use crate::api::{HealthCheck, Protocol, Resources, VolumeMount};
+use crate::api::{HealthCheck, Protocol, Resources, Validate, VolumeMount};
 use crate::{Capability, ImageRef, Port};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -59,6 +59,8 @@ pub struct EnrollRequest {
     pub public_key: String,
     pub facts: HostFacts,
 }
+
+impl Validate for EnrollRequest {}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnrollResponse {

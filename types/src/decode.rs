@@ -408,11 +408,11 @@ impl<'de> VariantAccess<'de> for Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
     use crate::{
         api::{DeploymentEvent, DeploymentState, Service},
         ApiErrorBody, ErrorCode, Port,
     };
+    use serde_json::json;
 
     /// DTOs decode here as they do with serde_json: a service with nested
     /// structs, maps, lists, options, enums and validated newtypes.

@@ -80,6 +80,15 @@ impl FieldError {
             message: message.into(),
         }
     }
+
+    /// The same error for a field nested under `parent`:
+    /// `ports[0]` under `spec` is `spec.ports[0]`.
+    pub fn under(self, parent: &str) -> Self {
+        Self {
+            field: format!("{parent}.{}", self.field),
+            message: self.message,
+        }
+    }
 }
 
 impl fmt::Display for FieldError {

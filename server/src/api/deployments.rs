@@ -312,7 +312,6 @@ pub async fn create(
     body: ValidJson<CreateDeployment>,
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
-    body.validate()?;
     let mut tx = AuditTx::begin(&state.db).await?;
     let svc = services::find(&tx.txn, service_id.into_inner()).await?;
     let actor = auth.scope(Some(svc.environment_id))?;

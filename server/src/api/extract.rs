@@ -9,7 +9,7 @@ use serde::{
 };
 use serde_json::Value;
 use slipway_types::{
-    api::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT},
+    api::{Validate, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT},
     decode,
 };
 
@@ -17,11 +17,13 @@ use slipway_types::{
 #[derive(Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
-/// A JSON body parsed into `T`. Syntax errors → 400 `malformed_json`; a
-/// value rejected by a field's type → 422 `invalid_input` naming the field.
+/// A JSON body parsed into `T` and validated ([`Validate`]), so a handler
+/// only ever sees a checked body. Syntax errors → 400 `malformed_json`; a
+/// value rejected by a field's type or by `T::validate` → 422
+/// `invalid_input` naming the field.
 pub struct ValidJson<T>(pub T);
 
-impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
+impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
@@ -49,23 +51,26 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
     }
 }
 
-/// Parses a JSON body into `T`, the one way every handler reads JSON.
+/// Parses a JSON body into `T` and validates it, the one way every handler
+/// reads JSON.
 ///
 /// Two steps: the bytes become a JSON tree (syntax → `malformed_json`; a key
 /// given twice → `invalid_input`, as serde would say of a struct), then the
 /// tree is decoded by [`slipway_types::decode`], which offers a struct only
 /// the object form at every level: serde's derived structs would also read
 /// a JSON array positionally (`["name","admin"]`). Any shape or value error
-/// → 422 `invalid_input` naming the field.
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// → 422 `invalid_input` naming the field, and so does a `validate` failure.
+pub fn parse_json<T: DeserializeOwned + Validate>(body: &[u8]) -> Result<T, ApiError> {
     let value = parse_tree(body)?;
-    serde_path_to_error::deserialize(decode::De::new(value)).map_err(|e| {
+    let parsed: T = serde_path_to_error::deserialize(decode::De::new(value)).map_err(|e| {
         let path = e.path().to_string();
         ApiError::Invalid {
             field: (path != ".").then_some(path),
             message: e.into_inner().to_string(),
         }
-    })
+    })?;
+    parsed.validate()?;
+    Ok(parsed)
 }
 
 fn parse_tree(body: &[u8]) -> Result<Value, ApiError> {
@@ -197,7 +202,7 @@ pub fn configure_errors(cfg: &mut web::ServiceConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use slipway_types::api::{CreateDeployment, CreateToken, NewService};
+    use slipway_types::api::{CreateDeployment, CreateToken, NewProject, NewService};
 
     #[test]
     fn field_paths_are_reported() {
@@ -250,7 +255,19 @@ mod tests {
         assert_eq!(field.as_deref(), Some("spec.ports[0]"));
         // The object forms still parse.
         assert!(parse_json::<CreateDeployment>(b"{}").is_ok());
-        assert!(parse_json::<Vec<u32>>(b"[1,2]").is_ok());
+    }
+
+    /// `Validate` runs in the parser: a handler never sees an unchecked body.
+    #[test]
+    fn bodies_are_validated_by_the_parser() {
+        let (field, message) = invalid(parse_json::<NewService>(
+            br#"{"name":"web","spec":{"image":"app:1","replicas":2,"ports":[{"container":80,"published":8080},{"container":81,"published":8080}]}}"#,
+        ));
+        assert_eq!(field.as_deref(), Some("spec.ports[1].published"), "{message}");
+        let (field, _) = invalid(parse_json::<NewProject>(
+            format!(r#"{{"name":"p","description":"{}"}}"#, "y".repeat(5000)).as_bytes(),
+        ));
+        assert_eq!(field.as_deref(), Some("description"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use sea_orm::{
 use serde_json::json;
 use slipway_types::{
     api::{
-        validate_password, validate_username, ApiToken, CreateToken, CreatedToken, LoginRequest,
+        ApiToken, CreateToken, CreatedToken, LoginRequest,
         Me, Page, SetupRequest, SetupStatus,
     },
     Role,
@@ -92,8 +92,6 @@ pub async fn setup(
     body: ValidJson<SetupRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
-    validate_username(&body.username)?;
-    validate_password(&body.password)?;
     if !needs_setup(&state.db).await? {
         return Err(ApiError::SetupDone);
     }

@@ -363,7 +363,6 @@ pub async fn create_mapping(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.scope(None)?;
     let body = body.0;
-    body.validate()?;
     let mut tx = AuditTx::begin(&state.db).await?;
     check_environment(&tx.txn, body.environment_id).await?;
     let m = role_mapping::Model {

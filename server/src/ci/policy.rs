@@ -86,7 +86,6 @@ pub async fn update(
     let env_id = id.into_inner();
     let actor = auth.scope(Some(env_id))?;
     let body = body.0;
-    body.validate()?;
     let mut tx = AuditTx::begin(&state.db).await?;
     let env = environments::find(&tx.txn, env_id).await?;
     let before = load_policy(&tx.txn, env.id).await?;
