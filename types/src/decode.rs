@@ -110,14 +110,23 @@ impl De {
     }
 }
 
-/// One way to hand a number to a visitor, shared by every numeric type.
+/// One way to hand a number to a visitor, shared by every numeric type. A
+/// number written with a fraction of zero (`80.0`) is that integer, as in
+/// JSON Schema: only a real fraction is a float to an integer field.
 fn visit_number<'de, V: Visitor<'de>>(n: Number, visitor: V) -> Result<V::Value, DecodeError> {
     if let Some(u) = n.as_u64() {
         visitor.visit_u64(u)
     } else if let Some(i) = n.as_i64() {
         visitor.visit_i64(i)
     } else {
-        visitor.visit_f64(n.as_f64().unwrap_or(f64::NAN))
+        let f = n.as_f64().unwrap_or(f64::NAN);
+        if f.fract() == 0.0 && (0.0..1.8e19).contains(&f) {
+            visitor.visit_u64(f as u64)
+        } else if f.fract() == 0.0 && (-9.2e18..0.0).contains(&f) {
+            visitor.visit_i64(f as i64)
+        } else {
+            visitor.visit_f64(f)
+        }
     }
 }
 
@@ -480,6 +489,10 @@ mod tests {
         assert_eq!(from_value::<Port>(json!(80)).map(Port::get).ok(), Some(80));
         assert!(from_value::<u8>(json!(-1)).is_err());
         assert_eq!(from_value::<f64>(json!(0.5)).ok(), Some(0.5));
+        // An integral number written with a zero fraction is that integer.
+        assert_eq!(from_value::<u64>(json!(80.0)).ok(), Some(80));
+        assert_eq!(from_value::<i32>(json!(-3.0)).ok(), Some(-3));
+        assert!(from_value::<u64>(json!(80.5)).is_err());
         assert_eq!(from_value::<Vec<u32>>(json!([1, 2])).ok(), Some(vec![1, 2]));
         assert_eq!(from_value::<Option<u32>>(json!(null)).ok(), Some(None));
     }

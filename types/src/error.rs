@@ -4,6 +4,7 @@ use std::fmt;
 
 /// Stable, machine-readable error codes. Each maps to one HTTP status in the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidInput,
@@ -59,6 +60,7 @@ impl fmt::Display for ErrorCode {
 
 /// `{ "error": "<code>", "message": "...", "field": "ports[0].container" }`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApiErrorBody {
     pub error: ErrorCode,
     pub message: String,

@@ -38,7 +38,7 @@ const FOLLOW_LIMIT: Duration = Duration::from_secs(12 * 3600);
 /// Longest the agent may take to send a tail without following.
 const TAIL_LIMIT: Duration = Duration::from_secs(120);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct LogsQuery {
     pub tail: Option<u32>,
     pub follow: Option<bool>,

@@ -79,13 +79,16 @@ fn deployment_to_api(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ListFilter {
     pub service: Option<Uuid>,
     pub environment: Option<Uuid>,
     pub project: Option<Uuid>,
+    #[schemars(with = "Option<slipway_types::api::DeploymentState>")]
     pub state: Option<String>,
+    #[schemars(range(min = 1, max = slipway_types::api::MAX_PAGE_LIMIT))]
     pub limit: Option<u64>,
+    #[schemars(range(max = crate::api::extract::MAX_OFFSET))]
     pub offset: Option<u64>,
 }
 

@@ -166,11 +166,17 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `?limit=&offset=` of every list.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct PageQuery {
+    #[schemars(range(min = 1, max = slipway_types::api::MAX_PAGE_LIMIT))]
     pub limit: Option<u64>,
+    #[schemars(range(max = MAX_OFFSET))]
     pub offset: Option<u64>,
 }
+
+/// The largest offset: the databases take a signed 64-bit one.
+pub const MAX_OFFSET: u64 = i64::MAX as u64;
 
 impl PageQuery {
     pub fn resolve(&self) -> Result<(u64, u64), ApiError> {
@@ -181,7 +187,14 @@ impl PageQuery {
                 format!("must be between 1 and {MAX_PAGE_LIMIT}"),
             ));
         }
-        Ok((limit, self.offset.unwrap_or(0)))
+        let offset = self.offset.unwrap_or(0);
+        if offset > MAX_OFFSET {
+            return Err(ApiError::invalid(
+                "offset",
+                format!("must be at most {MAX_OFFSET}"),
+            ));
+        }
+        Ok((limit, offset))
     }
 }
 
@@ -263,11 +276,30 @@ mod tests {
         let (field, message) = invalid(parse_json::<NewService>(
             br#"{"name":"web","spec":{"image":"app:1","replicas":2,"ports":[{"container":80,"published":8080},{"container":81,"published":8080}]}}"#,
         ));
-        assert_eq!(field.as_deref(), Some("spec.ports[1].published"), "{message}");
+        assert_eq!(
+            field.as_deref(),
+            Some("spec.ports[1].published"),
+            "{message}"
+        );
         let (field, _) = invalid(parse_json::<NewProject>(
             format!(r#"{{"name":"p","description":"{}"}}"#, "y".repeat(5000)).as_bytes(),
         ));
         assert_eq!(field.as_deref(), Some("description"));
+    }
+
+    /// Found by schemathesis: an offset past i64::MAX panicked in the
+    /// database layer (connection reset).
+    #[test]
+    fn offsets_fit_the_database() {
+        let q = |offset| {
+            PageQuery {
+                limit: None,
+                offset: Some(offset),
+            }
+            .resolve()
+        };
+        assert_eq!(q(MAX_OFFSET).ok(), Some((DEFAULT_PAGE_LIMIT, MAX_OFFSET)));
+        assert!(matches!(q(MAX_OFFSET + 1), Err(ApiError::Invalid { .. })));
     }
 
     #[test]

@@ -18,10 +18,7 @@ use sea_orm::{
 };
 use serde_json::json;
 use slipway_types::{
-    api::{
-        ApiToken, CreateToken, CreatedToken, LoginRequest,
-        Me, Page, SetupRequest, SetupStatus,
-    },
+    api::{ApiToken, CreateToken, CreatedToken, LoginRequest, Me, Page, SetupRequest, SetupStatus},
     Role,
 };
 use uuid::Uuid;
@@ -312,7 +309,7 @@ pub async fn create_token(
     let actor = auth.scope(None)?;
     let body = body.0;
     let name = body.name.trim();
-    if name.is_empty() || name.len() > 100 {
+    if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::invalid("name", "must be 1–100 characters"));
     }
     if body.role > auth.principal.role {

@@ -285,9 +285,8 @@ pub async fn logout_everywhere(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.own_actor();
     let Some(uid) = auth.principal.user_id else {
-        return Err(ApiError::invalid(
-            "session",
-            "API tokens have no sessions; revoke the token instead",
+        return Err(ApiError::Conflict(
+            "API tokens have no sessions; revoke the token instead".into(),
         ));
     };
     let mut tx = AuditTx::begin(&state.db).await?;

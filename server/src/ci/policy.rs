@@ -444,10 +444,13 @@ pub async fn reject(
     Ok(web::Json(out))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ApprovalFilter {
+    #[schemars(extend("enum" = ["pending"]))]
     pub state: Option<String>,
+    #[schemars(range(min = 1, max = slipway_types::api::MAX_PAGE_LIMIT))]
     pub limit: Option<u64>,
+    #[schemars(range(max = crate::api::extract::MAX_OFFSET))]
     pub offset: Option<u64>,
 }
 

@@ -112,6 +112,96 @@ async fn openapi_document_lists_every_route_with_its_role() {
     );
 }
 
+/// Defect: every request body was `{"type":"object"}` and required query
+/// parameters were missing. Bodies, answers and query strings now carry the
+/// schemas of the Rust types the route table names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_has_real_schemas() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let doc = app.get("/api/v1/openapi.json").await.expect(200).body;
+    let schemas = &doc["components"]["schemas"];
+    let resolve = |s: &Value| -> Value {
+        match s["$ref"].as_str() {
+            Some(r) => {
+                let name = r.trim_start_matches("#/components/schemas/");
+                schemas[name].clone()
+            }
+            None => s.clone(),
+        }
+    };
+    // Every body is a named schema of a shared type, never a bare object.
+    let mut bodies = 0;
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("ops") {
+            if let Some(body) = op.get("requestBody") {
+                let schema = &body["content"]["application/json"]["schema"];
+                let resolved = resolve(schema);
+                assert!(
+                    resolved.get("properties").is_some()
+                        || resolved.get("additionalProperties").is_some(),
+                    "{method} {path}: {schema}"
+                );
+                bodies += 1;
+            }
+        }
+    }
+    assert!(bodies >= 28, "only {bodies} bodies");
+    let new_project = resolve(
+        &doc["paths"]["/api/v1/projects"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"],
+    );
+    assert_eq!(new_project["required"], json!(["name"]));
+    assert_eq!(new_project["additionalProperties"], false);
+    let name = resolve(&new_project["properties"]["name"]);
+    assert_eq!(name["maxLength"], 63);
+    assert!(name["pattern"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("^[a-z]")));
+    let port = &schemas["Port"];
+    assert_eq!(
+        (port["minimum"].clone(), port["maximum"].clone()),
+        (json!(1), json!(65535))
+    );
+    // Answers too.
+    let created = &doc["paths"]["/api/v1/projects"]["post"]["responses"]["201"];
+    assert_eq!(
+        created["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Project"
+    );
+    // Query parameters: pagination with its bounds, filters, required ones.
+    let param = |path: &str, name: &str| -> Value {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == name && p["in"] == "query")
+            .cloned()
+            .unwrap_or_else(|| panic!("{path}: no query parameter {name}"))
+    };
+    let limit = param("/api/v1/projects", "limit");
+    assert_eq!(limit["required"], false);
+    assert_eq!(limit["schema"]["minimum"], 1);
+    assert_eq!(limit["schema"]["maximum"], 500);
+    param("/api/v1/projects", "offset");
+    assert_eq!(
+        param("/api/v1/releases/{id}/promote-preview", "environment_id")["required"],
+        true
+    );
+    param("/api/v1/deployments", "state");
+    param("/api/v1/audit", "since");
+    assert_eq!(
+        param("/api/v1/audit", "format")["schema"]["enum"],
+        json!(["json", "csv"])
+    );
+    param("/api/v1/hosts/{id}/containers/{container}/logs", "follow");
+    param("/api/v1/hosts/{id}/containers/{container}/logs", "tail");
+    // Each operation names its token action beside its role.
+    assert_eq!(
+        doc["paths"]["/api/v1/releases/{id}/rollback"]["post"]["x-token-action"],
+        "deploy"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_path_with_another_method_answers_405_with_allow() {
     let mut app = spawn_app(Backend::Sqlite).await;
@@ -169,14 +259,19 @@ fn every_route_has_its_token_action() {
         };
         assert_eq!(r.action, want, "{key}");
         // The middleware finds the same answer by method and pattern.
-        let method = Method::from_bytes(r.method.to_uppercase().as_bytes()).expect("method");
+        let method = actix_web::http::Method::from_bytes(r.method.to_uppercase().as_bytes())
+            .expect("method");
         let looked_up = slipway_server::api::token_action(&method, r.path);
         if r.role.is_some() {
             assert_eq!(looked_up, want, "lookup of {key}");
         }
         seen += usize::from(DEPLOY.contains(&key.as_str()) || APPROVE.contains(&key.as_str()));
     }
-    assert_eq!(seen, DEPLOY.len() + APPROVE.len(), "a listed route is not in the table");
+    assert_eq!(
+        seen,
+        DEPLOY.len() + APPROVE.len(),
+        "a listed route is not in the table"
+    );
 }
 
 /// Rolling back creates a deployment: a token limited to `deploy` may do it,
@@ -190,7 +285,10 @@ async fn rollback_and_redeliver_are_deploy_actions() {
         .post(&format!("/api/v1/services/{svc}/deployments"), &json!({}))
         .await
         .expect(202);
-    let release = first.body["release_id"].as_str().expect("release").to_owned();
+    let release = first.body["release_id"]
+        .as_str()
+        .expect("release")
+        .to_owned();
     let limited = |actions: Value| {
         let app = &app;
         async move {
@@ -212,11 +310,7 @@ async fn rollback_and_redeliver_are_deploy_actions() {
         .send(Method::POST, &rollback, None, Some(&configure_only))
         .await
         .expect(403);
-    assert!(
-        denied.text.contains("may not deploy"),
-        "{}",
-        denied.text
-    );
+    assert!(denied.text.contains("may not deploy"), "{}", denied.text);
     let rolled = app
         .send(Method::POST, &rollback, None, Some(&deploy_only))
         .await

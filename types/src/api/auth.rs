@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SetupStatus {
     /// True until the first admin account exists.
     pub needs_setup: bool,
@@ -14,12 +15,19 @@ pub struct SetupStatus {
 
 /// Creates the first admin. Only accepted while no user exists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SetupRequest {
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(min = 3, max = 64), regex(pattern = r"^[A-Za-z0-9._@-]+$"))
+    )]
     pub username: String,
+    #[cfg_attr(feature = "schema", schemars(length(min = MIN_PASSWORD_LEN, max = MAX_PASSWORD_LEN)))]
     pub password: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
@@ -58,6 +66,7 @@ pub fn validate_password(s: &str) -> Result<(), FieldError> {
 /// Who is calling. `csrf_token` must be sent back as `X-CSRF-Token` on every
 /// mutating request authenticated by the session cookie.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Me {
     pub user_id: Uuid,
     pub username: String,
@@ -66,7 +75,13 @@ pub struct Me {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreateToken {
+    /// 1–100 characters, not only spaces.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(min = 1, max = 100), regex(pattern = r"\S"))
+    )]
     pub name: String,
     pub role: Role,
     /// Restrict the token's role to these environments (read-only elsewhere).
@@ -74,6 +89,7 @@ pub struct CreateToken {
     pub environments: Vec<Uuid>,
     /// Lifetime in days; none = never expires.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 3650)))]
     pub expires_in_days: Option<u32>,
     /// Limit the token's changes to these kinds; empty = whatever its role allows.
     #[serde(default)]
@@ -82,6 +98,7 @@ pub struct CreateToken {
 
 /// Kinds of change a token may be limited to. Reads are always allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TokenAction {
     /// Create deployments (deploy, promote, roll back, redeliver a webhook)
@@ -110,6 +127,7 @@ impl TokenAction {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApiToken {
     pub id: Uuid,
     pub name: String,
@@ -117,12 +135,16 @@ pub struct ApiToken {
     pub environments: Vec<Uuid>,
     pub created_by: String,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub created_at: DateTime<Utc>,
     #[serde(default, with = "crate::time::rfc3339_opt")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<DateTime<Utc>>"))]
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(default, with = "crate::time::rfc3339_opt")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<DateTime<Utc>>"))]
     pub last_used_at: Option<DateTime<Utc>>,
     #[serde(default, with = "crate::time::rfc3339_opt")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<DateTime<Utc>>"))]
     pub revoked_at: Option<DateTime<Utc>>,
     /// Empty: not limited beyond its role.
     #[serde(default)]
@@ -131,6 +153,7 @@ pub struct ApiToken {
 
 /// Returned once, at creation. The secret is never shown again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreatedToken {
     pub token: ApiToken,
     pub secret: String,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// `POST /api/v1/environments/{id}/compose`: turn a docker-compose file into
 /// the environment's services. All or nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ComposeImport {
     /// The compose file, YAML.
@@ -15,6 +16,7 @@ pub struct ComposeImport {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ComposeImportResult {
     /// The services as imported (or as they would be, on a dry run).
     pub services: Vec<NewService>,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     Manual,
@@ -31,6 +32,7 @@ impl Trigger {
 
 /// Immutable: what was (or will be) deployed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Release {
     pub id: Uuid,
     pub service_id: Uuid,
@@ -47,10 +49,12 @@ pub struct Release {
     pub trigger: Trigger,
     pub author: String,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentState {
     Queued,
@@ -103,13 +107,16 @@ impl DeploymentState {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeploymentStep {
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub at: DateTime<Utc>,
     pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Deployment {
     pub id: Uuid,
     pub release_id: Uuid,
@@ -122,10 +129,13 @@ pub struct Deployment {
     pub reason: Option<String>,
     pub requested_by: String,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub created_at: DateTime<Utc>,
     #[serde(default, with = "crate::time::rfc3339_opt")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<DateTime<Utc>>"))]
     pub started_at: Option<DateTime<Utc>>,
     #[serde(default, with = "crate::time::rfc3339_opt")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<DateTime<Utc>>"))]
     pub finished_at: Option<DateTime<Utc>>,
     /// Present on single-deployment reads, empty in lists.
     #[serde(default)]
@@ -135,6 +145,7 @@ pub struct Deployment {
 /// Cut a release of a service and queue its deployment. Without `image` the
 /// service's current image is used; `release_id` redeploys an earlier release.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateDeployment {
     #[serde(default)]
@@ -142,6 +153,7 @@ pub struct CreateDeployment {
     #[serde(default)]
     pub release_id: Option<Uuid>,
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[0-9A-Fa-f]{7,64}$")))]
     pub git_sha: Option<String>,
     #[serde(default)]
     pub git_ref: Option<String>,
@@ -181,6 +193,7 @@ impl Validate for CreateDeployment {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
     pub environment_id: Uuid,
@@ -191,6 +204,7 @@ pub struct PromoteRequest {
 
 /// What promoting a release to an environment would change there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PromotePreview {
     pub source_release_id: Uuid,
     pub target_service_id: Uuid,

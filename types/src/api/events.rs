@@ -8,6 +8,7 @@ use uuid::Uuid;
 /// `GET /api/v1/deployments/{id}/events`: one `data:` JSON per event. The
 /// stream starts with the steps so far and the current state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DeploymentEvent {
     Step(DeploymentStep),
@@ -19,6 +20,7 @@ pub enum DeploymentEvent {
 
 /// `GET /api/v1/events`: changes the dashboard shows without reload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
     Deployment {
@@ -36,6 +38,7 @@ pub enum LiveEvent {
 
 /// `GET /api/v1/hosts/{id}/containers/{container}/logs`: one per line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LogLine {
     pub stream: LogStream,
     pub line: String,

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HostStatus {
     /// Created; no agent has connected yet.
@@ -19,6 +20,7 @@ pub enum HostStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Host {
     pub id: Uuid,
     pub name: ResourceName,
@@ -26,8 +28,10 @@ pub struct Host {
     pub environments: Vec<Uuid>,
     pub labels: BTreeMap<String, String>,
     #[serde(default, with = "crate::time::rfc3339_opt")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<DateTime<Utc>>"))]
     pub last_seen_at: Option<DateTime<Utc>>,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub created_at: DateTime<Utc>,
     /// What the agent reported when it last connected.
     #[serde(default)]
@@ -41,16 +45,19 @@ pub struct Host {
 
 /// A one-time enrollment token for a host (shown once; expires).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HostEnrollment {
     pub host_id: Uuid,
     pub token: String,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub expires_at: DateTime<Utc>,
     /// Copy-paste command that enrolls and starts the agent on the host.
     pub command: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewHost {
     pub name: ResourceName,
@@ -61,6 +68,7 @@ pub struct NewHost {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateHost {
     pub name: Option<ResourceName>,

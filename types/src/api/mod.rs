@@ -50,6 +50,8 @@ pub const MAX_DESCRIPTION_BYTES: usize = 2 * 1024;
 
 /// One page of a list. `total` counts all items matching the filters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "PageOf{T}"))]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub total: u64,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Weekday {
     Mon,
@@ -52,6 +53,21 @@ impl TryFrom<String> for TimeOfDay {
     }
 }
 
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for TimeOfDay {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TimeOfDay".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "HH:MM in UTC, 00:00–24:00.",
+            "type": "string",
+            "pattern": "^(?:(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00)$",
+        })
+    }
+}
+
 impl From<TimeOfDay> for String {
     fn from(t: TimeOfDay) -> String {
         format!("{:02}:{:02}", t.0 / 60, t.0 % 60)
@@ -61,6 +77,7 @@ impl From<TimeOfDay> for String {
 /// Deployments are allowed only inside one of the windows (when any exist).
 /// A window whose end is not after its start runs past midnight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceWindow {
     pub days: Vec<Weekday>,
@@ -70,16 +87,20 @@ pub struct MaintenanceWindow {
 
 /// No deployments from `from` (inclusive) to `to` (exclusive).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeployFreeze {
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub from: DateTime<Utc>,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub to: DateTime<Utc>,
     pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EnvironmentPolicy {
     pub environment_id: Uuid,
     pub required_approvals: u8,
@@ -88,6 +109,7 @@ pub struct EnvironmentPolicy {
     pub freezes: Vec<DeployFreeze>,
     pub updated_by: Option<String>,
     #[serde(default, with = "crate::time::rfc3339_opt")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<DateTime<Utc>>"))]
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -97,6 +119,7 @@ pub const MAX_APPROVAL_TTL_HOURS: u32 = 24 * 30;
 
 /// PATCH: absent fields keep their value.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePolicy {
     #[serde(default)]
@@ -162,6 +185,7 @@ impl Validate for UpdatePolicy {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApproveRequest {
     /// Admins only: queue it despite a freeze or outside the windows.
@@ -170,17 +194,21 @@ pub struct ApproveRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RejectRequest {
     pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Approval {
     pub approver: String,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub at: DateTime<Utc>,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub expires_at: DateTime<Utc>,
     /// False once `expires_at` has passed: it no longer counts.
     pub valid: bool,
@@ -188,6 +216,7 @@ pub struct Approval {
 
 /// A deployment awaiting approval, with the approvals it has.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApprovalRequest {
     pub deployment: Deployment,
     pub required_approvals: u8,

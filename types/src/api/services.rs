@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[default]
@@ -16,6 +17,7 @@ pub enum Protocol {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PortMapping {
     /// Port the process listens on inside the container.
@@ -29,6 +31,7 @@ pub struct PortMapping {
 
 /// Inject the environment secret `secret` as the container env var `env`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretRef {
     pub env: EnvVarName,
@@ -36,6 +39,7 @@ pub struct SecretRef {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VolumeMount {
     /// A named volume (DNS label) or an absolute host path.
@@ -47,6 +51,7 @@ pub struct VolumeMount {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     /// HTTP path probed with GET, e.g. `/health`.
@@ -73,6 +78,7 @@ impl HealthCheck {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// CPU cores, e.g. 0.5.
@@ -85,6 +91,7 @@ pub struct Resources {
 /// Container hardening, as the seeds recommend (non-root user, read-only root
 /// filesystem, dropped capabilities, no-new-privileges).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Hardening {
     #[serde(default)]
@@ -121,6 +128,7 @@ fn default_replicas() -> u32 {
 
 /// Everything needed to run a service; also the config snapshot of a release.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
     pub image: ImageRef,
@@ -270,6 +278,7 @@ fn is_abs_path(s: &str) -> bool {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Service {
     pub id: Uuid,
     pub environment_id: Uuid,
@@ -277,12 +286,15 @@ pub struct Service {
     pub name: ResourceName,
     pub spec: ServiceSpec,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub created_at: DateTime<Utc>,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewService {
     pub name: ResourceName,
@@ -291,6 +303,7 @@ pub struct NewService {
 
 /// Replace a service's name and/or spec (the spec is replaced whole).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateService {
     #[serde(default)]

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 /// What the login page offers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LoginOptions {
     /// Whether local (user name + password) login is enabled.
     pub local: bool,
@@ -16,6 +17,7 @@ pub struct LoginOptions {
 
 /// An OpenID Connect provider; log in by navigating to `login_url`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuthProvider {
     pub id: String,
     pub name: String,
@@ -24,6 +26,7 @@ pub struct AuthProvider {
 
 /// A role held everywhere (`environment_id` none) or in one environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RoleGrant {
     pub id: Uuid,
     pub role: Role,
@@ -32,10 +35,12 @@ pub struct RoleGrant {
     pub source: String,
     pub created_by: String,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewRoleGrant {
     pub role: Role,
@@ -44,6 +49,7 @@ pub struct NewRoleGrant {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct User {
     pub id: Uuid,
     pub username: String,
@@ -57,12 +63,15 @@ pub struct User {
     pub disabled: bool,
     pub active_sessions: u64,
     #[serde(default, with = "crate::time::rfc3339_opt")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<DateTime<Utc>>"))]
     pub last_login_at: Option<DateTime<Utc>>,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     pub disabled: Option<bool>,
@@ -73,6 +82,7 @@ pub struct UpdateUser {
 /// Grants `role` (everywhere, or in `environment_id`) to users whose id-token
 /// claim `claim` equals `value` or, for list claims such as `groups`, contains it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RoleMapping {
     pub id: Uuid,
     pub claim: String,
@@ -81,10 +91,12 @@ pub struct RoleMapping {
     pub environment_id: Option<Uuid>,
     pub created_by: String,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewRoleMapping {
     pub claim: String,
@@ -115,11 +127,13 @@ impl Validate for NewRoleMapping {
 
 /// "Test these claims": which grants would a user with these claims get?
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ClaimsPreviewRequest {
     pub claims: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ClaimsPreview {
     /// Role everywhere, if any rule grants one.
     pub role: Option<Role>,
@@ -130,6 +144,7 @@ pub struct ClaimsPreview {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EnvironmentRole {
     pub environment_id: Uuid,
     pub role: Role,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A variable or secret as the API shows it: never a secret's value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Variable {
     pub name: EnvVarName,
     pub secret: bool,
@@ -13,11 +14,13 @@ pub struct Variable {
     pub value: Option<String>,
     pub version: i32,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub updated_at: DateTime<Utc>,
     pub updated_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PutVariable {
     pub value: String,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookProvider {
     Github,
@@ -33,6 +34,7 @@ impl WebhookProvider {
 /// A project's webhook endpoint. The secret is never returned after creation
 /// or rotation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Webhook {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -42,12 +44,15 @@ pub struct Webhook {
     pub secret_version: i32,
     pub created_by: String,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub created_at: DateTime<Utc>,
     #[serde(default, with = "crate::time::rfc3339_opt")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<DateTime<Utc>>"))]
     pub rotated_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     pub provider: WebhookProvider,
@@ -55,6 +60,7 @@ pub struct NewWebhook {
 
 /// Answer of webhook creation and rotation: the only time the secret is shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreatedWebhook {
     pub webhook: Webhook,
     pub secret: String,
@@ -62,6 +68,7 @@ pub struct CreatedWebhook {
 
 /// One received webhook call and what it did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WebhookDelivery {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -71,6 +78,7 @@ pub struct WebhookDelivery {
     /// The sender's delivery id (the idempotency key).
     pub delivery_id: Option<String>,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub received_at: DateTime<Utc>,
     pub verified: bool,
     /// `processed`, `ignored` or `rejected`.
@@ -84,6 +92,7 @@ pub struct WebhookDelivery {
 
 /// Answer of the `/hooks/...` endpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HookResponse {
     /// `processed`, `ignored` or `duplicate`.
     pub status: String,
@@ -95,6 +104,7 @@ pub struct HookResponse {
 
 /// Body of the generic webhook (`X-Slipway-Signature: t=<unix>,v1=<hex>`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GenericHookPayload {
     /// Event id: the idempotency key.
@@ -111,6 +121,7 @@ pub struct GenericHookPayload {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerEvent {
     /// A branch push (pattern on the branch).
@@ -158,6 +169,7 @@ pub const IMAGE_TEMPLATE_PLACEHOLDERS: [&str; 5] =
     ["{sha}", "{short_sha}", "{tag}", "{branch}", "{ref}"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TriggerRule {
     pub id: Uuid,
     pub service_id: Uuid,
@@ -167,10 +179,12 @@ pub struct TriggerRule {
     pub auto_deploy: bool,
     pub created_by: String,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewTriggerRule {
     pub event: TriggerEvent,
