@@ -200,12 +200,12 @@ async fn decode<T: DeserializeOwned>(resp: Response) -> ApiResult<T> {
 }
 
 fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> ApiResult<T> {
-    crate::decode::from_value::<T>(value).map_err(undecodable)
+    slipway_types::decode::from_value::<T>(value).map_err(undecodable)
 }
 
 /// Not generic, so the message is built once, not once per answer type.
 #[inline(never)]
-fn undecodable(e: crate::decode::DecodeError) -> ApiErrorBody {
+fn undecodable(e: slipway_types::decode::DecodeError) -> ApiErrorBody {
     client_error(format!("unexpected answer from the server: {e}"))
 }
 
@@ -240,7 +240,7 @@ fn not_json(e: &serde_json::Error) -> ApiErrorBody {
 /// Decodes a JSON text (an event stream's `data:`) through [`serde_json::Value`],
 /// like the API answers, so the text parser is instantiated once.
 pub fn parse_json<T: DeserializeOwned>(text: &str) -> Option<T> {
-    crate::decode::from_value(parse_value(text)?).ok()
+    slipway_types::decode::from_value(parse_value(text)?).ok()
 }
 
 #[inline(never)]

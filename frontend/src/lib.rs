@@ -9,7 +9,6 @@
 pub mod api;
 pub mod app;
 pub mod components;
-pub mod decode;
 pub mod pages;
 pub mod router;
 pub mod sse;

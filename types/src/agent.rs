@@ -16,7 +16,7 @@
 //!
 //! Every frame is one JSON text message. Secret values travel only inside
 //! [`ContainerSpec::env`] as [`Sensitive`], whose `Debug` is redacted.
-use crate::api::{HealthCheck, Protocol, Resources, VolumeMount};
+use crate::api::{HealthCheck, Protocol, Resources, Validate, VolumeMount};
 use crate::{Capability, ImageRef, Port};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,7 @@ pub fn challenge_message(nonce: &str, host_id: Uuid) -> Vec<u8> {
 
 /// A value that must never be printed: `Debug` shows `***`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(transparent)]
 pub struct Sensitive(pub String);
 
@@ -51,6 +52,7 @@ impl std::fmt::Debug for Sensitive {
 
 /// `POST /api/v1/agent/enroll` (public; the one-time token authenticates).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     /// The one-time enrollment token shown when the host was created.
@@ -60,7 +62,10 @@ pub struct EnrollRequest {
     pub facts: HostFacts,
 }
 
+impl Validate for EnrollRequest {}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EnrollResponse {
     pub host_id: Uuid,
     pub host_name: String,
@@ -69,6 +74,7 @@ pub struct EnrollResponse {
 // ---------------------------------------------------------------- facts & status
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HostFacts {
     pub hostname: String,
     pub os: String,
@@ -85,6 +91,7 @@ pub struct HostFacts {
 /// Which service a container belongs to. Carried in container labels
 /// (`slipway.project`, `slipway.environment`, `slipway.service`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ServiceKey {
     pub project: String,
     pub environment: String,
@@ -94,6 +101,7 @@ pub struct ServiceKey {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ContainerState {
     Created,
@@ -107,6 +115,7 @@ pub enum ContainerState {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ContainerHealth {
     Healthy,
@@ -118,6 +127,7 @@ pub enum ContainerHealth {
 
 /// A Slipway-labelled container as the agent sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ContainerStatus {
     pub id: String,
     pub name: String,
@@ -130,10 +140,12 @@ pub struct ContainerStatus {
     /// True when the host's ingress proxy routes traffic to it.
     pub serving: bool,
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "schema", schemars(with = "DateTime<Utc>"))]
     pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ContainerStats {
     pub id: String,
     /// Percent of one core (200.0 = two cores busy).
@@ -148,6 +160,7 @@ pub struct ContainerStats {
 // Frames are built once and sent; boxing the large variant buys nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     /// First frame of every connection.
@@ -177,6 +190,7 @@ pub enum ServerMessage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentMessage {
     Hello {
@@ -208,6 +222,7 @@ pub enum AgentMessage {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ProtocolErrorCode {
     VersionMismatch,
@@ -223,6 +238,7 @@ pub enum ProtocolErrorCode {
 
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AgentRequest {
     /// Run a release on this host and switch its traffic to it.
@@ -241,6 +257,7 @@ pub enum AgentRequest {
 
 /// How one host runs one release.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RolloutPlan {
     pub deployment_id: Uuid,
     pub release_id: Uuid,
@@ -266,6 +283,7 @@ pub struct RolloutPlan {
 /// nothing routed yet), then `switch`es them one by one, so a fleet deploys
 /// in about the time of one host and still switches host by host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RolloutPhase {
     #[default]
@@ -275,6 +293,7 @@ pub enum RolloutPhase {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RegistryAuth {
     pub username: String,
     pub password: Sensitive,
@@ -284,6 +303,7 @@ pub struct RegistryAuth {
 
 /// A container to create, fully resolved (secrets decrypted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ContainerSpec {
     pub image: ImageRef,
     #[serde(default)]
@@ -311,6 +331,7 @@ pub struct ContainerSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ContainerPort {
     pub container: Port,
     /// Served on the host by the ingress proxy; `None` = not published.
@@ -321,6 +342,7 @@ pub struct ContainerPort {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RevertPlan {
     pub service: ServiceKey,
     /// The deployment whose containers are removed.
@@ -332,11 +354,13 @@ pub struct RevertPlan {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ReconcilePlan {
     pub services: Vec<DesiredService>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DesiredService {
     pub service: ServiceKey,
     /// The deployment that must serve; `None` = nothing serves.
@@ -350,6 +374,7 @@ pub struct DesiredService {
 // ---------------------------------------------------------------- answers
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AgentEvent {
     /// One line of a deployment's step log.
@@ -359,6 +384,7 @@ pub enum AgentEvent {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     Stdout,
@@ -366,6 +392,7 @@ pub enum LogStream {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AgentResponse {
     /// `prepare` finished: the new containers run healthy, not routed.
@@ -390,6 +417,7 @@ pub enum AgentResponse {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AgentErrorCode {
     /// Not present locally and cannot be pulled.
@@ -410,6 +438,7 @@ pub enum AgentErrorCode {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AgentError {
     pub code: AgentErrorCode,
     pub message: String,

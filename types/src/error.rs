@@ -4,6 +4,7 @@ use std::fmt;
 
 /// Stable, machine-readable error codes. Each maps to one HTTP status in the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidInput,
@@ -65,6 +66,7 @@ impl fmt::Display for ErrorCode {
 
 /// `{ "error": "<code>", "message": "...", "field": "ports[0].container" }`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApiErrorBody {
     pub error: ErrorCode,
     pub message: String,
@@ -84,6 +86,15 @@ impl FieldError {
         Self {
             field: field.into(),
             message: message.into(),
+        }
+    }
+
+    /// The same error for a field nested under `parent`:
+    /// `ports[0]` under `spec` is `spec.ports[0]`.
+    pub fn under(self, parent: &str) -> Self {
+        Self {
+            field: format!("{parent}.{}", self.field),
+            message: self.message,
         }
     }
 }

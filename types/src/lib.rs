@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod decode;
 pub mod error;
 mod host_status;
 pub mod names;

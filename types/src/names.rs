@@ -282,6 +282,66 @@ impl fmt::Display for Port {
     }
 }
 
+/// JSON Schemas of the validated names: the same rules as their `check_*`
+/// functions, as patterns and bounds (a test holds the two together).
+#[cfg(feature = "schema")]
+mod schema {
+    use super::{Capability, EnvVarName, ImageRef, Port, ResourceName};
+    use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+    use std::borrow::Cow;
+
+    pub const RESOURCE_NAME: &str = "^[a-z](?:[a-z0-9-]*[a-z0-9])?$";
+    pub const ENV_VAR_NAME: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+    pub const CAPABILITY: &str = "^(?:CAP_)?[A-Z_]{1,32}$";
+    /// `[registry[:port]/]path[:tag][@sha256:<64 hex>]`; the first component
+    /// is a registry when it has a `.` or a port or is `localhost`.
+    pub const IMAGE_REF: &str = concat!(
+        "^(?:(?:localhost|[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)+)(?::[0-9]{1,5})?/",
+        "|[A-Za-z0-9-]+:[0-9]{1,5}/)?",
+        "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*",
+        "(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*",
+        "(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?",
+        "(?:@sha256:[a-f0-9]{64})?$"
+    );
+
+    macro_rules! schema {
+        ($name:ident, $($json:tt)+) => {
+            impl JsonSchema for $name {
+                fn schema_name() -> Cow<'static, str> {
+                    stringify!($name).into()
+                }
+
+                fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                    json_schema!($($json)+)
+                }
+            }
+        };
+    }
+
+    schema!(ResourceName, {
+        "description": "A DNS label: lowercase letters, digits and '-', starting with a letter, not ending with '-'.",
+        "type": "string", "minLength": 1, "maxLength": 63, "pattern": RESOURCE_NAME,
+    });
+    schema!(EnvVarName, {
+        "description": "An environment variable name.",
+        "type": "string", "minLength": 1, "maxLength": 128, "pattern": ENV_VAR_NAME,
+    });
+    schema!(Capability, {
+        "description": "A Linux capability without or with the CAP_ prefix (NET_BIND_SERVICE), or ALL.",
+        "type": "string", "pattern": CAPABILITY, "not": {"const": "CAP_"},
+    });
+    schema!(ImageRef, {
+        "description": "A container image reference.",
+        "type": "string", "minLength": 1, "maxLength": 255, "pattern": IMAGE_REF,
+    });
+    schema!(Port, {
+        "type": "integer", "minimum": 1, "maximum": 65535,
+    });
+}
+
+#[cfg(feature = "schema")]
+pub use schema::{CAPABILITY, ENV_VAR_NAME, IMAGE_REF, RESOURCE_NAME};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,5 +419,39 @@ mod tests {
         assert!(Capability::try_from("NET_BIND_SERVICE").is_ok());
         assert!(Capability::try_from("ALL").is_ok());
         assert!(Capability::try_from("net_admin").is_err());
+    }
+
+    /// The schemas' patterns and bounds accept exactly what the checks do.
+    #[cfg(feature = "schema")]
+    #[test]
+    fn schema_patterns_agree_with_the_checks() {
+        let long_tag = format!("app:{}", "t".repeat(128));
+        let too_long_tag = format!("app:{}", "t".repeat(129));
+        let samples: Vec<&str> = vec![
+            "", "a", "web", "api-v2", "x1", "Web", "1abc", "-a", "a-", "a_b", "a.b", "ü",
+            "DATABASE_URL", "_x", "a1", "1A", "A-B", "A B", "A=B", "nginx", "nginx:1.25-alpine",
+            "library/postgres:15", "ghcr.io/acme/api:v1.2.3", "localhost:5000/app", "localhost",
+            "registry.example.com:443/team/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "my_app__x/b-c.d", "Nginx", "nginx:", "nginx:bad tag", "-nginx", "a//b",
+            "app@sha256:xyz", "app@md5:0123", "ghcr.io/", "a..b", "a.-b/x", "host:5000",
+            "foo:123/x", "UPPER.io/app", "a___b", "a--b", "a._b", "x/_a", "h:123456/a",
+            "NET_BIND_SERVICE", "ALL", "net_admin", "CAP_", "CAP_NET_ADMIN", "CAP_CAP_X", &long_tag,
+            &too_long_tag,
+        ];
+        type Check = fn(&str) -> Result<(), String>;
+        let cases: [(&str, Check, usize, usize, &str); 4] = [
+            (RESOURCE_NAME, check_dns_label, 1, 63, ""),
+            (ENV_VAR_NAME, check_env_var_name, 1, 128, ""),
+            (CAPABILITY, check_capability, 0, usize::MAX, "CAP_"),
+            (IMAGE_REF, check_image_ref, 1, 255, ""),
+        ];
+        for (pattern, check, min, max, excluded) in cases {
+            let re = regex::Regex::new(pattern).expect("pattern");
+            for s in &samples {
+                let len = s.chars().count();
+                let by_schema = re.is_match(s) && (min..=max).contains(&len) && *s != excluded;
+                assert_eq!(by_schema, check(s).is_ok(), "{pattern} on {s:?}");
+            }
+        }
     }
 }

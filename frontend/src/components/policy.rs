@@ -8,7 +8,10 @@ use crate::{
 };
 use leptos::{prelude::*, task::spawn_local};
 use slipway_types::{
-    api::{DeployFreeze, EnvironmentPolicy, MaintenanceWindow, TimeOfDay, UpdatePolicy, Weekday},
+    api::{
+        DeployFreeze, EnvironmentPolicy, MaintenanceWindow, TimeOfDay, UpdatePolicy, Validate,
+        Weekday,
+    },
     time::{format_rfc3339, parse_rfc3339},
     ApiErrorBody,
 };

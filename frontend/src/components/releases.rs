@@ -14,7 +14,7 @@ use leptos::{prelude::*, task::spawn_local};
 use slipway_types::{
     api::{
         CreateDeployment, Deployment, DeploymentState, Environment, NewTriggerRule, PromoteRequest,
-        Release, TriggerEvent, TriggerRule,
+        Release, TriggerEvent, TriggerRule, Validate,
     },
     ApiErrorBody, ErrorCode,
 };

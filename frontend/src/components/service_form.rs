@@ -8,7 +8,7 @@ use super::{FieldError, FormErrors};
 use crate::api::invalid;
 use leptos::prelude::*;
 use slipway_types::{
-    api::{HealthCheck, PortMapping, Protocol, ServiceSpec},
+    api::{HealthCheck, PortMapping, Protocol, ServiceSpec, Validate},
     ApiErrorBody, Capability, EnvVarName, ImageRef, Port, ResourceName,
 };
 use std::collections::BTreeMap;

@@ -13,7 +13,7 @@ use crate::{
 };
 use leptos::{prelude::*, task::spawn_local};
 use slipway_types::{
-    api::{ClaimsPreview, NewRoleMapping, RoleMapping},
+    api::{ClaimsPreview, NewRoleMapping, RoleMapping, Validate},
     Role,
 };
 use uuid::Uuid;

@@ -55,7 +55,7 @@ pub const LOG_BUFFER: Limits = Limits {
     stall_after: Duration::from_secs(20),
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct LogsQuery {
     pub tail: Option<u32>,
     pub follow: Option<bool>,

@@ -26,13 +26,16 @@ use slipway_types::{
 };
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ListFilter {
     pub service: Option<Uuid>,
     pub environment: Option<Uuid>,
     pub project: Option<Uuid>,
+    #[schemars(with = "Option<slipway_types::api::DeploymentState>")]
     pub state: Option<String>,
+    #[schemars(range(min = 1, max = slipway_types::api::MAX_PAGE_LIMIT))]
     pub limit: Option<u64>,
+    #[schemars(range(max = crate::api::extract::MAX_OFFSET))]
     pub offset: Option<u64>,
 }
 
@@ -158,7 +161,6 @@ pub async fn create(
     body: ValidJson<CreateDeployment>,
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
-    body.validate()?;
     let mut tx = AuditTx::begin(&state.db).await?;
     let svc = services::find(&tx.txn, service_id.into_inner()).await?;
     let actor = auth.scope(Some(svc.environment_id))?;

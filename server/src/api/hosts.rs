@@ -21,7 +21,7 @@ use sea_orm::{
 use serde_json::json;
 use slipway_types::{
     agent::ProtocolErrorCode,
-    api::{validate_labels, Host, HostStatus, NewHost, Page, UpdateHost},
+    api::{Host, HostStatus, NewHost, Page, UpdateHost},
 };
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -121,7 +121,6 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.scope(None)?;
     let body = body.0;
-    validate_labels(&body.labels)?;
     let mut tx = AuditTx::begin(&state.db).await?;
     let id = Uuid::new_v4();
     host::Entity::insert(host::ActiveModel {
@@ -178,9 +177,6 @@ pub async fn update(
 ) -> ApiResult<web::Json<Host>> {
     let actor = auth.scope(None)?;
     let body = body.0;
-    if let Some(l) = &body.labels {
-        validate_labels(l)?;
-    }
     let mut tx = AuditTx::begin(&state.db).await?;
     let old = find(&tx.txn, id.into_inner()).await?;
     let mut am: host::ActiveModel = old.clone().into();

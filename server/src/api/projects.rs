@@ -17,7 +17,7 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 use serde_json::json;
-use slipway_types::api::{validate_description, NewProject, Page, Project, UpdateProject};
+use slipway_types::api::{NewProject, Page, Project, UpdateProject};
 use uuid::Uuid;
 
 pub fn to_api(m: project::Model) -> Result<Project, ApiError> {
@@ -61,7 +61,6 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.scope(None)?;
     let body = body.0;
-    validate_description(&body.description)?;
     let now = Utc::now();
     let id = Uuid::new_v4();
     let mut tx = AuditTx::begin(&state.db).await?;
@@ -108,9 +107,6 @@ pub async fn update(
 ) -> ApiResult<web::Json<Project>> {
     let actor = auth.scope(None)?;
     let body = body.0;
-    if let Some(d) = &body.description {
-        validate_description(d)?;
-    }
     let mut tx = AuditTx::begin(&state.db).await?;
     let old = find(&tx.txn, id.into_inner()).await?;
     let mut am: project::ActiveModel = old.clone().into();

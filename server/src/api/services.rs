@@ -114,9 +114,6 @@ pub async fn create(
     let body = body.0;
     let env_id = env_id.into_inner();
     let actor = auth.scope(Some(env_id))?;
-    body.spec
-        .validate()
-        .map_err(|e| ApiError::invalid(format!("spec.{}", e.field), e.message))?;
     let mut tx = AuditTx::begin(&state.db).await?;
     let env = environments::find(&tx.txn, env_id).await?;
     let now = Utc::now();
@@ -171,10 +168,6 @@ pub async fn update(
     body: ValidJson<UpdateService>,
 ) -> ApiResult<web::Json<Service>> {
     let body = body.0;
-    if let Some(spec) = &body.spec {
-        spec.validate()
-            .map_err(|e| ApiError::invalid(format!("spec.{}", e.field), e.message))?;
-    }
     let mut tx = AuditTx::begin(&state.db).await?;
     let old = find(&tx.txn, id.into_inner()).await?;
     let actor = auth.scope(Some(old.environment_id))?;

@@ -129,10 +129,10 @@ fn check_action(p: &Principal, req: &HttpRequest) -> Result<(), ApiError> {
     let Some(allowed) = &p.actions else {
         return Ok(());
     };
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    let pattern = req.match_pattern().unwrap_or_default();
+    let Some(action) = crate::api::token_action(req.method(), &pattern) else {
         return Ok(());
-    }
-    let action = TokenAction::of_route(&req.match_pattern().unwrap_or_default());
+    };
     if allowed.contains(&action) {
         Ok(())
     } else {

@@ -18,10 +18,7 @@ use sea_orm::{
 };
 use serde_json::json;
 use slipway_types::{
-    api::{
-        validate_password, validate_username, ApiToken, CreateToken, CreatedToken, LoginRequest,
-        Me, Page, SetupRequest, SetupStatus,
-    },
+    api::{ApiToken, CreateToken, CreatedToken, LoginRequest, Me, Page, SetupRequest, SetupStatus},
     Role,
 };
 use uuid::Uuid;
@@ -100,8 +97,6 @@ pub async fn setup(
     let body = ValidJson::<SetupRequest>::from_request(&req, &mut payload.into_inner())
         .await?
         .0;
-    validate_username(&body.username)?;
-    validate_password(&body.password)?;
     let hash = password::hash(body.password)
         .await
         .map_err(anyhow::Error::from)?;
@@ -332,7 +327,7 @@ pub async fn create_token(
     let actor = auth.scope(None)?;
     let body = body.0;
     let name = body.name.trim();
-    if name.is_empty() || name.len() > 100 {
+    if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::invalid("name", "must be 1–100 characters"));
     }
     if body.role > auth.principal.role {

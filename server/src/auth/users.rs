@@ -337,9 +337,8 @@ pub async fn logout_everywhere(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.own_actor();
     let Some(uid) = auth.principal.user_id else {
-        return Err(ApiError::invalid(
-            "session",
-            "API tokens have no sessions; revoke the token instead",
+        return Err(ApiError::Conflict(
+            "API tokens have no sessions; revoke the token instead".into(),
         ));
     };
     let mut tx = AuditTx::begin(&state.db).await?;
@@ -415,7 +414,6 @@ pub async fn create_mapping(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.scope(None)?;
     let body = body.0;
-    body.validate()?;
     let mut tx = AuditTx::begin(&state.db).await?;
     check_environment(&tx.txn, body.environment_id).await?;
     let m = role_mapping::Model {

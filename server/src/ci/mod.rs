@@ -17,6 +17,7 @@ use crate::{
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use futures_util::{future::LocalBoxFuture, StreamExt};
 use serde::de::DeserializeOwned;
+use slipway_types::api::Validate;
 
 /// The raw request body (bounded by `max_body_bytes`), for signature checks.
 pub struct RawBody(pub web::Bytes);
@@ -52,7 +53,7 @@ impl FromRequest for RawBody {
 /// A JSON body that may also be absent (empty): then `T::default()`.
 pub struct OptionalJson<T>(pub T);
 
-impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
+impl<T: DeserializeOwned + Default + Validate + 'static> FromRequest for OptionalJson<T> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 

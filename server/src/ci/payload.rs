@@ -297,7 +297,8 @@ pub fn parse_gitlab(event: &str, body: &[u8]) -> Result<Parsed, Malformed> {
 
 /// The generic webhook's typed body.
 pub fn parse_generic(body: &[u8]) -> Result<(String, CiEvent), Malformed> {
-    let p: GenericHookPayload = serde_json::from_slice(body)
+    // Objects only, like every API body (serde would also read an array).
+    let p: GenericHookPayload = slipway_types::decode::from_value(json(body)?)
         .map_err(|e| Malformed(format!("invalid generic payload: {e}")))?;
     if p.id.is_empty() || p.id.len() > 200 {
         return Err(Malformed("id must be 1–200 characters".into()));
@@ -389,6 +390,13 @@ mod tests {
         assert!(verify_generic("x", body, &h, 1_000_000).is_err());
         assert!(verify_generic("k", b"{}", &h, 1_000_000).is_err());
         assert!(verify_generic("k", body, "v1=00", 1_000_000).is_err());
+    }
+
+    /// An array is not the payload object read positionally.
+    #[test]
+    fn generic_payload_is_an_object() {
+        assert!(parse_generic(br#"{"id":"1","service":"web","image":"app:1"}"#).is_ok());
+        assert!(parse_generic(br#"["1","web","app:1",null,null,null]"#).is_err());
     }
 
     #[test]

@@ -86,7 +86,6 @@ pub async fn update(
     let env_id = id.into_inner();
     let actor = auth.scope(Some(env_id))?;
     let body = body.0;
-    body.validate()?;
     let mut tx = AuditTx::begin(&state.db).await?;
     let env = environments::find(&tx.txn, env_id).await?;
     let before = load_policy(&tx.txn, env.id).await?;
@@ -251,10 +250,13 @@ pub async fn reject(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ApprovalFilter {
+    #[schemars(extend("enum" = ["pending"]))]
     pub state: Option<String>,
+    #[schemars(range(min = 1, max = slipway_types::api::MAX_PAGE_LIMIT))]
     pub limit: Option<u64>,
+    #[schemars(range(max = crate::api::extract::MAX_OFFSET))]
     pub offset: Option<u64>,
 }
 

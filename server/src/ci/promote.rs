@@ -80,8 +80,9 @@ async fn plan<C: ConnectionTrait>(db: &C, release_id: Uuid, env_id: Uuid) -> Api
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct PreviewQuery {
+    #[schemars(required)]
     pub environment_id: Option<Uuid>,
 }
 

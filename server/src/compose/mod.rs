@@ -21,7 +21,7 @@ use compose_spec::{
 use slipway_types::{
     api::{
         HealthCheck, NewService, PortMapping, Protocol, Resources, SecretRef, ServiceSpec,
-        VolumeMount,
+        Validate, VolumeMount,
     },
     names::check_dns_label,
     Capability, EnvVarName, ImageRef, Port, ResourceName,

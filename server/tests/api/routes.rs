@@ -112,6 +112,96 @@ async fn openapi_document_lists_every_route_with_its_role() {
     );
 }
 
+/// Defect: every request body was `{"type":"object"}` and required query
+/// parameters were missing. Bodies, answers and query strings now carry the
+/// schemas of the Rust types the route table names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_has_real_schemas() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let doc = app.get("/api/v1/openapi.json").await.expect(200).body;
+    let schemas = &doc["components"]["schemas"];
+    let resolve = |s: &Value| -> Value {
+        match s["$ref"].as_str() {
+            Some(r) => {
+                let name = r.trim_start_matches("#/components/schemas/");
+                schemas[name].clone()
+            }
+            None => s.clone(),
+        }
+    };
+    // Every body is a named schema of a shared type, never a bare object.
+    let mut bodies = 0;
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("ops") {
+            if let Some(body) = op.get("requestBody") {
+                let schema = &body["content"]["application/json"]["schema"];
+                let resolved = resolve(schema);
+                assert!(
+                    resolved.get("properties").is_some()
+                        || resolved.get("additionalProperties").is_some(),
+                    "{method} {path}: {schema}"
+                );
+                bodies += 1;
+            }
+        }
+    }
+    assert!(bodies >= 28, "only {bodies} bodies");
+    let new_project = resolve(
+        &doc["paths"]["/api/v1/projects"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"],
+    );
+    assert_eq!(new_project["required"], json!(["name"]));
+    assert_eq!(new_project["additionalProperties"], false);
+    let name = resolve(&new_project["properties"]["name"]);
+    assert_eq!(name["maxLength"], 63);
+    assert!(name["pattern"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("^[a-z]")));
+    let port = &schemas["Port"];
+    assert_eq!(
+        (port["minimum"].clone(), port["maximum"].clone()),
+        (json!(1), json!(65535))
+    );
+    // Answers too.
+    let created = &doc["paths"]["/api/v1/projects"]["post"]["responses"]["201"];
+    assert_eq!(
+        created["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Project"
+    );
+    // Query parameters: pagination with its bounds, filters, required ones.
+    let param = |path: &str, name: &str| -> Value {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == name && p["in"] == "query")
+            .cloned()
+            .unwrap_or_else(|| panic!("{path}: no query parameter {name}"))
+    };
+    let limit = param("/api/v1/projects", "limit");
+    assert_eq!(limit["required"], false);
+    assert_eq!(limit["schema"]["minimum"], 1);
+    assert_eq!(limit["schema"]["maximum"], 500);
+    param("/api/v1/projects", "offset");
+    assert_eq!(
+        param("/api/v1/releases/{id}/promote-preview", "environment_id")["required"],
+        true
+    );
+    param("/api/v1/deployments", "state");
+    param("/api/v1/audit", "since");
+    assert_eq!(
+        param("/api/v1/audit", "format")["schema"]["enum"],
+        json!(["json", "csv"])
+    );
+    param("/api/v1/hosts/{id}/containers/{container}/logs", "follow");
+    param("/api/v1/hosts/{id}/containers/{container}/logs", "tail");
+    // Each operation names its token action beside its role.
+    assert_eq!(
+        doc["paths"]["/api/v1/releases/{id}/rollback"]["post"]["x-token-action"],
+        "deploy"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_path_with_another_method_answers_405_with_allow() {
     let mut app = spawn_app(Backend::Sqlite).await;
@@ -134,4 +224,105 @@ async fn a_known_path_with_another_method_answers_405_with_allow() {
         app.get("/api/v1/nope").await.expect(404).error_code(),
         "not_found"
     );
+}
+
+/// The kind of change of every route is a column of the table. Reads and
+/// public routes have none; everything that creates or cancels a deployment
+/// is `deploy` (rollback and redelivery included: both create deployments);
+/// approve/reject are `approve`; every other change is `configure`.
+#[test]
+fn every_route_has_its_token_action() {
+    use slipway_server::api::ROUTES;
+    use slipway_types::api::TokenAction;
+    const DEPLOY: [&str; 5] = [
+        "post /api/v1/services/{id}/deployments",
+        "post /api/v1/deployments/{id}/cancel",
+        "post /api/v1/releases/{id}/promote",
+        "post /api/v1/releases/{id}/rollback",
+        "post /api/v1/deliveries/{id}/redeliver",
+    ];
+    const APPROVE: [&str; 2] = [
+        "post /api/v1/deployments/{id}/approve",
+        "post /api/v1/deployments/{id}/reject",
+    ];
+    let mut seen = 0;
+    for r in ROUTES {
+        let key = format!("{} {}", r.method, r.path);
+        let want = if r.method == "get" || r.role.is_none() {
+            None
+        } else if DEPLOY.contains(&key.as_str()) {
+            Some(TokenAction::Deploy)
+        } else if APPROVE.contains(&key.as_str()) {
+            Some(TokenAction::Approve)
+        } else {
+            Some(TokenAction::Configure)
+        };
+        assert_eq!(r.action, want, "{key}");
+        // The middleware finds the same answer by method and pattern.
+        let method = actix_web::http::Method::from_bytes(r.method.to_uppercase().as_bytes())
+            .expect("method");
+        let looked_up = slipway_server::api::token_action(&method, r.path);
+        if r.role.is_some() {
+            assert_eq!(looked_up, want, "lookup of {key}");
+        }
+        seen += usize::from(DEPLOY.contains(&key.as_str()) || APPROVE.contains(&key.as_str()));
+    }
+    assert_eq!(
+        seen,
+        DEPLOY.len() + APPROVE.len(),
+        "a listed route is not in the table"
+    );
+}
+
+/// Rolling back creates a deployment: a token limited to `deploy` may do it,
+/// one limited to `configure` may not. Same for redelivering a webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_and_redeliver_are_deploy_actions() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    app.setup_admin().await;
+    let (_, _, svc) = app.seed_service("shop", "staging", "web").await;
+    let first = app
+        .post(&format!("/api/v1/services/{svc}/deployments"), &json!({}))
+        .await
+        .expect(202);
+    let release = first.body["release_id"]
+        .as_str()
+        .expect("release")
+        .to_owned();
+    let limited = |actions: Value| {
+        let app = &app;
+        async move {
+            let r = app
+                .post(
+                    "/api/v1/tokens",
+                    &json!({"name": format!("t-{actions}"), "role": "admin", "actions": actions}),
+                )
+                .await
+                .expect(201);
+            r.body["secret"].as_str().expect("secret").to_owned()
+        }
+    };
+    let deploy_only = limited(json!(["deploy"])).await;
+    let configure_only = limited(json!(["configure"])).await;
+    let rollback = format!("/api/v1/releases/{release}/rollback");
+
+    let denied = app
+        .send(Method::POST, &rollback, None, Some(&configure_only))
+        .await
+        .expect(403);
+    assert!(denied.text.contains("may not deploy"), "{}", denied.text);
+    let rolled = app
+        .send(Method::POST, &rollback, None, Some(&deploy_only))
+        .await
+        .expect(202);
+    assert_eq!(rolled.body["release_id"], release.as_str());
+
+    let redeliver = format!("/api/v1/deliveries/{}/redeliver", uuid::Uuid::new_v4());
+    app.send(Method::POST, &redeliver, None, Some(&configure_only))
+        .await
+        .expect(403);
+    // Past the action gate: the delivery does not exist.
+    app.send(Method::POST, &redeliver, None, Some(&deploy_only))
+        .await
+        .expect(404);
 }

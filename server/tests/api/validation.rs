@@ -1,6 +1,10 @@
-use crate::{helpers::TestApp, store_test};
+use crate::{
+    helpers::{spawn_app, Backend, TestApp},
+    store_test,
+};
 use reqwest::Method;
 use serde_json::json;
+use slipway_server::api::ROUTES;
 
 store_test!(
     validation_errors_name_the_field,
@@ -125,4 +129,91 @@ async fn malformed_and_oversized_bodies(mut app: TestApp) {
         .await
         .expect(422);
     assert_eq!(r.body["field"], "description");
+}
+
+/// Defect: serde's derived structs also read a JSON array positionally, so
+/// `["array-token","admin"]` created an admin token and `[]` queued a
+/// deploy. For every route of the table that takes a body, no array, string
+/// or number gets past the parser, whatever the caller may do, and nothing
+/// changes (not one audit entry is written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_body_route_rejects_a_non_object_body() {
+    let non_objects = [json!([]), json!(["x", "y"]), json!("x"), json!(7)];
+    let mut app = spawn_app(Backend::Sqlite).await;
+    // First-run setup is public and only open before the first user.
+    for body in &non_objects {
+        let r = app
+            .send(Method::POST, "/api/v1/setup", Some(body), None)
+            .await
+            .expect(422);
+        assert_eq!(r.error_code(), "invalid_input", "/setup {body}");
+    }
+    assert_eq!(
+        app.get("/api/v1/setup").await.expect(200).body["needs_setup"],
+        true
+    );
+
+    app.setup_admin().await;
+    let admin = app.token("admin", &[]).await;
+    let (project, env, service) = app.seed_service("shop", "staging", "web").await;
+    let audit_total = |app: &TestApp, token: String| {
+        let url = app.url("/api/v1/audit?limit=1");
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("audit");
+            let page: serde_json::Value = r.json().await.expect("audit json");
+            page["total"].as_u64().expect("total")
+        }
+    };
+    let before = audit_total(&app, admin.clone()).await;
+
+    let mut checked = 0;
+    for route in ROUTES.iter().filter(|r| r.request.is_some()) {
+        // Webhook receivers verify a signature before reading their payload;
+        // the generic payload's parser has its own test (ci::payload).
+        if route.path.starts_with("/api/v1/hooks/") || route.path == "/api/v1/setup" {
+            continue;
+        }
+        let path = route
+            .path
+            .replace("/projects/{id}", &format!("/projects/{project}"))
+            .replace("/environments/{id}", &format!("/environments/{env}"))
+            .replace("/services/{id}", &format!("/services/{service}"))
+            .replace("{id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{name}", "SOME_VAR");
+        let method = Method::from_bytes(route.method.to_uppercase().as_bytes()).expect("method");
+        for body in &non_objects {
+            let r = app
+                .send(method.clone(), &path, Some(body), Some(&admin))
+                .await;
+            assert_eq!(
+                (r.status.as_u16(), r.error_code()),
+                (422, "invalid_input"),
+                "{} {} with {body}: {}",
+                route.method,
+                route.path,
+                r.text
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 24, "only {checked} routes with a body");
+    assert_eq!(
+        audit_total(&app, admin.clone()).await,
+        before,
+        "something changed"
+    );
+    let tokens = app.get("/api/v1/tokens").await.expect(200);
+    assert_eq!(tokens.body["total"], 1, "{}", tokens.text);
+    let deployments = app.get("/api/v1/deployments").await.expect(200);
+    assert_eq!(deployments.body["total"], 0);
+    let p = app
+        .get(&format!("/api/v1/projects/{project}"))
+        .await
+        .expect(200);
+    assert_eq!(p.body["name"], "shop");
 }

@@ -65,7 +65,6 @@ pub async fn create_trigger(
     body: ValidJson<NewTriggerRule>,
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
-    body.validate()?;
     let mut tx = AuditTx::begin(&state.db).await?;
     let svc = services::find(&tx.txn, id.into_inner()).await?;
     let actor = auth.scope(Some(svc.environment_id))?;

@@ -1,14 +1,16 @@
-//! Decoding a parsed JSON tree into the `slipway-types` DTOs.
+//! Decoding a parsed JSON tree into the wire types, used by both ends: the
+//! server reads every JSON request body through it, the dashboard every
+//! answer.
 //!
 //! `serde_json::from_value` would do, but every derived `Deserialize` of a
 //! struct has two ways in, a JSON object (`visit_map`) and a JSON array
-//! (`visit_seq`), and serde_json's tree deserializer takes both, so both are
-//! compiled into the wasm for every DTO, and so are the byte-string and
-//! number forms of every field name. The API only ever sends objects with
-//! string keys. This deserializer offers a struct only the object form and a
-//! field name only as a string, which keeps the other paths out of the bundle
-//! (about a tenth of its code). Anything else a DTO can ask for (sequences,
-//! maps, options, enums, numbers, internally tagged enums through
+//! (`visit_seq`), and serde_json takes both: `["array-token","admin"]` would
+//! be a `CreateToken`. The wire contract only has objects with string keys.
+//! This deserializer offers a struct only the object form, at every nesting
+//! level, and a field name only as a string. That is also why the dashboard
+//! uses it: the array and byte-string paths stay out of the wasm (about a
+//! tenth of its code). Anything else a type can ask for (sequences, maps,
+//! options, enums, numbers, internally tagged enums through
 //! `deserialize_any`) behaves as with serde_json.
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, VariantAccess,
@@ -82,9 +84,15 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
     T::deserialize(De(value))
 }
 
-struct De(Value);
+/// The deserializer behind [`from_value`], for wrappers that need one (the
+/// server wraps it in `serde_path_to_error` to name the offending field).
+pub struct De(Value);
 
 impl De {
+    pub fn new(value: Value) -> Self {
+        De(value)
+    }
+
     /// What the value is, for error messages.
     fn kind(&self) -> &'static str {
         match self.0 {
@@ -102,14 +110,23 @@ impl De {
     }
 }
 
-/// One way to hand a number to a visitor, shared by every numeric type.
+/// One way to hand a number to a visitor, shared by every numeric type. A
+/// number written with a fraction of zero (`80.0`) is that integer, as in
+/// JSON Schema: only a real fraction is a float to an integer field.
 fn visit_number<'de, V: Visitor<'de>>(n: Number, visitor: V) -> Result<V::Value, DecodeError> {
     if let Some(u) = n.as_u64() {
         visitor.visit_u64(u)
     } else if let Some(i) = n.as_i64() {
         visitor.visit_i64(i)
     } else {
-        visitor.visit_f64(n.as_f64().unwrap_or(f64::NAN))
+        let f = n.as_f64().unwrap_or(f64::NAN);
+        if f.fract() == 0.0 && (0.0..1.8e19).contains(&f) {
+            visitor.visit_u64(f as u64)
+        } else if f.fract() == 0.0 && (-9.2e18..0.0).contains(&f) {
+            visitor.visit_i64(f as i64)
+        } else {
+            visitor.visit_f64(f)
+        }
     }
 }
 
@@ -400,11 +417,11 @@ impl<'de> VariantAccess<'de> for Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-    use slipway_types::{
+    use crate::{
         api::{DeploymentEvent, DeploymentState, Service},
         ApiErrorBody, ErrorCode, Port,
     };
+    use serde_json::json;
 
     /// DTOs decode here as they do with serde_json: a service with nested
     /// structs, maps, lists, options, enums and validated newtypes.
@@ -472,6 +489,10 @@ mod tests {
         assert_eq!(from_value::<Port>(json!(80)).map(Port::get).ok(), Some(80));
         assert!(from_value::<u8>(json!(-1)).is_err());
         assert_eq!(from_value::<f64>(json!(0.5)).ok(), Some(0.5));
+        // An integral number written with a zero fraction is that integer.
+        assert_eq!(from_value::<u64>(json!(80.0)).ok(), Some(80));
+        assert_eq!(from_value::<i32>(json!(-3.0)).ok(), Some(-3));
+        assert!(from_value::<u64>(json!(80.5)).is_err());
         assert_eq!(from_value::<Vec<u32>>(json!([1, 2])).ok(), Some(vec![1, 2]));
         assert_eq!(from_value::<Option<u32>>(json!(null)).ok(), Some(None));
     }
@@ -487,7 +508,7 @@ mod tests {
             msg(from_value(json!(-3))),
             Some("invalid value: integer `-3`, expected u32".to_owned())
         );
-        let role = from_value::<slipway_types::Role>(json!("king")).map(|_| ());
+        let role = from_value::<crate::Role>(json!("king")).map(|_| ());
         assert!(role
             .map_err(|e| e.to_string())
             .is_err_and(|e| e.starts_with("unknown variant `king`")),);
