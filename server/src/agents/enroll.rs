@@ -119,7 +119,7 @@ pub fn check_token(
     if !auth::constant_time_eq(stored.as_bytes(), presented_hash.as_bytes()) {
         return Err(TokenRejection::Unknown);
     }
-    if status == "revoked" {
+    if status == HostStatus::Revoked.as_str() {
         return Err(TokenRejection::Revoked);
     }
     match expires_at {
@@ -143,7 +143,7 @@ pub async fn create_enrollment(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.scope(None)?;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let h = hosts::find(&tx.txn, id.into_inner()).await?;
+    let h = hosts::find(tx.conn(), id.into_inner()).await?;
     if h.status == "revoked" {
         return Err(ApiError::Conflict(format!(
             "host {} is revoked: delete it and register the machine as a new host",
@@ -158,7 +158,7 @@ pub async fn create_enrollment(
         enroll_expires_at: Set(Some(expires_at)),
         ..Default::default()
     })
-    .exec(&tx.txn)
+    .exec(tx.conn())
     .await?;
     tx.record(
         &actor,
@@ -202,7 +202,7 @@ pub async fn enroll(
     let found = if presented.starts_with(TOKEN_PREFIX) {
         host::Entity::find()
             .filter(host::Column::EnrollTokenHash.eq(hash.as_str()))
-            .one(&tx.txn)
+            .one(tx.conn())
             .await?
     } else {
         None
@@ -257,14 +257,14 @@ pub async fn enroll(
         serde_json::to_string(&body.facts).map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
     host::Entity::update(host::ActiveModel {
         id: Set(h.id),
-        status: Set("offline".into()),
+        status: Set(HostStatus::Offline.as_str().into()),
         public_key: Set(Some(BASE64.encode(key.as_bytes()))),
         enroll_token_hash: Set(None),
         enroll_expires_at: Set(None),
         facts: Set(Some(facts)),
         ..Default::default()
     })
-    .exec(&tx.txn)
+    .exec(tx.conn())
     .await?;
     let actor = ActorInfo {
         name: format!("agent:{}", h.name),
@@ -313,7 +313,7 @@ pub async fn revoke(
 ) -> ApiResult<web::Json<slipway_types::api::Host>> {
     let actor = auth.scope(None)?;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let h = hosts::find(&tx.txn, id.into_inner()).await?;
+    let h = hosts::find(tx.conn(), id.into_inner()).await?;
     host::Entity::update(host::ActiveModel {
         id: Set(h.id),
         status: Set("revoked".into()),
@@ -322,7 +322,7 @@ pub async fn revoke(
         enroll_expires_at: Set(None),
         ..Default::default()
     })
-    .exec(&tx.txn)
+    .exec(tx.conn())
     .await?;
     tx.record(
         &actor,
@@ -334,7 +334,7 @@ pub async fn revoke(
         ),
     )
     .await?;
-    let out = hosts::to_api(&tx.txn, hosts::find(&tx.txn, h.id).await?).await?;
+    let out = hosts::to_api(tx.conn(), hosts::find(tx.conn(), h.id).await?).await?;
     tx.commit().await?;
     // After the commit: a connection verified before it is cut here; one
     // verified after it fails its own conditional status update.

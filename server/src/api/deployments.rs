@@ -162,12 +162,12 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let svc = services::find(&tx.txn, service_id.into_inner()).await?;
+    let svc = services::find(tx.conn(), service_id.into_inner()).await?;
     let actor = auth.scope(Some(svc.environment_id))?;
     let (rel, origin) = match body.release_id {
         Some(rid) => {
             let rel = release::Entity::find_by_id(rid)
-                .one(&tx.txn)
+                .one(tx.conn())
                 .await?
                 .filter(|r| r.service_id == svc.id)
                 .ok_or_else(|| {
@@ -211,7 +211,7 @@ pub async fn cancel(
     id: web::Path<Uuid>,
 ) -> ApiResult<web::Json<Deployment>> {
     let mut tx = AuditTx::begin(&state.db).await?;
-    let d = lifecycle::find(&tx.txn, id.into_inner()).await?;
+    let d = lifecycle::find(tx.conn(), id.into_inner()).await?;
     let actor = auth.scope(Some(d.environment_id))?;
     let changed = lifecycle::cancel(&mut tx, &actor, d.id).await?;
     Ok(web::Json(

@@ -151,7 +151,7 @@ pub async fn create(
     let actor = auth.scope(None)?;
     let body = body.0;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let p = projects::find(&tx.txn, project_id.into_inner()).await?;
+    let p = projects::find(tx.conn(), project_id.into_inner()).await?;
     let now = Utc::now();
     let id = Uuid::new_v4();
     environment::Entity::insert(environment::ActiveModel {
@@ -162,7 +162,7 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
     })
-    .exec_without_returning(&tx.txn)
+    .exec_without_returning(tx.conn())
     .await
     .map_err(|e| {
         conflict_on_duplicate(
@@ -183,7 +183,7 @@ pub async fn create(
         ),
     )
     .await?;
-    let m = find(&tx.txn, id).await?;
+    let m = find(tx.conn(), id).await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(to_api(m)?))
 }
@@ -204,7 +204,7 @@ pub async fn update(
 ) -> ApiResult<web::Json<Environment>> {
     let body = body.0;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let old = find(&tx.txn, id.into_inner()).await?;
+    let old = find(tx.conn(), id.into_inner()).await?;
     let actor = auth.scope(Some(old.id))?;
     let mut am: environment::ActiveModel = old.clone().into();
     if let Some(n) = &body.name {
@@ -215,7 +215,7 @@ pub async fn update(
     }
     am.updated_at = Set(Utc::now());
     environment::Entity::update(am)
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await
         .map_err(|e| {
             conflict_on_duplicate(e, "the project already has an environment with that name")
@@ -230,7 +230,7 @@ pub async fn update(
         ),
     )
     .await?;
-    let m = find(&tx.txn, old.id).await?;
+    let m = find(tx.conn(), old.id).await?;
     tx.commit().await?;
     Ok(web::Json(to_api(m)?))
 }
@@ -241,13 +241,20 @@ pub async fn delete(
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let mut tx = AuditTx::begin(&state.db).await?;
-    let env = find(&tx.txn, id.into_inner()).await?;
+    let env = find(tx.conn(), id.into_inner()).await?;
     let actor = auth.scope(Some(env.id))?;
     let all = service::Entity::find()
         .filter(service::Column::EnvironmentId.eq(env.id))
-        .all(&tx.txn)
+        .all(tx.conn())
         .await?;
-    refuse_if_protected(&tx.txn, &state.hub, &env, &all, "deleting the environment").await?;
+    refuse_if_protected(
+        tx.conn(),
+        &state.hub,
+        &env,
+        &all,
+        "deleting the environment",
+    )
+    .await?;
     let services = all.len();
     if services > 0 {
         return Err(ApiError::Conflict(format!(
@@ -257,14 +264,14 @@ pub async fn delete(
     }
     variable::Entity::delete_many()
         .filter(variable::Column::EnvironmentId.eq(env.id))
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?;
     host_environment::Entity::delete_many()
         .filter(host_environment::Column::EnvironmentId.eq(env.id))
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?;
     environment::Entity::delete_by_id(env.id)
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?;
     tx.record(
         &actor,

@@ -135,10 +135,10 @@ pub async fn create(
         enroll_expires_at: Set(None),
         facts: Set(None),
     })
-    .exec_without_returning(&tx.txn)
+    .exec_without_returning(tx.conn())
     .await
     .map_err(|e| conflict_on_duplicate(e, format!("a host named {} already exists", body.name)))?;
-    assign(&tx.txn, id, &body.environments).await?;
+    assign(tx.conn(), id, &body.environments).await?;
     tx.record(
         &actor,
         Event::new(
@@ -149,7 +149,7 @@ pub async fn create(
         ),
     )
     .await?;
-    let h = to_api(&tx.txn, find(&tx.txn, id).await?).await?;
+    let h = to_api(tx.conn(), find(tx.conn(), id).await?).await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(h))
 }
@@ -178,7 +178,7 @@ pub async fn update(
     let actor = auth.scope(None)?;
     let body = body.0;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let old = find(&tx.txn, id.into_inner()).await?;
+    let old = find(tx.conn(), id.into_inner()).await?;
     let mut am: host::ActiveModel = old.clone().into();
     if let Some(n) = &body.name {
         am.name = Set(n.to_string());
@@ -187,11 +187,11 @@ pub async fn update(
         am.labels = Set(serde_json::to_string(l).map_err(|e| ApiError::Internal(e.into()))?);
     }
     host::Entity::update(am)
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await
         .map_err(|e| conflict_on_duplicate(e, "a host with that name already exists"))?;
     if let Some(envs) = &body.environments {
-        assign(&tx.txn, old.id, envs).await?;
+        assign(tx.conn(), old.id, envs).await?;
     }
     tx.record(
         &actor,
@@ -203,7 +203,7 @@ pub async fn update(
         ),
     )
     .await?;
-    let h = to_api(&tx.txn, find(&tx.txn, old.id).await?).await?;
+    let h = to_api(tx.conn(), find(tx.conn(), old.id).await?).await?;
     tx.commit().await?;
     Ok(web::Json(h))
 }
@@ -215,12 +215,12 @@ pub async fn delete(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.scope(None)?;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let h = find(&tx.txn, id.into_inner()).await?;
+    let h = find(tx.conn(), id.into_inner()).await?;
     host_environment::Entity::delete_many()
         .filter(host_environment::Column::HostId.eq(h.id))
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?;
-    host::Entity::delete_by_id(h.id).exec(&tx.txn).await?;
+    host::Entity::delete_by_id(h.id).exec(tx.conn()).await?;
     tx.record(
         &actor,
         Event::new("host.delete", "host", h.id, json!({"name": h.name})),

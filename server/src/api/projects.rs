@@ -71,7 +71,7 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
     })
-    .exec_without_returning(&tx.txn)
+    .exec_without_returning(tx.conn())
     .await
     .map_err(|e| {
         conflict_on_duplicate(e, format!("a project named {} already exists", body.name))
@@ -86,7 +86,7 @@ pub async fn create(
         ),
     )
     .await?;
-    let m = find(&tx.txn, id).await?;
+    let m = find(tx.conn(), id).await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(to_api(m)?))
 }
@@ -108,7 +108,7 @@ pub async fn update(
     let actor = auth.scope(None)?;
     let body = body.0;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let old = find(&tx.txn, id.into_inner()).await?;
+    let old = find(tx.conn(), id.into_inner()).await?;
     let mut am: project::ActiveModel = old.clone().into();
     if let Some(n) = &body.name {
         am.name = Set(n.to_string());
@@ -118,7 +118,7 @@ pub async fn update(
     }
     am.updated_at = Set(Utc::now());
     project::Entity::update(am)
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await
         .map_err(|e| conflict_on_duplicate(e, "a project with that name already exists"))?;
     tx.record(
@@ -131,7 +131,7 @@ pub async fn update(
         ),
     )
     .await?;
-    let m = find(&tx.txn, old.id).await?;
+    let m = find(tx.conn(), old.id).await?;
     tx.commit().await?;
     Ok(web::Json(to_api(m)?))
 }
@@ -143,10 +143,10 @@ pub async fn delete(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.scope(None)?;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let p = find(&tx.txn, id.into_inner()).await?;
+    let p = find(tx.conn(), id.into_inner()).await?;
     let envs = environment::Entity::find()
         .filter(environment::Column::ProjectId.eq(p.id))
-        .count(&tx.txn)
+        .count(tx.conn())
         .await?;
     if envs > 0 {
         return Err(ApiError::Conflict(format!(
@@ -154,7 +154,7 @@ pub async fn delete(
             p.name
         )));
     }
-    project::Entity::delete_by_id(p.id).exec(&tx.txn).await?;
+    project::Entity::delete_by_id(p.id).exec(tx.conn()).await?;
     tx.record(
         &actor,
         Event::new("project.delete", "project", p.id, json!({"name": p.name})),

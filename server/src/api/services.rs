@@ -115,7 +115,7 @@ pub async fn create(
     let env_id = env_id.into_inner();
     let actor = auth.scope(Some(env_id))?;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let env = environments::find(&tx.txn, env_id).await?;
+    let env = environments::find(tx.conn(), env_id).await?;
     let now = Utc::now();
     let id = Uuid::new_v4();
     service::Entity::insert(service::ActiveModel {
@@ -127,7 +127,7 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
     })
-    .exec_without_returning(&tx.txn)
+    .exec_without_returning(tx.conn())
     .await
     .map_err(|e| {
         conflict_on_duplicate(
@@ -148,7 +148,7 @@ pub async fn create(
         ),
     )
     .await?;
-    let m = find(&tx.txn, id).await?;
+    let m = find(tx.conn(), id).await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(to_api(m)?))
 }
@@ -169,7 +169,7 @@ pub async fn update(
 ) -> ApiResult<web::Json<Service>> {
     let body = body.0;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let old = find(&tx.txn, id.into_inner()).await?;
+    let old = find(tx.conn(), id.into_inner()).await?;
     let actor = auth.scope(Some(old.environment_id))?;
     let mut am: service::ActiveModel = old.clone().into();
     if let Some(n) = &body.name {
@@ -180,7 +180,7 @@ pub async fn update(
     }
     am.updated_at = Set(Utc::now());
     service::Entity::update(am)
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await
         .map_err(|e| {
             conflict_on_duplicate(e, "the environment already has a service with that name")
@@ -195,7 +195,7 @@ pub async fn update(
         ),
     )
     .await?;
-    let m = find(&tx.txn, old.id).await?;
+    let m = find(tx.conn(), old.id).await?;
     tx.commit().await?;
     Ok(web::Json(to_api(m)?))
 }
@@ -209,7 +209,7 @@ pub async fn delete(
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let mut tx = AuditTx::begin(&state.db).await?;
-    let svc = find(&tx.txn, id.into_inner()).await?;
+    let svc = find(tx.conn(), id.into_inner()).await?;
     let actor = auth.scope(Some(svc.environment_id))?;
     let active = deployment::Entity::find()
         .filter(deployment::Column::ServiceId.eq(svc.id))
@@ -218,7 +218,7 @@ pub async fn delete(
             DeploymentState::Queued.as_str(),
             DeploymentState::Running.as_str(),
         ]))
-        .count(&tx.txn)
+        .count(tx.conn())
         .await?;
     if active > 0 {
         return Err(ApiError::Conflict(format!(
@@ -226,30 +226,38 @@ pub async fn delete(
             svc.name
         )));
     }
-    let env = environments::find(&tx.txn, svc.environment_id).await?;
+    let env = environments::find(tx.conn(), svc.environment_id).await?;
     let what = format!("deleting service {}", svc.name);
-    environments::refuse_if_protected(&tx.txn, &state.hub, &env, std::slice::from_ref(&svc), &what)
-        .await?;
+    environments::refuse_if_protected(
+        tx.conn(),
+        &state.hub,
+        &env,
+        std::slice::from_ref(&svc),
+        &what,
+    )
+    .await?;
     let deployment_ids: Vec<Uuid> = deployment::Entity::find()
         .filter(deployment::Column::ServiceId.eq(svc.id))
         .select_only()
         .column(deployment::Column::Id)
         .into_tuple()
-        .all(&tx.txn)
+        .all(tx.conn())
         .await?;
     deployment_step::Entity::delete_many()
         .filter(deployment_step::Column::DeploymentId.is_in(deployment_ids))
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?;
     deployment::Entity::delete_many()
         .filter(deployment::Column::ServiceId.eq(svc.id))
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?;
     release::Entity::delete_many()
         .filter(release::Column::ServiceId.eq(svc.id))
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?;
-    service::Entity::delete_by_id(svc.id).exec(&tx.txn).await?;
+    service::Entity::delete_by_id(svc.id)
+        .exec(tx.conn())
+        .await?;
     tx.record(
         &actor,
         Event::new(

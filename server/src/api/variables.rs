@@ -69,11 +69,11 @@ pub async fn put(
         ));
     }
     let mut tx = AuditTx::begin(&state.db).await?;
-    let env = environments::find(&tx.txn, env_id).await?;
+    let env = environments::find(tx.conn(), env_id).await?;
     let existing = variable::Entity::find()
         .filter(variable::Column::EnvironmentId.eq(env.id))
         .filter(variable::Column::Name.eq(name.as_str()))
-        .one(&tx.txn)
+        .one(tx.conn())
         .await?;
     let version = existing.as_ref().map_or(1, |v| v.version + 1);
     let (value, ciphertext, nonce) = if body.secret {
@@ -101,10 +101,10 @@ pub async fn put(
     let created = existing.is_none();
     if created {
         variable::Entity::insert(am)
-            .exec_without_returning(&tx.txn)
+            .exec_without_returning(tx.conn())
             .await?;
     } else {
-        variable::Entity::update(am).exec(&tx.txn).await?;
+        variable::Entity::update(am).exec(tx.conn()).await?;
     }
     let summary = if body.secret {
         json!({"environment": env.name, "name": name, "secret": true, "version": version, "value": "<redacted>"})
@@ -122,7 +122,7 @@ pub async fn put(
     let stored = variable::Entity::find()
         .filter(variable::Column::EnvironmentId.eq(env.id))
         .filter(variable::Column::Name.eq(name.as_str()))
-        .one(&tx.txn)
+        .one(tx.conn())
         .await?
         .ok_or(ApiError::NotFound("variable"))?;
     tx.commit().await?;
@@ -146,14 +146,14 @@ pub async fn delete(
     let actor = auth.scope(Some(env_id))?;
     let name = parse_name(name)?;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let env = environments::find(&tx.txn, env_id).await?;
+    let env = environments::find(tx.conn(), env_id).await?;
     let v = variable::Entity::find()
         .filter(variable::Column::EnvironmentId.eq(env.id))
         .filter(variable::Column::Name.eq(name.as_str()))
-        .one(&tx.txn)
+        .one(tx.conn())
         .await?
         .ok_or(ApiError::NotFound("variable"))?;
-    variable::Entity::delete_by_id(v.id).exec(&tx.txn).await?;
+    variable::Entity::delete_by_id(v.id).exec(tx.conn()).await?;
     let action = if v.secret {
         "secret.delete"
     } else {

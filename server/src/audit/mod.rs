@@ -149,23 +149,22 @@ impl Event {
 /// refuses when nothing was recorded. Writes that are deliberately not
 /// audited (ARCHITECTURE.md lists them) use a plain transaction instead.
 pub struct AuditTx {
-    /// Callers' store functions take `&tx.txn` (or `&*tx`, see `Deref`).
-    pub txn: DatabaseTransaction,
+    /// Private: only [`AuditTx::commit`] ends it, so no change commits
+    /// without its entry. Store functions get it through [`AuditTx::conn`].
+    txn: DatabaseTransaction,
     key: AuditKey,
     seq: i64,
     hash: String,
     recorded: u32,
 }
 
-impl std::ops::Deref for AuditTx {
-    type Target = DatabaseTransaction;
-
-    fn deref(&self) -> &DatabaseTransaction {
+impl AuditTx {
+    /// The transaction, for reads and writes that belong to the change
+    /// (committing it is [`AuditTx::commit`]'s alone).
+    pub fn conn(&self) -> &DatabaseTransaction {
         &self.txn
     }
-}
 
-impl AuditTx {
     /// Begins a transaction whose first statement locks the chain head. On
     /// SQLite that takes the write lock up front (no upgrade deadlocks); on
     /// PostgreSQL it row-locks the head so replicas append in turn. A head

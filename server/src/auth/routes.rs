@@ -68,7 +68,7 @@ pub async fn create_user(
         email: Set(None),
         display_name: Set(None),
     })
-    .exec_without_returning(&tx.txn)
+    .exec_without_returning(tx.conn())
     .await?;
     tx.record(
         actor,
@@ -108,7 +108,7 @@ pub async fn setup(
     };
     let mut tx = AuditTx::begin(&state.db).await?;
     // Checked again under the audit lock: two racing setups create one admin.
-    if user::Entity::find().count(&tx.txn).await? > 0 {
+    if user::Entity::find().count(tx.conn()).await? > 0 {
         return Err(ApiError::SetupDone);
     }
     let u = create_user(&mut tx, &actor, &body.username, hash, Role::Admin).await?;
@@ -119,9 +119,9 @@ pub async fn setup(
             sea_orm::sea_query::Expr::value(Utc::now()),
         )
         .filter(user::Column::Id.eq(u.id))
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?;
-    let session = sessions::create(&tx.txn, u.id, state.settings.session_ttl_hours).await?;
+    let session = sessions::create(tx.conn(), u.id, state.settings.session_ttl_hours).await?;
     tx.record(
         &actor,
         Event::new("auth.login", "user", u.id, json!({"method": "setup"})),
@@ -250,9 +250,9 @@ pub async fn login(
             sea_orm::sea_query::Expr::value(Utc::now()),
         )
         .filter(user::Column::Id.eq(u.id))
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?;
-    let session = sessions::create(&tx.txn, u.id, state.settings.session_ttl_hours).await?;
+    let session = sessions::create(tx.conn(), u.id, state.settings.session_ttl_hours).await?;
     tx.record(
         &actor,
         Event::new("auth.login", "user", u.id, json!({"method": "password"})),
@@ -272,7 +272,7 @@ pub async fn logout(auth: Auth<Viewer>, state: web::Data<AppState>) -> ApiResult
     let actor = auth.own_actor();
     let mut tx = AuditTx::begin(&state.db).await?;
     if let Some(s) = &auth.principal.session {
-        sessions::delete(&tx.txn, &s.id_hash).await?;
+        sessions::delete(tx.conn(), &s.id_hash).await?;
     }
     tx.record(
         &actor,
@@ -354,7 +354,7 @@ pub async fn create_token(
     }
     let mut tx = AuditTx::begin(&state.db).await?;
     let created = tokens::create(
-        &tx.txn,
+        tx.conn(),
         name,
         body.role,
         &body.environments,
@@ -390,7 +390,7 @@ pub async fn revoke_token(
     let id = id.into_inner();
     let mut tx = AuditTx::begin(&state.db).await?;
     let t = api_token::Entity::find_by_id(id)
-        .one(&tx.txn)
+        .one(tx.conn())
         .await?
         .ok_or(ApiError::NotFound("token"))?;
     if t.revoked_at.is_none() {
@@ -400,7 +400,7 @@ pub async fn revoke_token(
                 sea_orm::sea_query::Expr::value(Utc::now()),
             )
             .filter(api_token::Column::Id.eq(id))
-            .exec(&tx.txn)
+            .exec(tx.conn())
             .await?;
         tx.record(
             &actor,

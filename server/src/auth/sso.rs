@@ -182,13 +182,13 @@ async fn complete(
     let existing = user::Entity::find()
         .filter(user::Column::Issuer.eq(identity.issuer.clone()))
         .filter(user::Column::Subject.eq(identity.subject.clone()))
-        .one(&tx.txn)
+        .one(tx.conn())
         .await?;
     let manual = match &existing {
         Some(u) => role_grant::Entity::find()
             .filter(role_grant::Column::UserId.eq(u.id))
             .filter(role_grant::Column::Source.eq("manual"))
-            .all(&tx.txn)
+            .all(tx.conn())
             .await?
             .len(),
         None => 0,
@@ -220,11 +220,11 @@ async fn complete(
             am.email = Set(identity.email.clone());
             am.display_name = Set(identity.name.clone());
             am.last_login_at = Set(Some(now));
-            user::Entity::update(am).exec(&tx.txn).await?;
+            user::Entity::update(am).exec(tx.conn()).await?;
             (u, false)
         }
         None => {
-            let username = free_username(&tx.txn, &identity.username, id).await?;
+            let username = free_username(tx.conn(), &identity.username, id).await?;
             let m = user::Model {
                 id: Uuid::new_v4(),
                 username,
@@ -240,7 +240,7 @@ async fn complete(
                 display_name: identity.name.clone(),
             };
             user::Entity::insert(user::ActiveModel::from(m.clone()))
-                .exec_without_returning(&tx.txn)
+                .exec_without_returning(tx.conn())
                 .await?;
             tx.record(
                 &actor,
@@ -259,7 +259,7 @@ async fn complete(
     let before: Vec<(String, Option<Uuid>)> = role_grant::Entity::find()
         .filter(role_grant::Column::UserId.eq(u.id))
         .filter(role_grant::Column::Source.eq("oidc"))
-        .all(&tx.txn)
+        .all(tx.conn())
         .await?
         .into_iter()
         .map(|g| (g.role, g.environment_id))
@@ -267,11 +267,11 @@ async fn complete(
     role_grant::Entity::delete_many()
         .filter(role_grant::Column::UserId.eq(u.id))
         .filter(role_grant::Column::Source.eq("oidc"))
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?;
     let mut after = Vec::new();
     for er in &preview.environments {
-        insert_grant(&tx.txn, u.id, er.role, Some(er.environment_id)).await?;
+        insert_grant(tx.conn(), u.id, er.role, Some(er.environment_id)).await?;
         after.push((er.role.as_str().to_owned(), Some(er.environment_id)));
     }
     if !created && (before != after || u.role != global.as_str()) {
@@ -286,7 +286,7 @@ async fn complete(
         )
         .await?;
     }
-    let session = sessions::create(&tx.txn, u.id, state.settings.session_ttl_hours).await?;
+    let session = sessions::create(tx.conn(), u.id, state.settings.session_ttl_hours).await?;
     let groups = identity.claims.get("groups").cloned().unwrap_or(json!([]));
     tx.record(
         &actor,
@@ -312,7 +312,7 @@ async fn revoke_mapped_access(
     actor: &ActorInfo,
     u: &user::Model,
 ) -> Result<(), DbErr> {
-    let ended = users::end_access(&tx.txn, u).await?;
+    let ended = users::end_access(tx.conn(), u).await?;
     if !ended.mapped_grants.is_empty() || ended.role_before.is_some() {
         let role_before = ended.role_before.as_deref().unwrap_or(u.role.as_str());
         tx.record(

@@ -200,7 +200,7 @@ pub async fn update(
     let actor = auth.scope(None)?;
     let body = body.0;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let u = find_user(&tx.txn, id.into_inner()).await?;
+    let u = find_user(tx.conn(), id.into_inner()).await?;
     if auth.principal.user_id == Some(u.id) && body.disabled == Some(true) {
         return Err(ApiError::Conflict(
             "you cannot disable your own account".into(),
@@ -208,9 +208,9 @@ pub async fn update(
     }
     let mut ended = None;
     if body.disabled == Some(true) {
-        ended = Some(end_access(&tx.txn, &u).await?);
+        ended = Some(end_access(tx.conn(), &u).await?);
     }
-    let mut am: user::ActiveModel = find_user(&tx.txn, u.id).await?.into();
+    let mut am: user::ActiveModel = find_user(tx.conn(), u.id).await?.into();
     if let Some(d) = body.disabled {
         am.disabled = Set(d);
     }
@@ -223,7 +223,7 @@ pub async fn update(
         }
         am.role = Set(r.as_str().into());
     }
-    user::Entity::update(am).exec(&tx.txn).await?;
+    user::Entity::update(am).exec(tx.conn()).await?;
     tx.record(
         &actor,
         Event::new(
@@ -237,7 +237,7 @@ pub async fn update(
         ),
     )
     .await?;
-    let out = user_to_api(&tx.txn, find_user(&tx.txn, u.id).await?).await?;
+    let out = user_to_api(tx.conn(), find_user(tx.conn(), u.id).await?).await?;
     tx.commit().await?;
     Ok(web::Json(out))
 }
@@ -251,8 +251,8 @@ pub async fn add_grant(
     let actor = auth.scope(None)?;
     let body = body.0;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let u = find_user(&tx.txn, id.into_inner()).await?;
-    check_environment(&tx.txn, body.environment_id).await?;
+    let u = find_user(tx.conn(), id.into_inner()).await?;
+    check_environment(tx.conn(), body.environment_id).await?;
     let g = role_grant::Model {
         id: Uuid::new_v4(),
         user_id: u.id,
@@ -263,7 +263,7 @@ pub async fn add_grant(
         created_at: Utc::now(),
     };
     role_grant::Entity::insert(role_grant::ActiveModel::from(g.clone()))
-        .exec_without_returning(&tx.txn)
+        .exec_without_returning(tx.conn())
         .await?;
     tx.record(
         &actor,
@@ -283,11 +283,13 @@ pub async fn remove_grant(
     let (user_id, grant_id) = path.into_inner();
     let mut tx = AuditTx::begin(&state.db).await?;
     let g = role_grant::Entity::find_by_id(grant_id)
-        .one(&tx.txn)
+        .one(tx.conn())
         .await?
         .filter(|g| g.user_id == user_id)
         .ok_or(ApiError::NotFound("grant"))?;
-    role_grant::Entity::delete_by_id(g.id).exec(&tx.txn).await?;
+    role_grant::Entity::delete_by_id(g.id)
+        .exec(tx.conn())
+        .await?;
     tx.record(
         &actor,
         Event::new(
@@ -310,10 +312,10 @@ pub async fn revoke_sessions(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.scope(None)?;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let u = find_user(&tx.txn, id.into_inner()).await?;
+    let u = find_user(tx.conn(), id.into_inner()).await?;
     let n = session::Entity::delete_many()
         .filter(session::Column::UserId.eq(u.id))
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?
         .rows_affected;
     tx.record(
@@ -344,7 +346,7 @@ pub async fn logout_everywhere(
     let mut tx = AuditTx::begin(&state.db).await?;
     let n = session::Entity::delete_many()
         .filter(session::Column::UserId.eq(uid))
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?
         .rows_affected;
     tx.record(
@@ -415,7 +417,7 @@ pub async fn create_mapping(
     let actor = auth.scope(None)?;
     let body = body.0;
     let mut tx = AuditTx::begin(&state.db).await?;
-    check_environment(&tx.txn, body.environment_id).await?;
+    check_environment(tx.conn(), body.environment_id).await?;
     let m = role_mapping::Model {
         id: Uuid::new_v4(),
         claim: body.claim.clone(),
@@ -426,7 +428,7 @@ pub async fn create_mapping(
         created_at: Utc::now(),
     };
     role_mapping::Entity::insert(role_mapping::ActiveModel::from(m.clone()))
-        .exec_without_returning(&tx.txn)
+        .exec_without_returning(tx.conn())
         .await?;
     tx.record(
         &actor,
@@ -445,11 +447,11 @@ pub async fn delete_mapping(
     let actor = auth.scope(None)?;
     let mut tx = AuditTx::begin(&state.db).await?;
     let m = role_mapping::Entity::find_by_id(id.into_inner())
-        .one(&tx.txn)
+        .one(tx.conn())
         .await?
         .ok_or(ApiError::NotFound("role mapping"))?;
     role_mapping::Entity::delete_by_id(m.id)
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?;
     tx.record(
         &actor,

@@ -87,8 +87,8 @@ pub async fn update(
     let actor = auth.scope(Some(env_id))?;
     let body = body.0;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let env = environments::find(&tx.txn, env_id).await?;
-    let before = load_policy(&tx.txn, env.id).await?;
+    let env = environments::find(tx.conn(), env_id).await?;
+    let before = load_policy(tx.conn(), env.id).await?;
     let mut after = before.clone();
     if let Some(n) = body.required_approvals {
         after.required_approvals = n;
@@ -116,10 +116,12 @@ pub async fn update(
     };
     if before.updated_at.is_none() {
         environment_policy::Entity::insert(am)
-            .exec_without_returning(&tx.txn)
+            .exec_without_returning(tx.conn())
             .await?;
     } else {
-        environment_policy::Entity::update(am).exec(&tx.txn).await?;
+        environment_policy::Entity::update(am)
+            .exec(tx.conn())
+            .await?;
     }
     tx.record(
         &actor,
@@ -135,7 +137,7 @@ pub async fn update(
         ),
     )
     .await?;
-    let out = load_policy(&tx.txn, env.id).await?;
+    let out = load_policy(tx.conn(), env.id).await?;
     tx.commit().await?;
     Ok(web::Json(out))
 }
@@ -220,7 +222,7 @@ pub async fn approve(
     body: OptionalJson<ApproveRequest>,
 ) -> ApiResult<web::Json<Deployment>> {
     let mut tx = AuditTx::begin(&state.db).await?;
-    let d = lifecycle::find(&tx.txn, id.into_inner()).await?;
+    let d = lifecycle::find(tx.conn(), id.into_inner()).await?;
     let actor = auth.scope(Some(d.environment_id))?;
     let is_admin = auth.principal.effective_role(Some(d.environment_id)) >= Role::Admin;
     let reason = override_reason(is_admin, body.0.override_reason)?;
@@ -238,7 +240,7 @@ pub async fn reject(
     body: ValidJson<RejectRequest>,
 ) -> ApiResult<web::Json<Deployment>> {
     let mut tx = AuditTx::begin(&state.db).await?;
-    let d = lifecycle::find(&tx.txn, id.into_inner()).await?;
+    let d = lifecycle::find(tx.conn(), id.into_inner()).await?;
     let actor = auth.scope(Some(d.environment_id))?;
     let reason = body.0.reason.trim().to_owned();
     if reason.is_empty() || reason.len() > 500 {

@@ -115,11 +115,11 @@ pub async fn promote(
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let env = environments::find(&tx.txn, body.environment_id)
+    let env = environments::find(tx.conn(), body.environment_id)
         .await
         .map_err(|_| ApiError::invalid("environment_id", "no such environment"))?;
     let actor = auth.scope(Some(env.id))?;
-    let p = plan(&tx.txn, id.into_inner(), env.id).await?;
+    let p = plan(tx.conn(), id.into_inner(), env.id).await?;
     let from = NewRelease {
         git_sha: p.source.git_sha.clone(),
         git_ref: p.source.git_ref.clone(),

@@ -80,7 +80,7 @@ pub async fn token_create(settings: &Settings, t: NewToken) -> anyhow::Result<i3
     let actor = ActorInfo::cli();
     let mut tx = AuditTx::begin(&db).await?;
     let created = tokens::create(
-        &*tx,
+        tx.conn(),
         &name,
         role,
         &environments,
@@ -183,7 +183,7 @@ pub async fn create_admin(settings: &Settings, username: &str) -> anyhow::Result
     let hash = password::hash(password).await?;
     let actor = ActorInfo::cli();
     let mut tx = AuditTx::begin(&db).await?;
-    if user::Entity::find().count(&*tx).await? > 0 {
+    if user::Entity::find().count(tx.conn()).await? > 0 {
         bail!("setup is already done: an account exists");
     }
     create_user(&mut tx, &actor, username, hash, Role::Admin).await?;

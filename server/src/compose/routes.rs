@@ -33,7 +33,7 @@ pub async fn import(
     let actor = auth.scope(Some(env_id))?;
     let converted = convert(&body.compose)?;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let env = environments::find(&tx.txn, env_id).await?;
+    let env = environments::find(tx.conn(), env_id).await?;
 
     let names: Vec<String> = converted
         .services
@@ -46,7 +46,7 @@ pub async fn import(
         .select_only()
         .column(service::Column::Name)
         .into_tuple()
-        .all(&tx.txn)
+        .all(tx.conn())
         .await?;
     if !clashes.is_empty() {
         clashes.sort();
@@ -79,7 +79,7 @@ pub async fn import(
             created_at: Set(now),
             updated_at: Set(now),
         })
-        .exec_without_returning(&tx.txn)
+        .exec_without_returning(tx.conn())
         .await
         .map_err(|e| {
             conflict_on_duplicate(

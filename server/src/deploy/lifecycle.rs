@@ -313,7 +313,7 @@ pub async fn transition(
     id: Uuid,
     m: Move,
 ) -> LcResult<Changed> {
-    let row = find(&tx.txn, id).await?;
+    let row = find(tx.conn(), id).await?;
     let from = state_of(&row)?;
     let to = state::transition(from, m.event)?;
     let now = Utc::now();
@@ -338,11 +338,11 @@ pub async fn transition(
                 Expr::value(None::<DateTime<Utc>>),
             );
     }
-    if q.exec(&tx.txn).await?.rows_affected != 1 {
+    if q.exec(tx.conn()).await?.rows_affected != 1 {
         return Err(LifecycleError::Changed);
     }
     let step = match m.step {
-        Some(line) => Some(append_step(&tx.txn, id, line).await?),
+        Some(line) => Some(append_step(tx.conn(), id, line).await?),
         None => None,
     };
     let mut summary = m.summary;
@@ -353,7 +353,7 @@ pub async fn transition(
     tx.record(actor, Event::new(m.action, "deployment", id, summary))
         .await?;
     Ok(Changed {
-        deployment: load(&tx.txn, id).await?,
+        deployment: load(tx.conn(), id).await?,
         step,
     })
 }
@@ -381,7 +381,7 @@ pub async fn cut_release(
         .select_only()
         .column_as(release::Column::Number.max(), "n")
         .into_tuple::<Option<i64>>()
-        .one(&tx.txn)
+        .one(tx.conn())
         .await?
         .flatten();
     let m = release::Model {
@@ -412,7 +412,7 @@ pub async fn cut_release(
         author: Set(m.author.clone()),
         created_at: Set(m.created_at),
     })
-    .exec_without_returning(&tx.txn)
+    .exec_without_returning(tx.conn())
     .await?;
     tx.record(
         actor,
@@ -470,8 +470,8 @@ pub async fn create(
     gate: Gate,
 ) -> ApiResult<Changed> {
     let reason = policy::override_reason(gate.is_admin, gate.override_reason)?;
-    let env = environment_of(&tx.txn, svc.environment_id).await?;
-    let policy = policy::load_policy(&tx.txn, env.id).await?;
+    let env = environment_of(tx.conn(), svc.environment_id).await?;
+    let policy = policy::load_policy(tx.conn(), env.id).await?;
     let required = required_approvals(&policy, env.protected);
     let id = Uuid::new_v4();
     let now = Utc::now();
@@ -496,7 +496,7 @@ pub async fn create(
         claimed_by: Set(None),
         lease_until: Set(None),
     })
-    .exec_without_returning(&tx.txn)
+    .exec_without_returning(tx.conn())
     .await?;
     let what = match gate.origin {
         Origin::Rollback => "rollback to release",
@@ -518,7 +518,7 @@ pub async fn create(
             actor.name, rel.number, rel.image
         )
     };
-    let step = append_step(&tx.txn, id, msg).await?;
+    let step = append_step(tx.conn(), id, msg).await?;
     tx.record(
         actor,
         Event::new(
@@ -544,7 +544,7 @@ pub async fn create(
         .await?;
     }
     Ok(Changed {
-        deployment: load(&tx.txn, id).await?,
+        deployment: load(tx.conn(), id).await?,
         step: Some(step),
     })
 }
@@ -572,14 +572,14 @@ pub async fn approve(
             "you requested this deployment: someone else must approve it".into(),
         ));
     }
-    let env = environment_of(&tx.txn, d.environment_id).await?;
-    let policy = policy::load_policy(&tx.txn, env.id).await?;
+    let env = environment_of(tx.conn(), d.environment_id).await?;
+    let policy = policy::load_policy(tx.conn(), env.id).await?;
     let now = Utc::now();
     // One row per approver: approving again refreshes the approval.
     deployment_approval::Entity::delete_many()
         .filter(deployment_approval::Column::DeploymentId.eq(d.id))
         .filter(deployment_approval::Column::Approver.eq(actor.name.as_str()))
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?;
     deployment_approval::Entity::insert(deployment_approval::ActiveModel {
         id: Set(Uuid::new_v4()),
@@ -587,9 +587,9 @@ pub async fn approve(
         approver: Set(actor.name.clone()),
         created_at: Set(now),
     })
-    .exec_without_returning(&tx.txn)
+    .exec_without_returning(tx.conn())
     .await?;
-    let valid = policy::approvals_of(&tx.txn, d.id, policy.approval_ttl_hours, now)
+    let valid = policy::approvals_of(tx.conn(), d.id, policy.approval_ttl_hours, now)
         .await?
         .iter()
         .filter(|a| a.valid)
@@ -598,7 +598,7 @@ pub async fn approve(
     let summary = json!({"approvals": valid, "required": required, "requested_by": d.requested_by});
     if valid < required {
         let step = append_step(
-            &tx.txn,
+            tx.conn(),
             d.id,
             format!("approved by {} ({valid}/{required})", actor.name),
         )
@@ -611,7 +611,7 @@ pub async fn approve(
         )
         .await?;
         return Ok(Changed {
-            deployment: load(&tx.txn, d.id).await?,
+            deployment: load(tx.conn(), d.id).await?,
             step: Some(step),
         });
     }

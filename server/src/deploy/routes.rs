@@ -34,11 +34,11 @@ pub async fn rollback(
 ) -> ApiResult<HttpResponse> {
     let mut tx = AuditTx::begin(&state.db).await?;
     let rel = release::Entity::find_by_id(id.into_inner())
-        .one(&tx.txn)
+        .one(tx.conn())
         .await?
         .ok_or(ApiError::NotFound("release"))?;
     let svc = service::Entity::find_by_id(rel.service_id)
-        .one(&tx.txn)
+        .one(tx.conn())
         .await?
         .ok_or(ApiError::NotFound("service"))?;
     let actor = auth.scope(Some(svc.environment_id))?;

@@ -396,12 +396,13 @@ async fn audit_commit_without_an_entry_is_refused(mut app: TestApp) {
 }
 
 async fn exec_in(tx: &AuditTx, sql: &str) {
-    tx.execute(Statement::from_string(
-        tx.get_database_backend(),
-        sql.to_owned(),
-    ))
-    .await
-    .unwrap();
+    tx.conn()
+        .execute(Statement::from_string(
+            tx.conn().get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await
+        .unwrap();
 }
 
 /// A head replayed from an older copy of the store (with its valid MAC)

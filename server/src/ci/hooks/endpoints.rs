@@ -79,7 +79,7 @@ pub async fn create_webhook(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.scope(None)?;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let p = projects::find(&tx.txn, id.into_inner()).await?;
+    let p = projects::find(tx.conn(), id.into_inner()).await?;
     let hook_id = Uuid::new_v4();
     let (secret, ciphertext, nonce) = seal(&state, hook_id, 1);
     let now = Utc::now();
@@ -94,7 +94,7 @@ pub async fn create_webhook(
         created_at: Set(now),
         rotated_at: Set(None),
     })
-    .exec_without_returning(&tx.txn)
+    .exec_without_returning(tx.conn())
     .await?;
     tx.record(
         &actor,
@@ -106,7 +106,7 @@ pub async fn create_webhook(
         ),
     )
     .await?;
-    let m = find_webhook(&tx.txn, hook_id).await?;
+    let m = find_webhook(tx.conn(), hook_id).await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(CreatedWebhook {
         webhook: webhook_to_api(m)?,
@@ -129,7 +129,7 @@ pub async fn rotate_webhook(
 ) -> ApiResult<web::Json<CreatedWebhook>> {
     let actor = auth.scope(None)?;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let h = find_webhook(&tx.txn, id.into_inner()).await?;
+    let h = find_webhook(tx.conn(), id.into_inner()).await?;
     let version = h.secret_version + 1;
     let (secret, ciphertext, nonce) = seal(&state, h.id, version);
     webhook::Entity::update(webhook::ActiveModel {
@@ -140,7 +140,7 @@ pub async fn rotate_webhook(
         rotated_at: Set(Some(Utc::now())),
         ..Default::default()
     })
-    .exec(&tx.txn)
+    .exec(tx.conn())
     .await?;
     tx.record(
         &actor,
@@ -152,7 +152,7 @@ pub async fn rotate_webhook(
         ),
     )
     .await?;
-    let m = find_webhook(&tx.txn, h.id).await?;
+    let m = find_webhook(tx.conn(), h.id).await?;
     tx.commit().await?;
     Ok(web::Json(CreatedWebhook {
         webhook: webhook_to_api(m)?,
@@ -167,8 +167,8 @@ pub async fn delete_webhook(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.scope(None)?;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let h = find_webhook(&tx.txn, id.into_inner()).await?;
-    webhook::Entity::delete_by_id(h.id).exec(&tx.txn).await?;
+    let h = find_webhook(tx.conn(), id.into_inner()).await?;
+    webhook::Entity::delete_by_id(h.id).exec(tx.conn()).await?;
     tx.record(
         &actor,
         Event::new(

@@ -188,7 +188,7 @@ async fn reject(
         body: Set(None),
         redelivery_of: Set(None),
     })
-    .exec_without_returning(&tx.txn)
+    .exec_without_returning(tx.conn())
     .await?;
     tx.record(
         actor,
@@ -434,7 +434,7 @@ async fn process(
 ) -> ApiResult<HttpResponse> {
     let mut tx = AuditTx::begin(&state.db).await?;
     if let Some(did) = &inc.delivery_id {
-        if let Some(prev) = duplicate_of(&tx.txn, inc.project_id, did).await? {
+        if let Some(prev) = duplicate_of(tx.conn(), inc.project_id, did).await? {
             return Ok(duplicate_response(prev));
         }
     }
@@ -461,7 +461,7 @@ async fn process(
         body: Set(Some(inc.body)),
         redelivery_of: Set(inc.redelivery_of),
     })
-    .exec_without_returning(&tx.txn)
+    .exec_without_returning(tx.conn())
     .await;
     if let Err(e) = inserted {
         if is_unique_violation(&e) {
@@ -486,6 +486,10 @@ async fn process(
     )
     .await?;
     tx.commit().await?;
+    if !deployments.is_empty() {
+        // Start them now rather than at the engine's next poll.
+        state.engine.wake();
+    }
     Ok(HttpResponse::Accepted().json(HookResponse {
         status: status.into(),
         delivery: id,

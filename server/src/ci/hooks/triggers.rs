@@ -66,7 +66,7 @@ pub async fn create_trigger(
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
     let mut tx = AuditTx::begin(&state.db).await?;
-    let svc = services::find(&tx.txn, id.into_inner()).await?;
+    let svc = services::find(tx.conn(), id.into_inner()).await?;
     let actor = auth.scope(Some(svc.environment_id))?;
     let m = trigger_rule::Model {
         id: Uuid::new_v4(),
@@ -90,7 +90,7 @@ pub async fn create_trigger(
         created_by: Set(m.created_by.clone()),
         created_at: Set(m.created_at),
     })
-    .exec_without_returning(&tx.txn)
+    .exec_without_returning(tx.conn())
     .await?;
     tx.record(
         &actor,
@@ -113,13 +113,13 @@ pub async fn delete_trigger(
 ) -> ApiResult<HttpResponse> {
     let mut tx = AuditTx::begin(&state.db).await?;
     let r = trigger_rule::Entity::find_by_id(id.into_inner())
-        .one(&tx.txn)
+        .one(tx.conn())
         .await?
         .ok_or(ApiError::NotFound("trigger"))?;
-    let svc = services::find(&tx.txn, r.service_id).await?;
+    let svc = services::find(tx.conn(), r.service_id).await?;
     let actor = auth.scope(Some(svc.environment_id))?;
     trigger_rule::Entity::delete_by_id(r.id)
-        .exec(&tx.txn)
+        .exec(tx.conn())
         .await?;
     tx.record(
         &actor,
@@ -161,12 +161,12 @@ pub(super) async fn apply_rules(
         .filter(trigger_rule::Column::ProjectId.eq(project_id))
         .filter(trigger_rule::Column::Event.eq(e.kind.as_str()))
         .order_by_asc(trigger_rule::Column::CreatedAt)
-        .all(&tx.txn)
+        .all(tx.conn())
         .await?;
     let (mut notes, mut releases, mut deployments) = (Vec::new(), Vec::new(), Vec::new());
     let mut matched = false;
     for rule in rules {
-        let svc: service::Model = services::find(&tx.txn, rule.service_id).await?;
+        let svc: service::Model = services::find(tx.conn(), rule.service_id).await?;
         if let Some(want) = &e.service {
             if svc.name != *want && svc.id.to_string() != *want {
                 continue;

@@ -105,7 +105,7 @@ impl Engine {
         let busy = deployment::Entity::find()
             .filter(deployment::Column::ServiceId.eq(d.service_id))
             .filter(deployment::Column::State.eq(DeploymentState::Running.as_str()))
-            .one(&tx.txn)
+            .one(tx.conn())
             .await?
             .is_some();
         if busy {

@@ -186,7 +186,7 @@ impl Engine {
         // The step log is complete in the store before the state is final.
         self.flush_steps().await;
         let mut tx = AuditTx::begin(&self.db).await?;
-        let Some(d) = deployment::Entity::find_by_id(id).one(&tx.txn).await? else {
+        let Some(d) = deployment::Entity::find_by_id(id).one(tx.conn()).await? else {
             return Ok(false);
         };
         if d.state != DeploymentState::Running.as_str() || !still_ours(&d) {

@@ -31,8 +31,6 @@ use uuid::Uuid;
 const HOST_SILENT_SECS: i64 = 90;
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Stored host states this module reads and writes.
-const ONLINE: &str = "online";
-const OFFLINE: &str = "offline";
 
 impl Engine {
     /// Running deployments whose driver stopped renewing its lease (the
@@ -86,7 +84,7 @@ impl Engine {
     async fn mark_silent_hosts_offline(&self) -> Result<(), DbErr> {
         let cutoff = Utc::now() - ChronoDuration::seconds(HOST_SILENT_SECS);
         let silent = host::Entity::find()
-            .filter(host::Column::Status.eq(ONLINE))
+            .filter(host::Column::Status.eq(HostStatus::Online.as_str()))
             .filter(
                 sea_orm::Condition::any()
                     .add(host::Column::LastSeenAt.is_null())
@@ -96,9 +94,12 @@ impl Engine {
             .await?;
         for h in silent.into_iter().filter(|h| !self.hub.is_online(h.id)) {
             let res = host::Entity::update_many()
-                .col_expr(host::Column::Status, Expr::value(OFFLINE))
+                .col_expr(
+                    host::Column::Status,
+                    Expr::value(HostStatus::Offline.as_str()),
+                )
                 .filter(host::Column::Id.eq(h.id))
-                .filter(host::Column::Status.eq(ONLINE))
+                .filter(host::Column::Status.eq(HostStatus::Online.as_str()))
                 .exec(&self.db)
                 .await?;
             if res.rows_affected == 1 {
