@@ -13,10 +13,6 @@ mod m20261202_000002_audit_mac;
 
 pub use m20261123_000001_init::GENESIS_HASH;
 
-/// The migration that introduced authenticated audit heads: a start that
-/// applies it seals the existing chain once (`audit::seal_on_upgrade`).
-pub const AUDIT_MAC_MIGRATION: &str = "m20261202_000002_audit_mac";
-
 pub struct Migrator;
 
 #[async_trait::async_trait]

@@ -35,9 +35,9 @@ impl Application {
     /// Connects the store, applies migrations, loads the master key and binds.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = store::connect(&settings).await?;
-        let applied = store::migrate(&db).await?;
+        store::migrate(&db).await?;
         let key = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
-        crate::audit::seal_on_upgrade(&db, &key, &applied).await?;
+        crate::audit::seal_on_upgrade(&db, &key).await?;
         crate::audit::start(&db, &key, &settings).await?;
         let dummy_hash = password::hash(crate::auth::random_secret()).await?;
         let read_cache = if db.get_database_backend() == sea_orm::DbBackend::Postgres {

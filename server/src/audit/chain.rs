@@ -192,7 +192,7 @@ pub async fn verify<C: ConnectionTrait>(
     }
     if head_mac == HeadMac::Required && !head_is_authentic(key, &head) {
         let reason = if head.mac.is_none() {
-            "the head carries no MAC (a store written before head MACs: check it, then run `slipway audit seal`)"
+            "the head carries no MAC (a store written before head MACs: the next `slipway serve` seals it, or check it and run `slipway audit seal`)"
         } else {
             "the head's MAC does not match: the head was rewound or forged (or this is not the store's master key)"
         };

@@ -45,7 +45,7 @@ pub enum AuditError {
     #[error(
         "the audit head (entry {seq}) is not authenticated: the log may have been cut or the \
          head rewound, or this is not the store's master key; run `slipway audit verify` (a \
-         store written before head MACs needs `slipway audit seal` once)"
+         store written before head MACs is sealed by the next `slipway serve`)"
     )]
     HeadNotAuthentic { seq: i64 },
 }
@@ -367,27 +367,26 @@ pub async fn seal(
     Ok(verify(db, &key, HeadMac::Required).await?)
 }
 
-/// Seals the chain once when this start applied the migration that added
-/// head MACs: a store written before them has a head without one, and an
-/// upgrade must not lock everybody out until an operator runs
-/// `slipway audit seal`. Only the start that applies that migration does it,
-/// so nulling a MAC later still refuses writes; the `audit.seal` entry stays
-/// in the log. A chain that fails verification is left unsealed (refused).
+/// Seals, once, a chain that was never authenticated: a store written
+/// before head MACs has a head without one and no checkpoint (every
+/// authenticated commit leaves one), and an upgrade must not lock everybody
+/// out until an operator runs `slipway audit seal`. `serve` does it at start
+/// (not `slipway migrate`, which may run without the master key). The
+/// `audit.seal` entry (actor `system:upgrade`) stays in the log; a MAC removed
+/// from a store that has checkpoints is refused, and a witness catches a
+/// store rewound to look unauthenticated. A chain that fails verification
+/// is left unsealed (refused).
 pub async fn seal_on_upgrade(
     db: &DatabaseConnection,
     key: &crate::secrets::MasterKey,
-    applied: &[String],
 ) -> Result<(), AuditError> {
-    if !applied
-        .iter()
-        .any(|m| m == slipway_migrations::AUDIT_MAC_MIGRATION)
-    {
-        return Ok(());
-    }
     let Some(head) = audit_head::Entity::find_by_id(1).one(db).await? else {
         return Ok(());
     };
     if head.seq == 0 || head.mac.is_some() {
+        return Ok(());
+    }
+    if audit_checkpoint::Entity::find().one(db).await?.is_some() {
         return Ok(());
     }
     let actor = ActorInfo {

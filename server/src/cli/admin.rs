@@ -31,7 +31,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<i32> {
 }
 
 pub async fn migrate(settings: Settings) -> anyhow::Result<i32> {
-    open(&settings).await?;
+    let db = store::connect(&settings).await?;
+    store::migrate(&db).await?;
     println!("migrations applied");
     Ok(0)
 }
@@ -39,10 +40,9 @@ pub async fn migrate(settings: Settings) -> anyhow::Result<i32> {
 /// The store, migrated, with its audit key registered for `AuditTx`.
 async fn open(settings: &Settings) -> anyhow::Result<(DatabaseConnection, MasterKey)> {
     let db = store::connect(settings).await?;
-    let applied = store::migrate(&db).await?;
+    store::migrate(&db).await?;
     let key = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)?;
     audit::mac::register(&db, key.audit_key());
-    audit::seal_on_upgrade(&db, &key, &applied).await?;
     Ok((db, key))
 }
 

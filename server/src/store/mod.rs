@@ -70,12 +70,12 @@ fn sqlite_path(url: &str) -> Option<String> {
     (!path.is_empty() && path != ":memory:").then(|| path.to_owned())
 }
 
-/// Applies pending migrations and names the ones it applied. On PostgreSQL
-/// an advisory lock, held on a dedicated connection, makes replicas starting
-/// together migrate one at a time (the later ones then find nothing pending).
-pub async fn migrate(db: &DatabaseConnection) -> Result<Vec<String>, StoreError> {
+/// Applies pending migrations. On PostgreSQL an advisory lock, held on a
+/// dedicated connection, makes replicas starting together migrate one at a
+/// time (the later ones then find nothing pending).
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
     if db.get_database_backend() != sea_orm::DbBackend::Postgres {
-        return apply_pending(db).await;
+        return Migrator::up(db, None).await.map_err(StoreError::Migrate);
     }
     const LOCK_KEY: i64 = 0x5_11b_3a7; // "slipway" migrations
     let pool = db.get_postgres_connection_pool();
@@ -89,24 +89,13 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<Vec<String>, StoreError>
         .execute(&mut *conn)
         .await
         .map_err(lock_err)?;
-    let result = apply_pending(db).await;
+    let result = Migrator::up(db, None).await.map_err(StoreError::Migrate);
     sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(LOCK_KEY)
         .execute(&mut *conn)
         .await
         .map_err(lock_err)?;
     result
-}
-
-async fn apply_pending(db: &DatabaseConnection) -> Result<Vec<String>, StoreError> {
-    let pending = Migrator::get_pending_migrations(db)
-        .await
-        .map_err(StoreError::Migrate)?
-        .iter()
-        .map(|m| m.name().to_owned())
-        .collect();
-    Migrator::up(db, None).await.map_err(StoreError::Migrate)?;
-    Ok(pending)
 }
 
 /// True when the store answers and every migration has been applied.

@@ -212,6 +212,19 @@ impl TestApp {
         self.csrf = Some(r.body["csrf_token"].as_str().expect("csrf").to_owned());
     }
 
+    /// Logs in as the admin `setup_admin` created (e.g. on a replica);
+    /// keeps the session and CSRF token.
+    pub async fn login_admin(&mut self) {
+        let r = self
+            .post(
+                "/api/v1/auth/login",
+                &serde_json::json!({"username": ADMIN, "password": PASSWORD}),
+            )
+            .await
+            .expect(200);
+        self.csrf = Some(r.body["csrf_token"].as_str().expect("csrf").to_owned());
+    }
+
     /// An API token with `role`, optionally limited to environments.
     pub async fn token(&self, role: &str, envs: &[&str]) -> String {
         let r = self
