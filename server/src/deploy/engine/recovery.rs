@@ -30,8 +30,6 @@ use uuid::Uuid;
 /// is offline (connections refresh `last_seen_at` about every 30 s).
 const HOST_SILENT_SECS: i64 = 90;
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(120);
-/// Stored host states this module reads and writes.
-
 impl Engine {
     /// Running deployments whose driver stopped renewing its lease (the
     /// control plane died): mark them failed and put their hosts back.
