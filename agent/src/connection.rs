@@ -122,6 +122,7 @@ pub async fn execute(
 ) {
     let services = match request {
         AgentRequest::Rollout(p) => vec![p.service.service_id],
+        AgentRequest::RunOnce(p) => vec![p.service.service_id],
         AgentRequest::Revert(p) => vec![p.service.service_id],
         AgentRequest::Reconcile(p) => p.services.iter().map(|s| s.service.service_id).collect(),
         AgentRequest::ContainerLogs { .. } => Vec::new(),
@@ -159,6 +160,10 @@ pub async fn execute(
             }
             Err(e) => Err(e),
         },
+        AgentRequest::RunOnce(_) => Err(AgentError::new(
+            AgentErrorCode::InvalidSpec,
+            "one-off runs are not supported by this agent yet",
+        )),
         AgentRequest::Revert(p) => engine.revert(p, &progress, cancel).await,
         AgentRequest::Reconcile(p) => engine.reconcile(p, &progress, cancel).await,
         AgentRequest::ContainerLogs {

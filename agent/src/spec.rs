@@ -148,13 +148,16 @@ pub fn create_specs(
             ports.push(key);
         }
     }
-    let health = c.health_check.as_ref().map(|h| {
-        let path = if h.path.starts_with('/') {
-            h.path.clone()
-        } else {
-            format!("/{}", h.path)
-        };
-        (h.port.get(), path)
+    let health = c.health_check.as_ref().and_then(|h| match h.probe()? {
+        slipway_types::api::Probe::Http { path, port } => {
+            let path = if path.starts_with('/') {
+                path.to_string()
+            } else {
+                format!("/{path}")
+            };
+            Some((port.get(), path))
+        }
+        _ => None,
     });
     if let Some((port, _)) = &health {
         let key = PortKey::tcp(*port);
@@ -355,6 +358,8 @@ mod tests {
                     container: port(80),
                     published: Some(port(8080)),
                     protocol: Protocol::Tcp,
+                    mode: Default::default(),
+                    host_ip: None,
                 }],
                 volumes: vec![
                     VolumeMount {
@@ -369,11 +374,10 @@ mod tests {
                     },
                 ],
                 health_check: Some(HealthCheck {
-                    path: "healthz".into(),
-                    port: port(9000),
                     interval_secs: 1,
                     timeout_secs: 1,
                     retries: 1,
+                    ..HealthCheck::http("healthz", port(9000))
                 }),
                 resources: Resources {
                     cpus: Some(0.5),
@@ -384,6 +388,7 @@ mod tests {
                 cap_drop: vec![slipway_types::Capability::try_from("ALL").unwrap()],
                 cap_add: vec![],
                 no_new_privileges: true,
+                ..ContainerSpec::of_image(ImageRef::try_from("x:1").unwrap())
             },
             replicas: 2,
             keep_previous: 1,
@@ -391,6 +396,7 @@ mod tests {
             drain_timeout_secs: 5,
             registry_auth: None,
             phase: Default::default(),
+            strategy: slipway_types::api::RolloutStrategy::StartFirst,
         }
     }
 

@@ -119,14 +119,15 @@ fn plan(service: &ServiceKey, release: i64) -> RolloutPlan {
                 container: port(8080),
                 published: None,
                 protocol: Protocol::Tcp,
+                mode: Default::default(),
+                host_ip: None,
             }],
             volumes: vec![],
             health_check: Some(HealthCheck {
-                path: "/healthz".into(),
-                port: port(8080),
                 interval_secs: 1,
                 timeout_secs: 1,
                 retries: 1,
+                ..HealthCheck::http("/healthz", port(8080))
             }),
             resources: Resources::default(),
             user: None,
@@ -134,6 +135,7 @@ fn plan(service: &ServiceKey, release: i64) -> RolloutPlan {
             cap_drop: vec![],
             cap_add: vec![],
             no_new_privileges: true,
+            ..ContainerSpec::of_image(ImageRef::try_from("x:1").unwrap())
         },
         replicas: 1,
         keep_previous: 1,
@@ -141,6 +143,7 @@ fn plan(service: &ServiceKey, release: i64) -> RolloutPlan {
         drain_timeout_secs: 1,
         registry_auth: None,
         phase: Default::default(),
+        strategy: slipway_types::api::RolloutStrategy::StartFirst,
     }
 }
 
@@ -291,7 +294,7 @@ async fn handshake_requests_reconnect_and_revocation() {
     // A rollout that never gets healthy is in flight when the server drops the
     // connection: its new container is removed, the serving one is untouched.
     let mut p3 = plan(&service, 3);
-    p3.container.health_check.as_mut().unwrap().path = "/missing".into();
+    p3.container.health_check.as_mut().unwrap().path = Some("/missing".into());
     p3.health_timeout_secs = 120;
     send(
         &mut ws,

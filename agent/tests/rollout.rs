@@ -118,14 +118,15 @@ impl Harness {
                     container: port(8080),
                     published: Some(port(self.published)),
                     protocol: Protocol::Tcp,
+                    mode: Default::default(),
+                    host_ip: None,
                 }],
                 volumes: vec![],
                 health_check: Some(HealthCheck {
-                    path: health_path.into(),
-                    port: port(8080),
                     interval_secs: 1,
                     timeout_secs: 1,
                     retries: 1,
+                    ..HealthCheck::http(health_path, port(8080))
                 }),
                 resources: Resources {
                     cpus: Some(0.5),
@@ -136,6 +137,7 @@ impl Harness {
                 cap_drop: vec![],
                 cap_add: vec![],
                 no_new_privileges: true,
+                ..ContainerSpec::of_image(ImageRef::try_from("x:1").unwrap())
             },
             replicas: 1,
             keep_previous: 2,
@@ -143,6 +145,7 @@ impl Harness {
             drain_timeout_secs: 2,
             registry_auth: None,
             phase: Default::default(),
+            strategy: slipway_types::api::RolloutStrategy::StartFirst,
         }
     }
 

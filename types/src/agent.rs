@@ -16,14 +16,19 @@
 //!
 //! Every frame is one JSON text message. Secret values travel only inside
 //! [`ContainerSpec::env`] as [`Sensitive`], whose `Debug` is redacted.
-use crate::api::{HealthCheck, Protocol, Resources, Validate, VolumeMount};
+use crate::api::{
+    ConfigFile, ExtraHost, HealthCheck, PortMode, Protocol, Resources, RolloutStrategy, Tmpfs,
+    Validate, VolumeMount,
+};
 use crate::{Capability, ImageRef, Port};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: environment networks, stop-first rollouts, exec/TCP health checks,
+/// one-off runs (release commands, jobs), the `switched` event.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// A peer silent for this long is considered gone.
 pub const DEAD_AFTER_SECS: u64 = 15;
 /// How often each side sends [`ServerMessage::Heartbeat`]/[`AgentMessage::Heartbeat`].
@@ -247,6 +252,10 @@ pub enum AgentRequest {
     Revert(RevertPlan),
     /// Converge this host's containers and proxy routes to the desired state.
     Reconcile(ReconcilePlan),
+    /// Run a one-off container of a release to completion (a release command
+    /// or a job), streaming its output as [`AgentEvent::Log`]; answers
+    /// [`AgentResponse::Completed`].
+    RunOnce(RunOncePlan),
     /// Stream a container's logs as [`AgentEvent::Log`] until `follow` ends.
     ContainerLogs {
         container_id: String,
@@ -276,6 +285,44 @@ pub struct RolloutPlan {
     pub registry_auth: Option<RegistryAuth>,
     #[serde(default)]
     pub phase: RolloutPhase,
+    /// `start-first` (zero downtime) or `stop-first` (recreate: the old
+    /// containers stop before the new ones start; a failed start restarts
+    /// them on the same volumes).
+    #[serde(default = "default_strategy")]
+    pub strategy: RolloutStrategy,
+}
+
+fn default_strategy() -> RolloutStrategy {
+    RolloutStrategy::StartFirst
+}
+
+/// Why a one-off container runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RunPurpose {
+    /// The service's `release_command`, before the new release takes traffic.
+    ReleaseCommand,
+    /// A `job` service's deployment.
+    Job,
+}
+
+/// A one-off container: created from `container` (with `command` as its
+/// command when set), on the environment network, run until it exits or
+/// `timeout_secs` pass (then killed), then removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RunOncePlan {
+    pub deployment_id: Uuid,
+    pub release_number: i64,
+    pub service: ServiceKey,
+    pub purpose: RunPurpose,
+    pub container: ContainerSpec,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    pub timeout_secs: u32,
+    #[serde(default)]
+    pub registry_auth: Option<RegistryAuth>,
 }
 
 /// A single-host rollout runs `full`. Across several hosts the control
@@ -328,6 +375,52 @@ pub struct ContainerSpec {
     pub cap_add: Vec<Capability>,
     #[serde(default)]
     pub no_new_privileges: bool,
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub tmpfs: Vec<Tmpfs>,
+    /// SIGTERM → SIGKILL delay when stopping (Docker's default 10 s when `None`).
+    #[serde(default)]
+    pub stop_grace_period_secs: Option<u32>,
+    #[serde(default)]
+    pub init: bool,
+    #[serde(default)]
+    pub extra_hosts: Vec<ExtraHost>,
+    /// Config files mounted read-only.
+    #[serde(default)]
+    pub files: Vec<ConfigFile>,
+    /// DNS names of the container on its environment network: the service
+    /// name first, then the service's aliases. The agent creates the
+    /// network (one per environment and host) and removes it when unused.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+impl ContainerSpec {
+    /// A container of `image` with every default (tests, one-off runs).
+    pub fn of_image(image: ImageRef) -> Self {
+        Self {
+            image,
+            command: None,
+            env: BTreeMap::new(),
+            ports: Vec::new(),
+            volumes: Vec::new(),
+            health_check: None,
+            resources: Resources::default(),
+            user: None,
+            read_only: false,
+            cap_drop: Vec::new(),
+            cap_add: Vec::new(),
+            no_new_privileges: true,
+            entrypoint: None,
+            tmpfs: Vec::new(),
+            stop_grace_period_secs: None,
+            init: false,
+            extra_hosts: Vec::new(),
+            files: Vec::new(),
+            aliases: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -339,6 +432,12 @@ pub struct ContainerPort {
     pub published: Option<Port>,
     #[serde(default)]
     pub protocol: Protocol,
+    #[serde(default)]
+    pub mode: PortMode,
+    /// For `mode: tcp`: the address Docker binds (default 127.0.0.1).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub host_ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -381,6 +480,9 @@ pub enum AgentEvent {
     Step { message: String },
     /// One line of container output.
     Log { stream: LogStream, line: String },
+    /// The rollout switched this host's traffic to the new containers (sent
+    /// the moment it happens, so a control plane that dies afterwards knows).
+    Switched,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -414,6 +516,14 @@ pub enum AgentResponse {
     },
     /// A log stream ended.
     LogsEnded,
+    /// A one-off container exited.
+    Completed {
+        exit_code: i64,
+        /// Its last output lines.
+        #[serde(default)]
+        tail: Vec<String>,
+        duration_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -435,6 +545,8 @@ pub enum AgentErrorCode {
     Busy,
     Docker,
     Proxy,
+    /// A one-off container ran longer than its timeout (it was killed).
+    Timeout,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -478,4 +590,8 @@ pub mod labels {
     pub const RELEASE: &str = "slipway.release";
     pub const DEPLOYMENT: &str = "slipway.deployment";
     pub const REPLICA: &str = "slipway.replica";
+    /// On one-off containers: `release_command` or `job`.
+    pub const RUN: &str = "slipway.run";
+    /// On environment networks.
+    pub const NETWORK: &str = "slipway.network";
 }

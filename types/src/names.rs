@@ -102,6 +102,25 @@ pub fn check_dns_label(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A host name of DNS labels separated by dots (`db.internal`), at most 253
+/// bytes: what `/etc/hosts` entries may name.
+pub fn check_hostname(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 253 {
+        return Err("must be 1–253 characters".into());
+    }
+    for label in s.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!("{s:?} is not a host name"));
+        }
+    }
+    Ok(())
+}
+
 pub fn check_env_var_name(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("must not be empty".into());

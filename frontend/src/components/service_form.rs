@@ -8,7 +8,7 @@ use super::{FieldError, FormErrors};
 use crate::api::invalid;
 use leptos::prelude::*;
 use slipway_types::{
-    api::{HealthCheck, PortMapping, Protocol, ServiceSpec, Validate},
+    api::{HealthCheck, HealthKind, PortMapping, Probe, Protocol, ServiceSpec, Validate},
     ApiErrorBody, Capability, EnvVarName, ImageRef, Port, ResourceName,
 };
 use std::collections::BTreeMap;
@@ -116,6 +116,8 @@ pub fn parse_ports(text: &str) -> Result<Vec<PortMapping>, ApiErrorBody> {
                 container,
                 published,
                 protocol,
+                mode: Default::default(),
+                host_ip: None,
             })
         })
         .collect()
@@ -149,9 +151,10 @@ impl ServiceFormState {
         s.image.set(spec.image.to_string());
         s.ports.set(ports_to_text(&spec.ports));
         s.env.set(env_to_text(&spec.env));
-        if let Some(h) = &spec.health_check {
-            s.hc_path.set(h.path.clone());
-            s.hc_port.set(h.port.to_string());
+        if let Some(Probe::Http { path, port }) = spec.health_check.as_ref().and_then(|h| h.probe())
+        {
+            s.hc_path.set(path.to_owned());
+            s.hc_port.set(port.to_string());
         }
         s.replicas.set(spec.replicas.to_string());
         s.cpus.set(
@@ -187,7 +190,12 @@ impl ServiceFormState {
         let port = self.hc_port.get_untracked().trim().to_owned();
         let base = self.base.get_value();
         let health_check = match (path.is_empty(), port.is_empty()) {
-            (true, true) => None,
+            // A tcp or exec check (set through the API or a compose import)
+            // is not one this form edits: it stays.
+            (true, true) => base
+                .as_ref()
+                .and_then(|b| b.health_check.clone())
+                .filter(|h| h.kind != HealthKind::Http),
             (true, false) => {
                 return Err(invalid(
                     "health_check.path",
@@ -200,11 +208,11 @@ impl ServiceFormState {
             (false, false) => {
                 let old = base.as_ref().and_then(|b| b.health_check.clone());
                 Some(HealthCheck {
-                    path,
-                    port: parse_port(&port, "health_check.port")?,
                     interval_secs: old.as_ref().map_or(10, |h| h.interval_secs),
                     timeout_secs: old.as_ref().map_or(3, |h| h.timeout_secs),
                     retries: old.as_ref().map_or(3, |h| h.retries),
+                    start_period_secs: old.as_ref().map_or(0, |h| h.start_period_secs),
+                    ..HealthCheck::http(path, parse_port(&port, "health_check.port")?)
                 })
             }
         };
@@ -234,18 +242,7 @@ impl ServiceFormState {
             u => Some(u.to_owned()),
         };
 
-        let mut spec = base.unwrap_or_else(|| ServiceSpec {
-            image: image.clone(),
-            command: None,
-            ports: Vec::new(),
-            env: BTreeMap::new(),
-            secrets: Vec::new(),
-            volumes: Vec::new(),
-            health_check: None,
-            replicas: 1,
-            resources: Default::default(),
-            hardening: Default::default(),
-        });
+        let mut spec = base.unwrap_or_else(|| ServiceSpec::of_image(image.clone()));
         spec.image = image;
         spec.ports = ports;
         spec.env = env;

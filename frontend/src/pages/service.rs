@@ -469,7 +469,7 @@ fn SpecView(spec: ServiceSpec) -> impl IntoView {
                 {row("Memory", spec.resources.memory_mb.map(|m| format!("{m} MB")).unwrap_or_default())}
                 {row(
                     "Health check",
-                    spec.health_check.as_ref().map(|h| format!("GET :{}{}", h.port, h.path)).unwrap_or_default(),
+                    spec.health_check.as_ref().and_then(|h| h.probe()).map(describe_probe).unwrap_or_default(),
                 )}
                 {row("User", h.user.clone().unwrap_or_default())}
                 {row("Hardening", hardening)}
@@ -544,5 +544,15 @@ mod tests {
 
         let none = deploy_request(DeploySource::Release, "x", None).expect_err("none");
         assert_eq!(none.field.as_deref(), Some("release"));
+    }
+}
+
+/// A health check in a few words: `GET :8080/health`, `TCP :5432`, `exec pg_isready`.
+fn describe_probe(p: slipway_types::api::Probe<'_>) -> String {
+    use slipway_types::api::Probe;
+    match p {
+        Probe::Http { path, port } => format!("GET :{port}{path}"),
+        Probe::Tcp { port } => format!("TCP :{port}"),
+        Probe::Exec { command } => format!("exec {}", command.join(" ")),
     }
 }

@@ -105,6 +105,7 @@ pub fn cost(event: &AgentEvent) -> usize {
     let text = match event {
         AgentEvent::Log { line, .. } => line.len(),
         AgentEvent::Step { message } => message.len(),
+        AgentEvent::Switched => 0,
     };
     text + std::mem::size_of::<Delivered>()
 }

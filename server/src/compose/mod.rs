@@ -20,8 +20,8 @@ use compose_spec::{
 };
 use slipway_types::{
     api::{
-        HealthCheck, NewService, PortMapping, Protocol, Resources, SecretRef, ServiceSpec,
-        Validate, VolumeMount,
+        HealthCheck, NewService, PortMapping, PortMode, Protocol, Resources, SecretRef,
+        ServiceSpec, Validate, VolumeMount,
     },
     names::check_dns_label,
     Capability, EnvVarName, ImageRef, Port, ResourceName,
@@ -340,7 +340,6 @@ fn convert_service(path: &str, svc: compose_spec::Service, r: &mut Report) -> Op
     }
 
     let spec = ServiceSpec {
-        image: image?,
         command,
         ports,
         env,
@@ -350,6 +349,7 @@ fn convert_service(path: &str, svc: compose_spec::Service, r: &mut Report) -> Op
         replicas,
         resources,
         hardening,
+        ..ServiceSpec::of_image(image?)
     };
     if r.unsupported.len() + r.invalid.len() > errors_before {
         return None;
@@ -596,6 +596,8 @@ fn convert_ports(
                 container,
                 published,
                 protocol,
+                mode: PortMode::Http,
+                host_ip: None,
             });
         }
     }
@@ -879,11 +881,10 @@ fn convert_healthcheck(path: &str, h: &Healthcheck, r: &mut Report) -> Option<He
         Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
     };
     Some(HealthCheck {
-        path: probe_path,
-        port,
         interval_secs: secs(&format!("{path}.interval"), c.interval, 10, r),
         timeout_secs: secs(&format!("{path}.timeout"), c.timeout, 3, r),
         retries,
+        ..HealthCheck::http(probe_path, port)
     })
 }
 
@@ -1021,6 +1022,8 @@ mod tests {
             container: Port::try_from(i64::from(container)).unwrap(),
             published: published.map(|h| Port::try_from(i64::from(h)).unwrap()),
             protocol,
+            mode: PortMode::Http,
+            host_ip: None,
         }
     }
 
@@ -1064,11 +1067,10 @@ mod tests {
         assert_eq!(
             api.health_check,
             Some(HealthCheck {
-                path: "/health".into(),
-                port: Port::try_from(8080).unwrap(),
                 interval_secs: 30,
                 timeout_secs: 10,
                 retries: 3,
+                ..HealthCheck::http("/health", Port::try_from(8080).unwrap())
             })
         );
 
@@ -1180,7 +1182,13 @@ mod tests {
             ]
         );
         let hc = api.health_check.as_ref().unwrap();
-        assert_eq!((hc.path.as_str(), hc.port.get()), ("/health", 8080));
+        assert_eq!(
+            (
+                hc.path.as_deref().unwrap_or_default(),
+                hc.port.map_or(0, |p| p.get())
+            ),
+            ("/health", 8080)
+        );
         assert_eq!((hc.interval_secs, hc.timeout_secs, hc.retries), (15, 5, 5));
         for expected in [
             "services.api.healthcheck.start_period",
@@ -1275,16 +1283,34 @@ services:
         };
         let (h, _) = hc(r#"["CMD", "curl", "-f", "http://localhost:8080/health"]"#);
         let h = h.unwrap();
-        assert_eq!((h.path.as_str(), h.port.get()), ("/health", 8080));
+        assert_eq!(
+            (
+                h.path.as_deref().unwrap_or_default(),
+                h.port.map_or(0, |p| p.get())
+            ),
+            ("/health", 8080)
+        );
         assert_eq!((h.interval_secs, h.timeout_secs, h.retries), (10, 3, 3));
         let (h, _) = hc(r#"["CMD", "wget", "-qO-", "http://127.0.0.1/ready?full=1"]"#);
         let h = h.unwrap();
-        assert_eq!((h.path.as_str(), h.port.get()), ("/ready?full=1", 80));
+        assert_eq!(
+            (
+                h.path.as_deref().unwrap_or_default(),
+                h.port.map_or(0, |p| p.get())
+            ),
+            ("/ready?full=1", 80)
+        );
         let (h, _) = hc(r#"curl --fail "http://localhost:3000/api/health" || exit 1"#);
         let h = h.unwrap();
-        assert_eq!((h.path.as_str(), h.port.get()), ("/api/health", 3000));
+        assert_eq!(
+            (
+                h.path.as_deref().unwrap_or_default(),
+                h.port.map_or(0, |p| p.get())
+            ),
+            ("/api/health", 3000)
+        );
         let (h, _) = hc(r#"["CMD-SHELL", "/usr/bin/curl -sf http://0.0.0.0:9000/ping"]"#);
-        assert_eq!(h.unwrap().port.get(), 9000);
+        assert_eq!(h.unwrap().port.map(|p| p.get()), Some(9000));
     }
 
     #[test]

@@ -113,6 +113,8 @@ pub fn container_spec(
                 container: p.container,
                 published: p.published,
                 protocol: p.protocol,
+                mode: p.mode,
+                host_ip: p.host_ip,
             })
             .collect(),
         volumes: spec
@@ -130,6 +132,15 @@ pub fn container_spec(
         cap_drop: spec.hardening.cap_drop.clone(),
         cap_add: spec.hardening.cap_add.clone(),
         no_new_privileges: spec.hardening.no_new_privileges,
+        entrypoint: spec.entrypoint.clone(),
+        tmpfs: spec.tmpfs.clone(),
+        stop_grace_period_secs: spec.stop_grace_period_secs,
+        init: spec.init,
+        extra_hosts: spec.extra_hosts.clone(),
+        files: spec.files.clone(),
+        aliases: std::iter::once(key.service.clone())
+            .chain(spec.aliases.iter().map(|a| a.to_string()))
+            .collect(),
     }
 }
 
@@ -171,11 +182,10 @@ mod tests {
         let mut s = spec();
         assert_eq!(health_timeout_secs(&s), 60);
         s.health_check = Some(HealthCheck {
-            path: "/h".into(),
-            port: Port::try_from(8080i64).unwrap(),
             interval_secs: 1,
             timeout_secs: 1,
             retries: 2,
+            ..HealthCheck::http("/h", Port::try_from(8080i64).unwrap())
         });
         assert_eq!(health_timeout_secs(&s), 5);
         if let Some(h) = s.health_check.as_mut() {

@@ -110,7 +110,10 @@ async fn compose_import_dry_run_then_real(mut app: TestApp) {
     assert_eq!(api.spec.replicas, 2);
     assert_eq!(api.spec.resources.memory_mb, Some(256));
     assert_eq!(api.spec.secrets[0].secret.as_str(), "JWT_SECRET");
-    assert_eq!(api.spec.health_check.as_ref().unwrap().path, "/health");
+    assert_eq!(
+        api.spec.health_check.as_ref().unwrap().path.as_deref(),
+        Some("/health")
+    );
     let cache = all.iter().find(|s| s.name.as_str() == "cache").unwrap();
     assert_eq!(cache.spec.volumes[0].source, "cache-data");
     assert_eq!(

@@ -231,3 +231,42 @@ mod tests {
         }
     }
 }
+
+/// `POST /api/v1/environments/{id}/deployments`: deploy an environment's
+/// services in dependency order (`depends_on`), each waiting for its
+/// dependencies' deployments.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeployEnvironment {
+    /// Only these services (and nothing else); default: every service.
+    #[serde(default)]
+    pub services: Option<Vec<crate::ResourceName>>,
+    /// Deploy the chosen services even when what serves already matches
+    /// their spec; default: only the changed ones.
+    #[serde(default)]
+    pub all: bool,
+}
+
+impl Validate for DeployEnvironment {
+    fn validate(&self) -> Result<(), FieldError> {
+        if let Some(s) = &self.services {
+            if s.is_empty() || s.len() > 100 {
+                return Err(FieldError::new("services", "name 1–100 services"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What **Deploy environment** started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct EnvironmentDeployment {
+    /// Shared by the deployments started together.
+    pub batch_id: Uuid,
+    /// In dependency order (dependencies first).
+    pub deployments: Vec<Deployment>,
+    /// Services left alone: what serves matches their spec.
+    pub unchanged: Vec<String>,
+}

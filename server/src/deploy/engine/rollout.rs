@@ -112,6 +112,7 @@ impl Engine {
                 drain_timeout_secs: DRAIN_TIMEOUT_SECS,
                 registry_auth: registry_auth.clone(),
                 phase,
+                strategy: ctx.spec.effective_strategy(),
             })
         };
         let timeout = plan::rollout_timeout(health_timeout);
@@ -293,6 +294,7 @@ impl Engine {
         let line = match ev {
             AgentEvent::Step { message } => message,
             AgentEvent::Log { line, .. } => line,
+            AgentEvent::Switched => "traffic switched".to_string(),
         };
         self.step(id, format!("{}: {line}", h.name)).await;
     }
@@ -547,6 +549,7 @@ fn describe_agent_error(e: &AgentError) -> String {
         AgentErrorCode::Busy => "host busy",
         AgentErrorCode::Docker => "Docker error",
         AgentErrorCode::Proxy => "ingress proxy error",
+        AgentErrorCode::Timeout => "timed out",
     };
     let mut s = format!("{what}: {}", e.message);
     if !e.logs.is_empty() {
