@@ -520,6 +520,16 @@ fn EditServiceForm(
     }
 }
 
+/// A health check in a few words: `GET :8080/health`, `TCP :5432`, `exec pg_isready`.
+fn describe_probe(p: slipway_types::api::Probe<'_>) -> String {
+    use slipway_types::api::Probe;
+    match p {
+        Probe::Http { path, port } => format!("GET :{port}{path}"),
+        Probe::Tcp { port } => format!("TCP :{port}"),
+        Probe::Exec { command } => format!("exec {}", command.join(" ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -544,15 +554,5 @@ mod tests {
 
         let none = deploy_request(DeploySource::Release, "x", None).expect_err("none");
         assert_eq!(none.field.as_deref(), Some("release"));
-    }
-}
-
-/// A health check in a few words: `GET :8080/health`, `TCP :5432`, `exec pg_isready`.
-fn describe_probe(p: slipway_types::api::Probe<'_>) -> String {
-    use slipway_types::api::Probe;
-    match p {
-        Probe::Http { path, port } => format!("GET :{port}{path}"),
-        Probe::Tcp { port } => format!("TCP :{port}"),
-        Probe::Exec { command } => format!("exec {}", command.join(" ")),
     }
 }

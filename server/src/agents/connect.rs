@@ -623,9 +623,12 @@ mod tests {
     #[test]
     fn a_hello_of_another_version_that_does_not_parse_is_a_version_mismatch() {
         let e = serde_json::from_str::<AgentMessage>("{}").unwrap_err();
-        let v2 = r#"{"type":"hello","protocol_version":2,"new_field":{}}"#;
+        let next = format!(
+            r#"{{"type":"hello","protocol_version":{},"new_field":{{}}}}"#,
+            PROTOCOL_VERSION + 1
+        );
         assert!(matches!(
-            hello_parse_error(v2, e),
+            hello_parse_error(&next, e),
             First::Fail(ProtocolErrorCode::VersionMismatch, _)
         ));
         let e = serde_json::from_str::<AgentMessage>("{").unwrap_err();
