@@ -10,6 +10,7 @@ mod m20261123_000004_token_actions;
 mod m20261130_000005_agents;
 mod m20261202_000001_login_attempts;
 mod m20261202_000002_audit_mac;
+mod m20261203_000001_deployment_batches;
 
 pub use m20261123_000001_init::GENESIS_HASH;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000005_agents::Migration),
             Box::new(m20261202_000001_login_attempts::Migration),
             Box::new(m20261202_000002_audit_mac::Migration),
+            Box::new(m20261203_000001_deployment_batches::Migration),
         ]
     }
 }

@@ -456,6 +456,8 @@ mod tests {
             started_at: Some(at),
             finished_at: Some(at),
             steps: vec![],
+            batch_id: None,
+            waits_for: vec![],
         }
     }
 

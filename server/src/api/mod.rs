@@ -177,6 +177,7 @@ routes! {
     patch "/services/{id}" => services::update, ADMIN CONFIGURE, "Rename a service or replace its spec", NoQuery, UpdateService => 200 Service;
     delete "/services/{id}" => services::delete, ADMIN CONFIGURE, "Delete a service and its history", NoQuery, NoBody => 204 NoBody;
     post "/services/{id}/deployments" => deployments::create, DEPLOYER DEPLOY, "Cut a release (or reuse one) and queue its deployment", NoQuery, CreateDeployment => 202 Deployment;
+    post "/environments/{id}/deployments" => crate::deploy::routes::deploy_environment, DEPLOYER DEPLOY, "Deploy environment: the changed services (or the chosen ones) in dependency order, each waiting for its dependencies", NoQuery, DeployEnvironment => 202 | 200 EnvironmentDeployment;
     get "/hosts" => hosts::list, VIEWER READ, "List hosts", PageQuery, NoBody => 200 Page<Host>;
     post "/hosts" => hosts::create, ADMIN CONFIGURE, "Register a host", NoQuery, NewHost => 201 Host;
     get "/hosts/{id}" => hosts::get, VIEWER READ, "Get a host", NoQuery, NoBody => 200 Host;

@@ -1,38 +1,54 @@
 //! `slipway deploy`: an HTTP client of `/api/v1` for CI. It needs no server
-//! settings. Exit codes: 0 accepted (or, with --wait, succeeded), 1 ended
-//! failed/cancelled/rejected/rolled back or the server was unreachable, 2 bad
-//! input or refused (4xx), 3 timed out waiting.
+//! settings. `--service` deploys one service; `--environment` deploys an
+//! environment (**Deploy environment**: its changed services, or the chosen
+//! ones, in dependency order). Exit codes: 0 accepted (or, with --wait,
+//! succeeded: every deployment of the batch), 1 ended failed/cancelled/
+//! rejected/rolled back or the server was unreachable, 2 bad input or
+//! refused (4xx), 3 timed out waiting.
 use reqwest::{Client, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use slipway_types::api::{Deployment, Environment, Page, Project, Service};
+use slipway_types::api::{
+    Deployment, DeploymentState, Environment, EnvironmentDeployment, Page, Project, Service,
+};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 #[derive(clap::Args)]
 pub struct DeployArgs {
-    /// Service id, or `project/env/service`, or a name within --env.
-    #[arg(long)]
-    pub service: String,
+    /// Service id, or `project/env/service`, or a name within --env. With
+    /// --environment: the name of a service of it to deploy (repeatable;
+    /// default: every changed service).
+    #[arg(long, required_unless_present = "environment")]
+    pub service: Vec<String>,
     /// Environment id or `project/env` (needed when --service is a bare name).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "environment")]
     pub env: Option<String>,
-    /// Image to deploy (default: the service's current image).
+    /// Deploy an environment (`project/env` or id): its changed services in
+    /// dependency order, each waiting for its dependencies.
     #[arg(long)]
+    pub environment: Option<String>,
+    /// With --environment: deploy the services even when what serves
+    /// matches their spec.
+    #[arg(long, requires = "environment")]
+    pub all: bool,
+    /// Image to deploy (default: the service's current image).
+    #[arg(long, conflicts_with = "environment")]
     pub image: Option<String>,
     #[arg(long, env = "SLIPWAY_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// API token (deployer or above).
     #[arg(long, env = "SLIPWAY_TOKEN", hide_env_values = true)]
     pub token: String,
-    #[arg(long)]
+    #[arg(long, conflicts_with = "environment")]
     pub git_sha: Option<String>,
-    #[arg(long)]
+    #[arg(long, conflicts_with = "environment")]
     pub git_ref: Option<String>,
     /// Admins: deploy despite a freeze (audited).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "environment")]
     pub override_reason: Option<String>,
-    /// Wait until the deployment finishes.
+    /// Wait until the deployment (every deployment of an environment's
+    /// batch) finishes.
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits, e.g. 30s, 10m, 1h.
@@ -215,7 +231,13 @@ async fn deploy(args: DeployArgs) -> R<i32> {
         base: url.as_str().trim_end_matches('/').to_owned(),
         token: args.token.trim().to_owned(),
     };
-    let svc = api.service(&args.service, args.env.as_deref()).await?;
+    if let Some(env) = &args.environment {
+        return deploy_environment(&api, env, &args, timeout).await;
+    }
+    let [service] = args.service.as_slice() else {
+        return Err(bad("--service: give one service (or --environment)"));
+    };
+    let svc = api.service(service, args.env.as_deref()).await?;
     let mut body = json!({});
     for (k, v) in [
         ("image", &args.image),
@@ -255,16 +277,14 @@ async fn deploy(args: DeployArgs) -> R<i32> {
             last = d.state;
         }
         if d.state.is_terminal() {
-            return Ok(
-                if d.state == slipway_types::api::DeploymentState::Succeeded {
-                    0
-                } else {
-                    if let Some(r) = &d.reason {
-                        eprintln!("reason: {r}");
-                    }
-                    1
-                },
-            );
+            return Ok(if d.state == DeploymentState::Succeeded {
+                0
+            } else {
+                if let Some(r) = &d.reason {
+                    eprintln!("reason: {r}");
+                }
+                1
+            });
         }
         if start.elapsed() >= timeout {
             eprintln!(
@@ -278,6 +298,94 @@ async fn deploy(args: DeployArgs) -> R<i32> {
         let left = timeout.saturating_sub(start.elapsed());
         tokio::time::sleep(left.min(Duration::from_secs(2))).await;
     }
+}
+
+/// `--environment`: one **Deploy environment**; with --wait, waits for every
+/// deployment of the batch, then prints each one's outcome in order.
+async fn deploy_environment(api: &Api, spec: &str, args: &DeployArgs, timeout: Duration) -> R<i32> {
+    let env = api.environment(spec).await?;
+    let mut body = json!({"all": args.all});
+    if !args.service.is_empty() {
+        body["services"] = json!(args.service);
+    }
+    let batch: EnvironmentDeployment = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/environments/{}/deployments", env.id),
+            Some(body),
+        )
+        .await?;
+    let svcs: Page<Service> = api
+        .get(&format!("/environments/{}/services?limit=500", env.id))
+        .await?;
+    let name_of = |d: &Deployment| {
+        svcs.items
+            .iter()
+            .find(|s| s.id == d.service_id)
+            .map_or_else(|| d.service_id.to_string(), |s| s.name.to_string())
+    };
+    if !batch.unchanged.is_empty() {
+        eprintln!("unchanged: {}", batch.unchanged.join(", "));
+    }
+    if batch.deployments.is_empty() {
+        eprintln!("nothing to deploy in {spec}: every service is unchanged");
+        return Ok(0);
+    }
+    for d in &batch.deployments {
+        println!("{}", d.id);
+        eprintln!(
+            "deployment {} of {} release #{} ({}): {}",
+            d.id,
+            name_of(d),
+            d.release_number,
+            d.image,
+            d.state.as_str()
+        );
+    }
+    if !args.wait {
+        return Ok(0);
+    }
+    let start = Instant::now();
+    let mut last: Vec<Deployment> = batch.deployments;
+    loop {
+        let mut now = Vec::with_capacity(last.len());
+        for d in &last {
+            if d.state.is_terminal() {
+                now.push(d.clone());
+                continue;
+            }
+            let n: Deployment = api.get(&format!("/deployments/{}", d.id)).await?;
+            if n.state != d.state {
+                eprintln!("{} ({}): {}", name_of(&n), n.id, n.state.as_str());
+            }
+            now.push(n);
+        }
+        last = now;
+        if last.iter().all(|d| d.state.is_terminal()) {
+            break;
+        }
+        if start.elapsed() >= timeout {
+            eprintln!("timed out after {timeout:?}:");
+            for d in &last {
+                eprintln!("  {}: {}", name_of(d), d.state.as_str());
+            }
+            return Ok(3);
+        }
+        let left = timeout.saturating_sub(start.elapsed());
+        tokio::time::sleep(left.min(Duration::from_secs(2))).await;
+    }
+    let mut code = 0;
+    for d in &last {
+        match (&d.reason, d.state) {
+            (_, DeploymentState::Succeeded) => eprintln!("{}: succeeded", name_of(d)),
+            (Some(r), st) => eprintln!("{}: {}: {r}", name_of(d), st.as_str()),
+            (None, st) => eprintln!("{}: {}", name_of(d), st.as_str()),
+        }
+        if d.state != DeploymentState::Succeeded {
+            code = 1;
+        }
+    }
+    Ok(code)
 }
 
 #[cfg(test)]

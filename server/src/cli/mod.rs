@@ -46,10 +46,12 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Deploy a service through the HTTP API (for CI). Exit codes: 0 accepted
-    /// (or, with --wait, succeeded), 1 ended failed/cancelled/rejected/rolled
-    /// back (or the server was unreachable), 2 bad input or refused by the
-    /// server (4xx, e.g. deploy_frozen), 3 timed out waiting.
+    /// Deploy a service, or with --environment an environment's changed
+    /// services in dependency order, through the HTTP API (for CI). Exit
+    /// codes: 0 accepted (or, with --wait, succeeded — every deployment of
+    /// the batch), 1 ended failed/cancelled/rejected/rolled back (or the
+    /// server was unreachable), 2 bad input or refused by the server (4xx,
+    /// e.g. deploy_frozen, a dependency cycle), 3 timed out waiting.
     Deploy(DeployArgs),
     /// Run the agent on this Docker host (same as `slipway-agent`); settings
     /// come from its flags and `SLIPWAY_AGENT_*`, not the server's.

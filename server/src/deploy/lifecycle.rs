@@ -43,6 +43,7 @@ use slipway_types::{
     },
     ImageRef,
 };
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// Why a lifecycle operation did not happen.
@@ -197,7 +198,15 @@ pub fn deployment_to_api(
         started_at: d.started_at,
         finished_at: d.finished_at,
         steps,
+        batch_id: d.batch_id,
+        waits_for: waits_for_of(&d.waits_for)
+            .map_err(|e| corrupt(format!("deployment {} waits_for: {e}", d.id)))?,
     })
+}
+
+/// The ids stored in `deployments.waits_for` (a JSON array).
+pub fn waits_for_of(stored: &str) -> Result<Vec<Uuid>, serde_json::Error> {
+    serde_json::from_str(stored)
 }
 
 /// A deployment with its release number, image and step log.
@@ -458,16 +467,36 @@ pub fn required_approvals(policy: &EnvironmentPolicy, protected: bool) -> u8 {
     }
 }
 
+/// Where a deployment stands in a **Deploy environment** batch.
+#[derive(Debug, Clone, Default)]
+pub struct BatchLink {
+    pub batch_id: Option<Uuid>,
+    /// The deployments of the batch it waits for, with their services'
+    /// names (for its step log).
+    pub waits_for: Vec<(Uuid, String)>,
+}
+
 /// Creates the deployment of `rel`: `awaiting_approval` when approvals are
 /// required, else `queued`; refused with `deploy_frozen` inside a freeze or
 /// outside the windows (unless an admin overrides). Every deployment is
-/// created here.
+/// created here (or by [`create_batch`], through the same path).
 pub async fn create(
     tx: &mut AuditTx,
     actor: &ActorInfo,
     svc: &service::Model,
     rel: &release::Model,
     gate: Gate,
+) -> ApiResult<Changed> {
+    create_linked(tx, actor, svc, rel, gate, BatchLink::default()).await
+}
+
+async fn create_linked(
+    tx: &mut AuditTx,
+    actor: &ActorInfo,
+    svc: &service::Model,
+    rel: &release::Model,
+    gate: Gate,
+    link: BatchLink,
 ) -> ApiResult<Changed> {
     let reason = policy::override_reason(gate.is_admin, gate.override_reason)?;
     let env = environment_of(tx.conn(), svc.environment_id).await?;
@@ -495,6 +524,11 @@ pub async fn create(
         finished_at: Set(None),
         claimed_by: Set(None),
         lease_until: Set(None),
+        batch_id: Set(link.batch_id),
+        waits_for: Set(serde_json::to_string(
+            &link.waits_for.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        )
+        .map_err(|e| ApiError::Internal(e.into()))?),
     })
     .exec_without_returning(tx.conn())
     .await?;
@@ -518,17 +552,25 @@ pub async fn create(
             actor.name, rel.number, rel.image
         )
     };
+    let mut msg = msg;
+    if !link.waits_for.is_empty() {
+        let names: Vec<&str> = link.waits_for.iter().map(|(_, n)| n.as_str()).collect();
+        msg.push_str(&format!(
+            "; waits for the deployment of {} to succeed",
+            names.join(", ")
+        ));
+    }
     let step = append_step(tx.conn(), id, msg).await?;
+    let mut summary = json!({"service": svc.name, "release": rel.number, "image": rel.image,
+        "redeploy": gate.origin != Origin::NewRelease, "rollback": gate.origin == Origin::Rollback,
+        "state": st.as_str(), "required_approvals": required, "protected": env.protected});
+    if let Some(b) = link.batch_id {
+        summary["batch_id"] = json!(b);
+        summary["waits_for"] = json!(link.waits_for.iter().map(|(id, _)| id).collect::<Vec<_>>());
+    }
     tx.record(
         actor,
-        Event::new(
-            "deployment.create",
-            "deployment",
-            id,
-            json!({"service": svc.name, "release": rel.number, "image": rel.image,
-                "redeploy": gate.origin != Origin::NewRelease, "rollback": gate.origin == Origin::Rollback,
-                "state": st.as_str(), "required_approvals": required, "protected": env.protected}),
-        ),
+        Event::new("deployment.create", "deployment", id, summary),
     )
     .await?;
     if gate.origin == Origin::Rollback {
@@ -547,6 +589,135 @@ pub async fn create(
         deployment: load(tx.conn(), id).await?,
         step: Some(step),
     })
+}
+
+// ---------------------------------------------------------------- batches
+
+/// One service of a **Deploy environment** batch.
+pub struct BatchMember {
+    pub service: service::Model,
+    /// Its current spec: the snapshot of the release cut for it.
+    pub spec: ServiceSpec,
+    /// The services of the batch it waits for (earlier members).
+    pub waits_for: Vec<String>,
+}
+
+/// The deployments a **Deploy environment** created, in dependency order.
+pub struct Batch {
+    pub id: Uuid,
+    pub changed: Vec<Changed>,
+}
+
+/// **Deploy environment**: for each member, in the order given (dependencies
+/// first), cuts a release and creates its deployment through the one
+/// creation path ([`create`]: policy, approvals and freezes apply to each),
+/// tagged with the batch and waiting for its dependencies' deployments; then
+/// records the `environment.deploy` summary. All in the caller's
+/// transaction: the batch is created whole or not at all.
+pub async fn create_batch(
+    tx: &mut AuditTx,
+    actor: &ActorInfo,
+    env: &environment::Model,
+    members: Vec<BatchMember>,
+    unchanged: &[String],
+    is_admin: bool,
+    trigger: Trigger,
+) -> ApiResult<Batch> {
+    let batch_id = Uuid::new_v4();
+    let mut created: Vec<(String, Uuid)> = Vec::with_capacity(members.len());
+    let mut changed = Vec::with_capacity(members.len());
+    for m in members {
+        let mut waits_for = Vec::with_capacity(m.waits_for.len());
+        for name in &m.waits_for {
+            let id = created
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, id)| *id)
+                .ok_or_else(|| {
+                    ApiError::Internal(anyhow::anyhow!(
+                        "batch order: {} comes before its dependency {name}",
+                        m.service.name
+                    ))
+                })?;
+            waits_for.push((id, name.clone()));
+        }
+        let from = NewRelease {
+            git_sha: None,
+            git_ref: None,
+            trigger,
+        };
+        let rel = cut_release(tx, actor, &m.service, &m.spec, from).await?;
+        let gate = Gate {
+            is_admin,
+            override_reason: None,
+            origin: Origin::NewRelease,
+        };
+        let link = BatchLink {
+            batch_id: Some(batch_id),
+            waits_for,
+        };
+        let c = create_linked(tx, actor, &m.service, &rel, gate, link).await?;
+        created.push((m.service.name.clone(), c.deployment.id));
+        changed.push(c);
+    }
+    tx.record(
+        actor,
+        Event::new(
+            "environment.deploy",
+            "environment",
+            env.id,
+            json!({"environment": env.name, "batch_id": batch_id,
+                "services": created.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+                "deployments": created.iter().map(|(_, id)| id).collect::<Vec<_>>(),
+                "unchanged": unchanged}),
+        ),
+    )
+    .await?;
+    Ok(Batch {
+        id: batch_id,
+        changed,
+    })
+}
+
+/// Commits `tx` and announces every change of it; returns the deployments.
+pub async fn commit_all(
+    tx: AuditTx,
+    changed: Vec<Changed>,
+    to: &Announcer,
+) -> LcResult<Vec<Deployment>> {
+    tx.commit().await?;
+    Ok(changed
+        .into_iter()
+        .map(|c| {
+            to.announce(&c);
+            c.deployment
+        })
+        .collect())
+}
+
+/// What serves of each service of an environment: the spec of the release
+/// its newest succeeded deployment deployed (services never deployed
+/// successfully are absent).
+pub async fn serving_specs<C: ConnectionTrait>(
+    db: &C,
+    environment_id: Uuid,
+) -> LcResult<HashMap<Uuid, ServiceSpec>> {
+    let rows = deployment::Entity::find()
+        .filter(deployment::Column::EnvironmentId.eq(environment_id))
+        .filter(deployment::Column::State.eq(DeploymentState::Succeeded.as_str()))
+        .order_by_desc(deployment::Column::CreatedAt)
+        .find_also_related(release::Entity)
+        .all(db)
+        .await?;
+    let mut out = HashMap::new();
+    for (d, r) in rows {
+        if out.contains_key(&d.service_id) {
+            continue;
+        }
+        let r = r.ok_or_else(|| corrupt(format!("deployment {} lost its release", d.id)))?;
+        out.insert(d.service_id, release_to_api(r)?.config);
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------- approvals

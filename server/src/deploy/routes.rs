@@ -1,23 +1,28 @@
-//! Deployment routes that belong to the engine: rollback, and the live
-//! streams (server-sent events) the dashboard follows.
-use super::lifecycle::{self, Gate, Origin};
+//! Deployment routes that belong to the engine: rollback, **Deploy
+//! environment**, and the live streams (server-sent events) the dashboard
+//! follows.
+use super::{
+    lifecycle::{self, BatchMember, Gate, Origin},
+    order,
+};
 use crate::{
+    api::{extract::ValidJson, services::spec_of},
     audit::AuditTx,
     auth::{Auth, Deployer, Viewer},
     error::{ApiError, ApiResult},
     live::{sse_lagged, Live, StreamKind, StreamStats},
     state::AppState,
-    store::entities::{release, service},
+    store::entities::{environment, release, service},
 };
 use actix_web::{web, HttpResponse};
 use futures_util::stream::{self, Stream};
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 use slipway_types::{
-    api::{DeploymentEvent, DeploymentState},
+    api::{DeployEnvironment, DeploymentEvent, DeploymentState, EnvironmentDeployment, Trigger},
     Role,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
@@ -50,6 +55,92 @@ pub async fn rollback(
     let changed = lifecycle::create(&mut tx, &actor, &svc, &rel, gate).await?;
     let d = lifecycle::commit(tx, changed, &state.announcer()).await?;
     Ok(HttpResponse::Accepted().json(d))
+}
+
+/// `POST /environments/{id}/deployments`: **Deploy environment**. Deploys
+/// the changed services (or the chosen ones, or all with `all`) in
+/// dependency order, each deployment waiting for its dependencies' to
+/// succeed ([`order`] decides, [`lifecycle::create_batch`] creates them).
+/// 202 with the batch; 200 with no deployment when nothing changed; 422
+/// naming an unknown dependency or a cycle.
+pub async fn deploy_environment(
+    auth: Auth<Deployer>,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: ValidJson<DeployEnvironment>,
+) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let mut tx = AuditTx::begin(&state.db).await?;
+    let env = environment::Entity::find_by_id(id.into_inner())
+        .one(tx.conn())
+        .await?
+        .ok_or(ApiError::NotFound("environment"))?;
+    let actor = auth.scope(Some(env.id))?;
+    let services = service::Entity::find()
+        .filter(service::Column::EnvironmentId.eq(env.id))
+        .order_by_asc(service::Column::Name)
+        .all(tx.conn())
+        .await?;
+    let serving = lifecycle::serving_specs(tx.conn(), env.id).await?;
+    let mut candidates = Vec::with_capacity(services.len());
+    let mut specs = HashMap::with_capacity(services.len());
+    for svc in services {
+        let spec = spec_of(&svc)?;
+        let now = serving.get(&svc.id);
+        candidates.push(order::Candidate {
+            name: svc.name.clone(),
+            depends_on: spec.depends_on.keys().map(|d| d.to_string()).collect(),
+            changed: order::is_changed(&spec, now),
+            served: now.is_some(),
+        });
+        specs.insert(svc.name.clone(), (svc, spec));
+    }
+    let chosen: Option<Vec<String>> = body
+        .services
+        .map(|names| names.iter().map(|n| n.to_string()).collect());
+    let plan = order::plan(&candidates, chosen.as_deref(), body.all)
+        .map_err(|e| ApiError::invalid(e.field(), e.to_string()))?;
+    if plan.steps.is_empty() {
+        // Nothing to change, nothing to audit.
+        return Ok(HttpResponse::Ok().json(EnvironmentDeployment {
+            batch_id: Uuid::nil(),
+            deployments: Vec::new(),
+            unchanged: plan.unchanged,
+        }));
+    }
+    let mut members = Vec::with_capacity(plan.steps.len());
+    for step in plan.steps {
+        let (service, spec) = specs.remove(&step.name).ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("planned an unknown service {}", step.name))
+        })?;
+        members.push(BatchMember {
+            service,
+            spec,
+            waits_for: step.waits_for,
+        });
+    }
+    let trigger = if auth.principal.session.is_some() {
+        Trigger::Manual
+    } else {
+        Trigger::Api
+    };
+    let is_admin = auth.principal.effective_role(Some(env.id)) >= Role::Admin;
+    let batch = lifecycle::create_batch(
+        &mut tx,
+        &actor,
+        &env,
+        members,
+        &plan.unchanged,
+        is_admin,
+        trigger,
+    )
+    .await?;
+    let deployments = lifecycle::commit_all(tx, batch.changed, &state.announcer()).await?;
+    Ok(HttpResponse::Accepted().json(EnvironmentDeployment {
+        batch_id: batch.id,
+        deployments,
+        unchanged: plan.unchanged,
+    }))
 }
 
 fn sse_data<T: Serialize>(value: &T) -> web::Bytes {

@@ -8,7 +8,9 @@
 //! queued ──start──▶ running ──succeed──▶ succeeded
 //!   │                  ├──fail──────▶ failed        (new release removed, old one serving)
 //!   │                  ├──roll_back─▶ rolled_back   (switched, then reverted)
-//!   └──cancel──▶ cancelled ◀──cancel──┘
+//!   ├──cancel──▶ cancelled ◀──cancel──┘
+//!   └──dependency_failed──▶ failed   (a dependency of its batch did not succeed;
+//!                                      it never started)
 //! ```
 use slipway_types::api::DeploymentState;
 
@@ -22,6 +24,9 @@ pub enum DeployEvent {
     /// The last required approval arrived.
     Approve,
     Reject,
+    /// A deployment it waits for (its batch's dependency) ended without
+    /// succeeding: it fails without starting.
+    DependencyFailed,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,6 +45,7 @@ fn event_name(e: DeployEvent) -> &'static str {
         DeployEvent::Cancel => "be cancelled",
         DeployEvent::Approve => "be approved",
         DeployEvent::Reject => "be rejected",
+        DeployEvent::DependencyFailed => "fail for a dependency",
     }
 }
 
@@ -51,6 +57,7 @@ pub fn transition(
     use DeploymentState as S;
     match (from, event) {
         (S::Queued, E::Start) => Ok(S::Running),
+        (S::Queued, E::DependencyFailed) => Ok(S::Failed),
         (S::Queued | S::Running | S::AwaitingApproval, E::Cancel) => Ok(S::Cancelled),
         (S::AwaitingApproval, E::Approve) => Ok(S::Queued),
         (S::AwaitingApproval, E::Reject) => Ok(S::Rejected),
@@ -84,6 +91,7 @@ mod tests {
                 E::Cancel,
                 E::Approve,
                 E::Reject,
+                E::DependencyFailed,
             ] {
                 assert!(transition(s, e).is_err(), "{s:?} + {e:?}");
             }
@@ -111,5 +119,17 @@ mod tests {
         assert!(transition(S::Queued, E::Reject).is_err());
         assert!(S::Rejected.is_terminal());
         assert!(!S::AwaitingApproval.is_terminal());
+    }
+
+    #[test]
+    fn only_a_queued_deployment_fails_for_its_dependency() {
+        assert_eq!(transition(S::Queued, E::DependencyFailed), Ok(S::Failed));
+        for s in [S::AwaitingApproval, S::Running] {
+            assert!(transition(s, E::DependencyFailed).is_err(), "{s:?}");
+        }
+        assert_eq!(
+            transition(S::Running, E::DependencyFailed).map_err(|e| e.to_string()),
+            Err("a running deployment cannot fail for a dependency".into())
+        );
     }
 }

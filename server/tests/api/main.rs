@@ -15,6 +15,7 @@ mod cli;
 mod compose;
 mod crud;
 mod deployments;
+mod environment_deploy;
 mod oidc;
 mod ops;
 mod protected;

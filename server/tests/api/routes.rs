@@ -234,8 +234,9 @@ async fn a_known_path_with_another_method_answers_405_with_allow() {
 fn every_route_has_its_token_action() {
     use slipway_server::api::ROUTES;
     use slipway_types::api::TokenAction;
-    const DEPLOY: [&str; 5] = [
+    const DEPLOY: [&str; 6] = [
         "post /api/v1/services/{id}/deployments",
+        "post /api/v1/environments/{id}/deployments",
         "post /api/v1/deployments/{id}/cancel",
         "post /api/v1/releases/{id}/promote",
         "post /api/v1/releases/{id}/rollback",

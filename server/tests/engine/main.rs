@@ -2,6 +2,7 @@
 //! Docker Engine, real HTTP through the ingress proxy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod environment;
 #[path = "../support/eventually.rs"]
 mod eventually;
 mod harness;

@@ -140,6 +140,14 @@ pub struct Deployment {
     /// Present on single-deployment reads, empty in lists.
     #[serde(default)]
     pub steps: Vec<DeploymentStep>,
+    /// The **Deploy environment** batch it belongs to, if any.
+    #[serde(default)]
+    pub batch_id: Option<Uuid>,
+    /// Deployments of the same batch (its dependencies) that must succeed
+    /// before this one starts; when one of them does not, this one fails
+    /// without starting.
+    #[serde(default)]
+    pub waits_for: Vec<Uuid>,
 }
 
 /// Cut a release of a service and queue its deployment. Without `image` the

@@ -10,7 +10,7 @@ use crate::{
         lifecycle::{self, LifecycleError, Move},
         DeployEvent,
     },
-    store::entities::deployment,
+    store::entities::{deployment, service},
 };
 use sea_orm::{
     sea_query::Expr, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -78,6 +78,16 @@ impl Engine {
             if !seen.insert(d.service_id) {
                 continue;
             }
+            // A deployment of a batch starts once the deployments it waits
+            // for succeeded, and fails without starting when one did not.
+            match self.dependencies(&d).await? {
+                Dependencies::Ready => {}
+                Dependencies::Pending => continue,
+                Dependencies::Failed { service } => {
+                    self.fail_for_dependency(&d, &service).await?;
+                    continue;
+                }
+            }
             // Like a CI job without a runner, a deployment waits (queued,
             // cancellable) until a host of its environment is online.
             let hosts = self.hosts_of(d.environment_id).await?;
@@ -129,6 +139,72 @@ impl Engine {
         Ok(true)
     }
 
+    /// How the deployments `d` waits for stand.
+    async fn dependencies(&self, d: &deployment::Model) -> Result<Dependencies, EngineError> {
+        let ids = lifecycle::waits_for_of(&d.waits_for)
+            .map_err(|e| LifecycleError::Corrupt(format!("deployment {} waits_for: {e}", d.id)))?;
+        if ids.is_empty() {
+            return Ok(Dependencies::Ready);
+        }
+        let rows = deployment::Entity::find()
+            .filter(deployment::Column::Id.is_in(ids.clone()))
+            .all(&self.db)
+            .await?;
+        let mut states = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let state = match rows.iter().find(|r| r.id == *id) {
+                Some(r) => Some((r.service_id, lifecycle::state_of(r)?)),
+                None => None,
+            };
+            states.push((*id, state));
+        }
+        match waiting_on(&states) {
+            Waiting::Ready => Ok(Dependencies::Ready),
+            Waiting::Pending => Ok(Dependencies::Pending),
+            Waiting::Failed {
+                deployment,
+                service,
+            } => {
+                let name = match service {
+                    Some(sid) => service::Entity::find_by_id(sid)
+                        .one(&self.db)
+                        .await?
+                        .map(|s| s.name),
+                    None => None,
+                };
+                Ok(Dependencies::Failed {
+                    service: name.unwrap_or_else(|| format!("of deployment {deployment}")),
+                })
+            }
+        }
+    }
+
+    /// queued → failed: `dependency <service> failed`, without starting.
+    async fn fail_for_dependency(
+        &self,
+        d: &deployment::Model,
+        service: &str,
+    ) -> Result<(), EngineError> {
+        let reason = format!("dependency {service} failed");
+        let mut tx = AuditTx::begin(&self.db).await?;
+        let m = Move::new(
+            DeployEvent::DependencyFailed,
+            "deployment.fail",
+            json!({"service_id": d.service_id, "release_id": d.release_id, "reason": reason}),
+        )
+        .step(format!("failed: {reason}"))
+        .reason(Some(reason));
+        let changed = match lifecycle::transition(&mut tx, &engine_actor(), d.id, m).await {
+            Ok(c) => c,
+            // Cancelled, or moved by another replica, meanwhile.
+            Err(LifecycleError::Changed | LifecycleError::Transition(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        lifecycle::commit(tx, changed, &self.announcer).await?;
+        self.lock_waiting().remove(&d.id);
+        Ok(())
+    }
+
     async fn drive(self: Arc<Self>, id: Uuid) {
         let renew = {
             let me = self.clone();
@@ -177,5 +253,103 @@ impl Engine {
         };
         self.resolve(id, event, reason, action, |_| true).await?;
         Ok(())
+    }
+}
+
+/// How the deployments a queued one waits for stand.
+enum Dependencies {
+    /// All succeeded (or it waits for none).
+    Ready,
+    /// One is still awaiting approval, queued or running.
+    Pending,
+    /// One ended without succeeding: this one cannot start.
+    Failed { service: String },
+}
+
+/// [`waiting_on`]'s answer, before the service's name is looked up.
+#[derive(Debug, PartialEq, Eq)]
+enum Waiting {
+    Ready,
+    Pending,
+    Failed {
+        deployment: Uuid,
+        service: Option<Uuid>,
+    },
+}
+
+/// Pure: from the (service, state) of each deployment waited for (`None`: no
+/// such row any more), whether to start, wait or fail. A failure wins over
+/// anything still pending (the first one in the order given).
+fn waiting_on(states: &[(Uuid, Option<(Uuid, DeploymentState)>)]) -> Waiting {
+    let mut pending = false;
+    for (id, st) in states {
+        match st {
+            None => {
+                return Waiting::Failed {
+                    deployment: *id,
+                    service: None,
+                }
+            }
+            Some((_, DeploymentState::Succeeded)) => {}
+            Some((service, s)) if s.is_terminal() => {
+                return Waiting::Failed {
+                    deployment: *id,
+                    service: Some(*service),
+                }
+            }
+            Some(_) => pending = true,
+        }
+    }
+    if pending {
+        Waiting::Pending
+    } else {
+        Waiting::Ready
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DeploymentState as S;
+
+    fn dep(n: u128, st: S) -> (Uuid, Option<(Uuid, S)>) {
+        (Uuid::from_u128(n), Some((Uuid::from_u128(100 + n), st)))
+    }
+
+    #[test]
+    fn a_deployment_starts_once_every_dependency_succeeded() {
+        assert_eq!(waiting_on(&[]), Waiting::Ready);
+        assert_eq!(
+            waiting_on(&[dep(1, S::Succeeded), dep(2, S::Succeeded)]),
+            Waiting::Ready
+        );
+        for st in [S::AwaitingApproval, S::Queued, S::Running] {
+            assert_eq!(
+                waiting_on(&[dep(1, S::Succeeded), dep(2, st)]),
+                Waiting::Pending,
+                "{st:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn any_dependency_that_did_not_succeed_fails_it() {
+        for st in [S::Failed, S::RolledBack, S::Cancelled, S::Rejected] {
+            assert_eq!(
+                waiting_on(&[dep(1, S::Running), dep(2, st)]),
+                Waiting::Failed {
+                    deployment: Uuid::from_u128(2),
+                    service: Some(Uuid::from_u128(102)),
+                },
+                "{st:?}"
+            );
+        }
+        assert_eq!(
+            waiting_on(&[(Uuid::from_u128(7), None)]),
+            Waiting::Failed {
+                deployment: Uuid::from_u128(7),
+                service: None
+            }
+        );
     }
 }

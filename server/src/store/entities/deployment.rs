@@ -19,6 +19,11 @@ pub struct Model {
     pub claimed_by: Option<String>,
     /// It renews this while it works; an expired lease means nobody does.
     pub lease_until: Option<DateTimeUtc>,
+    /// The **Deploy environment** batch it belongs to.
+    pub batch_id: Option<Uuid>,
+    /// JSON array of the deployment ids (of its batch) that must succeed
+    /// before this one starts; `[]` for none.
+    pub waits_for: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
