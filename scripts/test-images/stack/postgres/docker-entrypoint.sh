@@ -39,8 +39,11 @@ if [[ ! -s $PGDATA/PG_VERSION ]]; then
     rm -f "$pwfile"
     printf 'host all all all %s\n' "$auth" >>"$PGDATA/pg_hba.conf"
     printf "listen_addresses = '*'\n" >>"$PGDATA/postgresql.conf"
-    # Socket-only temporary server for the database and init scripts.
-    pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w -t 60 start >/dev/null
+    # Temporary server for the database and init scripts, on a private socket only, so
+    # that `pg_isready` (default socket) cannot report it ready before the real one.
+    export PGHOST=/tmp/pg-init
+    mkdir -p "$PGHOST"
+    pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -k $PGHOST" -w -t 60 start >/dev/null
     if [[ $db != postgres ]]; then
         psql -v ON_ERROR_STOP=1 -qX --username "$user" --dbname postgres \
             -c "CREATE DATABASE \"$db\"" >/dev/null
@@ -53,6 +56,8 @@ if [[ ! -s $PGDATA/PG_VERSION ]]; then
         esac
     done
     pg_ctl -D "$PGDATA" -m fast -w -t 60 stop >/dev/null
+    unset PGHOST
+    rm -rf /tmp/pg-init
     echo "initdb: done"
 fi
 
