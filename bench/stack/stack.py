@@ -285,7 +285,7 @@ def api_for(url, state):
 
 
 def health(kind, **kw):
-    h = {"kind": kind, "interval_secs": 1, "timeout_secs": 2, "retries": 50}
+    h = {"kind": kind, "interval_secs": 1, "timeout_secs": 1, "retries": 50}
     h.update(kw)
     return h
 
