@@ -379,6 +379,7 @@ start_docker() {
     export SLIPWAY_TEST_DOCKER_HOST="unix://$sock"
     export DOCKER_HOST="unix://$sock"
     build_test_images
+    build_stack_images
 }
 
 # build_test_images: slipway-test/web:v1 and :v2 from scripts/test-images (cached by docker).
@@ -392,6 +393,111 @@ build_test_images() {
             { cat "$ctx/build.log" >&2; die "building slipway-test/web:$v failed"; }
     done
     log "test images ready: slipway-test/web:v1, slipway-test/web:v2"
+}
+
+# ---------------------------------------------------------------- stack test images
+# Real PostgreSQL 15, Redis 7 and nginx 1.22 from Debian's own packages, no registry
+# (scripts/test-images/stack/README.md): mmdebstrap builds a bookworm rootfs tarball once
+# (cached under ~/.cache/slipway/images), `docker import` makes it an image, and small
+# images are built on top of it.
+
+# Bump when the package list or the hooks change: a new tarball and base image follow.
+SLIPWAY_STACK_BASE_VERSION=1
+SLIPWAY_STACK_BASE_IMAGE="slipway-test/stack-base:$SLIPWAY_STACK_BASE_VERSION"
+SLIPWAY_STACK_PACKAGES=postgresql-15,redis-server,nginx-light,busybox,postgresql-client-15,redis-tools
+# name:tag → build context under scripts/test-images/stack/ (and build args)
+SLIPWAY_STACK_IMAGES=(
+    "slipway-test/postgres:15 postgres"
+    "slipway-test/redis:7 redis"
+    "slipway-test/nginx:1 nginx"
+    "slipway-test/api:v1 api VERSION=v1"
+    "slipway-test/api:v2 api VERSION=v2"
+)
+
+# _stack_mirrors: print mmdebstrap MIRROR arguments, one a line: the host's own Debian
+# sources when the host runs bookworm (its configured mirror), else nothing (mmdebstrap's
+# default: deb.debian.org with updates and security). SLIPWAY_TEST_STACK_MIRROR overrides.
+_stack_mirrors() {
+    if [[ -n ${SLIPWAY_TEST_STACK_MIRROR:-} ]]; then
+        printf '%s\n' "$SLIPWAY_TEST_STACK_MIRROR"
+        return 0
+    fi
+    local codename
+    codename="$(. /etc/os-release 2>/dev/null && printf '%s' "${VERSION_CODENAME:-}")"
+    [[ $codename == bookworm ]] || return 0
+    if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
+        printf '%s\n' /etc/apt/sources.list.d/debian.sources
+    elif [[ -f /etc/apt/sources.list ]] && grep -Eq '^deb .*debian.* bookworm' /etc/apt/sources.list; then
+        grep -E '^deb .*debian.* bookworm' /etc/apt/sources.list
+    fi
+}
+
+# stack_base_tarball: print the path of the cached bookworm rootfs tarball, building it
+# with mmdebstrap when missing (~1-2 min). Written under a temporary name and renamed, so
+# a killed run never leaves a half tarball; a lock keeps concurrent runs from building
+# it twice.
+stack_base_tarball() {
+    local cache="${SLIPWAY_TEST_IMAGE_CACHE:-$HOME/.cache/slipway/images}"
+    local tar="$cache/stack-base-bookworm-$SLIPWAY_STACK_BASE_VERSION.tar"
+    mkdir -p "$cache"
+    if [[ ! -s $tar ]]; then
+        ensure_apt_packages mmdebstrap
+        # Without root mmdebstrap runs in unshare mode: newuidmap/newgidmap.
+        is_root || ensure_apt_packages uidmap
+        (
+            flock -w 900 9 || die "timed out waiting for another build of $tar"
+            [[ -s $tar ]] && exit 0
+            rm -f "$tar".partial.*
+            local part="$tar.partial.$$" aptopts=() mirrors=()
+            mapfile -t mirrors < <(_stack_mirrors)
+            # Honour the host's apt setting for snapshot mirrors (old Release files).
+            if apt-config dump 2>/dev/null | grep -q '^Acquire::Check-Valid-Until "false";'; then
+                aptopts+=(--aptopt='Acquire::Check-Valid-Until "false"')
+            fi
+            log "building the stack base rootfs: mmdebstrap bookworm (${mirrors[*]:-deb.debian.org}) -> $tar"
+            local t0=$SECONDS
+            mmdebstrap --variant=apt --format=tar "${aptopts[@]}" \
+                --include="$SLIPWAY_STACK_PACKAGES" \
+                --dpkgopt='path-exclude=/usr/share/man/*' \
+                --dpkgopt='path-exclude=/usr/share/doc/*' \
+                --dpkgopt='path-exclude=/usr/share/info/*' \
+                --dpkgopt='path-exclude=/usr/share/locale/*' \
+                --customize-hook='rm -rf "$1"/var/lib/postgresql/15/main "$1"/etc/postgresql/15/main' \
+                bookworm "$part" "${mirrors[@]}" >"$cache/mmdebstrap.log" 2>&1 || {
+                tail -n 30 "$cache/mmdebstrap.log" >&2
+                rm -f "$part"
+                die "mmdebstrap failed (log: $cache/mmdebstrap.log)"
+            }
+            mv -f "$part" "$tar"
+            log "stack base rootfs built in $((SECONDS - t0)) s ($(du -h "$tar" | cut -f1))"
+        ) 9>"$cache/stack-base.lock" || die "no stack base rootfs at $tar"
+    fi
+    printf '%s\n' "$tar"
+}
+
+# build_stack_images: the stack test images (slipway-test/postgres:15, redis:7, nginx:1,
+# api:v1, api:v2) on the imported base image. Needs DOCKER_HOST (start_docker sets it).
+# The base is imported only when missing; the small images come from docker's cache.
+build_stack_images() {
+    local dir="$SLIPWAY_REPO/scripts/test-images/stack" entry name ctx rest tar t0=$SECONDS
+    local -a args
+    if ! docker image inspect "$SLIPWAY_STACK_BASE_IMAGE" >/dev/null 2>&1; then
+        tar="$(stack_base_tarball)" || die "no stack base rootfs"
+        log "docker import $tar as $SLIPWAY_STACK_BASE_IMAGE"
+        docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            --change 'ENV LANG=C.UTF-8' --change 'CMD ["bash"]' \
+            "$tar" "$SLIPWAY_STACK_BASE_IMAGE" >/dev/null ||
+            die "docker import of $tar failed"
+    fi
+    mkdir -p "$SLIPWAY_TEST_TMP/docker"
+    for entry in "${SLIPWAY_STACK_IMAGES[@]}"; do
+        read -r name ctx rest <<<"$entry"
+        args=(--build-arg "BASE=$SLIPWAY_STACK_BASE_IMAGE")
+        [[ -n ${rest:-} ]] && args+=(--build-arg "$rest")
+        DOCKER_BUILDKIT=0 docker build -q "${args[@]}" -t "$name" "$dir/$ctx" >/dev/null 2>"$SLIPWAY_TEST_TMP/docker/stack-build.log" ||
+            { cat "$SLIPWAY_TEST_TMP/docker/stack-build.log" >&2; die "building $name failed"; }
+    done
+    log "stack test images ready in $((SECONDS - t0)) s: slipway-test/postgres:15, redis:7, nginx:1, api:v1, api:v2"
 }
 
 # stop_docker: remove Slipway test containers and stop the dockerd started by start_docker.

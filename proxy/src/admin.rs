@@ -23,7 +23,8 @@ pub struct RouteSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpstreamStatus {
     pub addr: SocketAddr,
-    /// Requests forwarded to it whose response is not fully sent yet.
+    /// Requests forwarded to it whose response is not fully sent yet, and open WebSocket
+    /// tunnels to it.
     pub in_flight: u64,
     /// Requests it answered (response head received) since the proxy started.
     pub served: u64,
@@ -55,6 +56,9 @@ pub struct DrainResult {
     pub drained: bool,
     /// Requests still in flight (0 when `drained`).
     pub in_flight: u64,
+    /// WebSocket tunnels to the (former) upstream closed because the timeout passed.
+    #[serde(default)]
+    pub closed_tunnels: u64,
 }
 
 /// Answer of `GET /health`.

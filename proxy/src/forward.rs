@@ -1,7 +1,10 @@
 //! HTTP/1.1 forwarding from a route's listener to its current upstreams.
 //!
-//! Upgrades (WebSocket) and HTTP/2 are not supported: `Upgrade` is stripped like every
-//! other hop-by-hop header, and both sides speak HTTP/1.x only.
+//! WebSocket upgrades (`Connection: upgrade` + `Upgrade: websocket` on HTTP/1.1) are
+//! forwarded on a fresh upstream connection; on a `101` both upgraded connections are
+//! spliced into a tunnel that counts as one request in flight until it ends (see
+//! [`tunnel`]). Every other `Upgrade` (e.g. `h2c`) is stripped like any hop-by-hop
+//! header, and both sides speak HTTP/1.x only.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,10 +17,13 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1 as client_http1;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
+use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use crate::upstream::{InFlight, Upstream, UpstreamSet};
 
@@ -159,37 +165,10 @@ async fn send(
             },
         }
     }
-    let addr = upstream.addr;
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return Err(SendError::NotSent(
-                Box::new(req),
-                format!("connect to {addr}: {e}"),
-            ))
-        }
-        Err(_) => {
-            return Err(SendError::NotSent(
-                Box::new(req),
-                format!("connect to {addr}: timed out"),
-            ))
-        }
+    let mut sender = match connect(upstream.addr, false).await {
+        Ok(sender) => sender,
+        Err(why) => return Err(SendError::NotSent(Box::new(req), why)),
     };
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = match client_http1::handshake(TokioIo::new(stream)).await {
-        Ok(pair) => pair,
-        Err(e) => {
-            return Err(SendError::NotSent(
-                Box::new(req),
-                format!("handshake with {addr}: {e}"),
-            ))
-        }
-    };
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(upstream = %addr, error = %e, "upstream connection ended with error");
-        }
-    });
     match sender.try_send_request(req).await {
         Ok(resp) => {
             recycle(upstream, sender);
@@ -198,7 +177,54 @@ async fn send(
         Err(mut e) => match e.take_message() {
             Some(back) => Err(SendError::NotSent(
                 Box::new(back),
-                format!("{addr}: {}", e.error()),
+                format!("{}: {}", upstream.addr, e.error()),
+            )),
+            None => Err(SendError::Failed(e.into_error())),
+        },
+    }
+}
+
+/// Opens a new HTTP/1.1 connection to `addr` (its connection task spawned); `upgrades`
+/// lets a `101` answer hand the connection over to [`hyper::upgrade::on`].
+async fn connect(addr: SocketAddr, upgrades: bool) -> Result<Sender, String> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("connect to {addr}: {e}")),
+        Err(_) => return Err(format!("connect to {addr}: timed out")),
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = client_http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake with {addr}: {e}"))?;
+    tokio::spawn(async move {
+        let ended = if upgrades {
+            conn.with_upgrades().await
+        } else {
+            conn.await
+        };
+        if let Err(e) = ended {
+            tracing::debug!(upstream = %addr, error = %e, "upstream connection ended with error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Sends an upgrade request on a connection of its own (never pooled: on a `101` it
+/// becomes the tunnel; otherwise it is closed after the answer).
+async fn send_upgrade(
+    upstream: &Arc<Upstream>,
+    req: Request<UpstreamBody>,
+) -> Result<Response<Incoming>, SendError> {
+    let mut sender = match connect(upstream.addr, true).await {
+        Ok(sender) => sender,
+        Err(why) => return Err(SendError::NotSent(Box::new(req), why)),
+    };
+    match sender.try_send_request(req).await {
+        Ok(resp) => Ok(resp),
+        Err(mut e) => match e.take_message() {
+            Some(back) => Err(SendError::NotSent(
+                Box::new(back),
+                format!("{}: {}", upstream.addr, e.error()),
             )),
             None => Err(SendError::Failed(e.into_error())),
         },
@@ -318,12 +344,95 @@ fn error_response(status: StatusCode, text: &'static str) -> Response<ProxyBody>
     resp
 }
 
+/// The `Upgrade` value of a WebSocket upgrade request (HTTP/1.1, `Connection` naming
+/// `upgrade`, `Upgrade` naming `websocket`); `None` for every other request.
+pub fn websocket_upgrade<B>(req: &Request<B>) -> Option<HeaderValue> {
+    let upgrade = req.headers().get(UPGRADE)?;
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let has_token = |value: &HeaderValue, token: &str| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',').any(|t| {
+                t.trim()
+                    .split('/')
+                    .next()
+                    .is_some_and(|p| p.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    let connection_upgrade = req
+        .headers()
+        .get_all(CONNECTION)
+        .iter()
+        .any(|v| has_token(v, "upgrade"));
+    (connection_upgrade && has_token(upgrade, "websocket")).then(|| upgrade.clone())
+}
+
+/// Relays a WebSocket tunnel between the upgraded client and upstream connections until
+/// either side closes its end, the route's listener stops (`shutdown`), or a drain of the
+/// upstream times out (`retired`). The tunnel counts as one request in flight (`guard`)
+/// to its upstream all along, so a drain waits for it, but only until its timeout.
+async fn tunnel(
+    route: String,
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    guard: InFlight,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let addr = guard.upstream().addr;
+    let mut retired = guard.upstream().retired();
+    let _open = guard.upstream().tunnel_opened();
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(route = %route, upstream = %addr, error = %e, "WebSocket upgrade failed");
+            return;
+        }
+    };
+    // Not `copy_bidirectional`: it keeps a half-closed tunnel open until both sides
+    // closed, so a client that keeps its socket after the upstream hung up would pin
+    // the tunnel (and the drain). A WebSocket is done once either side is: like nginx,
+    // finish the direction that ended (flushed, FIN passed on), then close both.
+    let (mut client_rd, mut client_wr) = tokio::io::split(TokioIo::new(client));
+    let (mut upstream_rd, mut upstream_wr) = tokio::io::split(TokioIo::new(upstream));
+    let up = async {
+        let copied = tokio::io::copy(&mut client_rd, &mut upstream_wr).await;
+        let _ = upstream_wr.shutdown().await;
+        copied
+    };
+    let down = async {
+        let copied = tokio::io::copy(&mut upstream_rd, &mut client_wr).await;
+        let _ = client_wr.shutdown().await;
+        copied
+    };
+    tokio::select! {
+        copied = up => match copied {
+            Ok(bytes) => tracing::debug!(route = %route, upstream = %addr, bytes, "WebSocket closed by the client"),
+            Err(e) => tracing::debug!(route = %route, upstream = %addr, error = %e, "WebSocket ended with an error on the client side"),
+        },
+        copied = down => match copied {
+            Ok(bytes) => tracing::debug!(route = %route, upstream = %addr, bytes, "WebSocket closed by the upstream"),
+            Err(e) => tracing::debug!(route = %route, upstream = %addr, error = %e, "WebSocket ended with an error on the upstream side"),
+        },
+        _ = shutdown.wait_for(|stop| *stop) => {
+            tracing::info!(route = %route, upstream = %addr, "WebSocket closed: the route's listener stopped");
+        }
+        _ = retired.wait_for(|retired| *retired) => {
+            tracing::info!(route = %route, upstream = %addr, "WebSocket closed: drain of its upstream timed out");
+        }
+    }
+    drop(guard);
+}
+
 /// Forwards requests of one route.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
     pub route: String,
     pub upstreams: Arc<UpstreamSet>,
     pub timeout: Duration,
+    /// The route listener's stop signal: closes the route's WebSocket tunnels.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 impl Forwarder {
@@ -332,22 +441,36 @@ impl Forwarder {
         client: SocketAddr,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
+        let mut req = req;
+        let upgrade = websocket_upgrade(&req).map(|p| (p, hyper::upgrade::on(&mut req)));
         let mut req = req.map(UpstreamBody::Client);
         strip_hop_by_hop(req.headers_mut());
         set_forwarded(req.headers_mut(), client);
         *req.version_mut() = Version::HTTP_11;
-        match tokio::time::timeout(self.timeout, self.forward(req)).await {
-            Ok(Ok((guard, resp))) => {
-                let (mut parts, body) = resp.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                Ok(Response::from_parts(
-                    parts,
-                    ProxyBody::Upstream {
-                        inner: body,
-                        guard: Some(guard),
-                    },
-                ))
-            }
+        if let Some((protocol, _)) = &upgrade {
+            let headers = req.headers_mut();
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(UPGRADE, protocol.clone());
+        }
+        let forwarded =
+            tokio::time::timeout(self.timeout, self.forward(req, upgrade.is_some())).await;
+        match forwarded {
+            Ok(Ok((guard, resp))) => match upgrade {
+                Some((_, client_io)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    Ok(self.splice(guard, resp, client_io))
+                }
+                _ => {
+                    let (mut parts, body) = resp.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    Ok(Response::from_parts(
+                        parts,
+                        ProxyBody::Upstream {
+                            inner: body,
+                            guard: Some(guard),
+                        },
+                    ))
+                }
+            },
             Ok(Err(resp)) => Ok(resp),
             Err(_) => {
                 tracing::warn!(route = %self.route, timeout_ms = self.timeout.as_millis() as u64, "upstream timed out");
@@ -359,14 +482,47 @@ impl Forwarder {
         }
     }
 
+    /// Answers the client's upgrade with the upstream's `101` and starts the tunnel.
+    fn splice(
+        &self,
+        guard: InFlight,
+        mut resp: Response<Incoming>,
+        client_io: OnUpgrade,
+    ) -> Response<ProxyBody> {
+        let upstream_io = hyper::upgrade::on(&mut resp);
+        let (mut parts, _empty) = resp.into_parts();
+        let protocol = parts.headers.get(UPGRADE).cloned();
+        strip_hop_by_hop(&mut parts.headers);
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(protocol) = protocol {
+            parts.headers.insert(UPGRADE, protocol);
+        }
+        tokio::spawn(tunnel(
+            self.route.clone(),
+            client_io,
+            upstream_io,
+            guard,
+            self.shutdown.clone(),
+        ));
+        Response::from_parts(parts, ProxyBody::Text(None))
+    }
+
     async fn forward(
         &self,
         req: Request<UpstreamBody>,
+        upgrade: bool,
     ) -> Result<(InFlight, Response<Incoming>), Response<ProxyBody>> {
         let no_upstream = || error_response(StatusCode::BAD_GATEWAY, "no upstream available\n");
         let mut guard = self.upstreams.acquire(None).ok_or_else(no_upstream)?;
         let upstream = Arc::clone(guard.upstream());
-        let req = match send(&upstream, req).await {
+        let sent = if upgrade {
+            send_upgrade(&upstream, req).await
+        } else {
+            send(&upstream, req).await
+        };
+        let req = match sent {
             Ok(resp) => {
                 guard.answered();
                 return Ok((guard, resp));
@@ -383,7 +539,12 @@ impl Forwarder {
             .acquire(Some(upstream.addr))
             .ok_or_else(no_upstream)?;
         let upstream = Arc::clone(guard.upstream());
-        match send(&upstream, req).await {
+        let sent = if upgrade {
+            send_upgrade(&upstream, req).await
+        } else {
+            send(&upstream, req).await
+        };
+        match sent {
             Ok(resp) => {
                 guard.answered();
                 Ok((guard, resp))
@@ -426,6 +587,38 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, vec!["content-length", "host"]);
+    }
+
+    #[test]
+    fn detects_websocket_upgrades_only() {
+        let req = |version: Version, headers: &[(&'static str, &'static str)]| {
+            let mut r = Request::new(());
+            *r.version_mut() = version;
+            for (k, v) in headers {
+                r.headers_mut().append(*k, HeaderValue::from_static(v));
+            }
+            r
+        };
+        let ws = [("connection", "Upgrade"), ("upgrade", "websocket")];
+        assert_eq!(
+            websocket_upgrade(&req(Version::HTTP_11, &ws)).unwrap(),
+            "websocket"
+        );
+        let mixed = [
+            ("connection", "keep-alive"),
+            ("connection", "x, UPGRADE"),
+            ("upgrade", "WebSocket/13"),
+        ];
+        assert!(websocket_upgrade(&req(Version::HTTP_11, &mixed)).is_some());
+        assert!(websocket_upgrade(&req(Version::HTTP_10, &ws)).is_none());
+        assert!(websocket_upgrade(&req(Version::HTTP_11, &[("upgrade", "websocket")])).is_none());
+        assert!(websocket_upgrade(&req(Version::HTTP_11, &[("connection", "upgrade")])).is_none());
+        let h2c = [
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+        ];
+        assert!(websocket_upgrade(&req(Version::HTTP_11, &h2c)).is_none());
+        assert!(websocket_upgrade(&req(Version::HTTP_11, &[])).is_none());
     }
 
     #[test]

@@ -12,8 +12,15 @@
 //! the request is retried once on another upstream of the current set; 502 only when
 //! that fails too. No response within the upstream timeout (default 60 s) gives 504.
 //!
-//! Not supported: protocol upgrades (WebSocket; the `Upgrade` header is stripped as
-//! hop-by-hop), HTTP/2 and TLS.
+//! WebSocket upgrades pass through: the upgrade request goes to an upstream on a
+//! connection of its own and, on a `101`, client and upstream are spliced into a tunnel
+//! that counts as one request in flight. A drain waits for tunnels like for requests, but
+//! when its timeout passes it closes the tunnels to the former upstream (so an old
+//! container never stays pinned by a long-lived socket); stopping a route's listener
+//! (delete, new port, proxy shutdown) closes its tunnels at once.
+//!
+//! Not supported: other protocol upgrades (`h2c`: `Upgrade` is stripped as hop-by-hop),
+//! HTTP/2 and TLS.
 
 pub mod admin;
 pub mod client;

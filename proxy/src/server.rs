@@ -27,6 +27,9 @@ use crate::forward::{Forwarder, DEFAULT_UPSTREAM_TIMEOUT};
 use crate::state::{self, StateFile, STATE_VERSION};
 use crate::upstream::UpstreamSet;
 
+/// After a drain timed out, how long the closed WebSocket tunnels may take to end.
+const TUNNEL_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 /// Largest accepted admin request body.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
@@ -99,15 +102,16 @@ struct RouteListener {
 }
 
 impl RouteListener {
-    fn start(listener: TcpListener, fwd: Arc<Forwarder>) -> Self {
-        let (shutdown, rx) = watch::channel(false);
+    /// Starts accepting; `fwd.shutdown` must be a receiver of `shutdown`.
+    fn start(listener: TcpListener, fwd: Arc<Forwarder>, shutdown: watch::Sender<bool>) -> Self {
+        let rx = shutdown.subscribe();
         let accept = tokio::spawn(accept_loop(listener, fwd, rx));
         Self { accept, shutdown }
     }
 
     /// Closes the listening socket (returns once it is closed) and asks its connections to
-    /// finish in-flight requests and close. The returned sender's `closed()` resolves once
-    /// every connection has ended.
+    /// finish in-flight requests and close (WebSocket tunnels close at once). The returned
+    /// sender's `closed()` resolves once every connection has ended.
     async fn stop(self) -> watch::Sender<bool> {
         let _ = self.shutdown.send(true);
         self.accept.abort();
@@ -148,7 +152,8 @@ async fn serve_route_conn(
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(stream), svc);
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => {
@@ -243,12 +248,14 @@ impl Proxy {
         upstreams: &Arc<UpstreamSet>,
         listener: TcpListener,
     ) -> RouteListener {
+        let (shutdown, rx) = watch::channel(false);
         let fwd = Arc::new(Forwarder {
             route: name.to_string(),
             upstreams: Arc::clone(upstreams),
             timeout: self.options.upstream_timeout,
+            shutdown: rx,
         });
-        RouteListener::start(listener, fwd)
+        RouteListener::start(listener, fwd, shutdown)
     }
 
     async fn persist(&self, routes: &BTreeMap<String, RouteEntry>) -> Result<(), ApiError> {
@@ -338,25 +345,41 @@ impl Proxy {
     ) -> Result<DrainResult, ApiError> {
         req.validate()
             .map_err(|e| ApiError::new(ErrorKind::Invalid, e.to_string()))?;
-        let upstream = {
+        let (set, upstream) = {
             let routes = self.routes.lock().await;
             let entry = routes.get(name).ok_or_else(|| {
                 ApiError::new(ErrorKind::NotFound, format!("no route named {name:?}"))
             })?;
-            entry.upstreams.find(req.upstream)
+            (
+                Arc::clone(&entry.upstreams),
+                entry.upstreams.find(req.upstream),
+            )
         };
         let Some(upstream) = upstream else {
             // Unknown (or already forgotten) upstream: nothing of this route is in flight to it.
             return Ok(DrainResult {
                 drained: true,
                 in_flight: 0,
+                closed_tunnels: 0,
             });
         };
         let deadline = tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms);
-        let in_flight = upstream.wait_idle(deadline).await;
+        let mut in_flight = upstream.wait_idle(deadline).await;
+        let mut closed_tunnels = 0;
+        // Time is up: a former upstream's WebSocket tunnels would hold the drain (and the
+        // old container) forever, so they are closed now; plain requests keep running.
+        if in_flight > 0 && set.retire(req.upstream) {
+            closed_tunnels = upstream.tunnels();
+            if closed_tunnels > 0 {
+                tracing::info!(route = %name, upstream = %req.upstream, tunnels = closed_tunnels, "drain timed out: closing WebSocket tunnels");
+                let grace = tokio::time::Instant::now() + TUNNEL_CLOSE_WAIT;
+                in_flight = upstream.wait_idle(grace).await;
+            }
+        }
         Ok(DrainResult {
             drained: in_flight == 0,
             in_flight,
+            closed_tunnels,
         })
     }
 

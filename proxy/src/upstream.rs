@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::admin::UpstreamStatus;
 
@@ -15,6 +15,12 @@ pub struct Upstream {
     in_flight: AtomicU64,
     served: AtomicU64,
     idle_changed: Notify,
+    /// Open WebSocket tunnels (each also counted in `in_flight`).
+    tunnels: AtomicU64,
+    /// True once a drain of this (no longer current) upstream timed out: its tunnels
+    /// close. Sticky, so a tunnel whose handshake was still under way closes too; reset
+    /// when the upstream is put back into the current set.
+    retired: watch::Sender<bool>,
     /// Idle keep-alive connections to this upstream (owned by the forwarder).
     pub(crate) pool: crate::forward::Pool,
 }
@@ -26,8 +32,31 @@ impl Upstream {
             in_flight: AtomicU64::new(0),
             served: AtomicU64::new(0),
             idle_changed: Notify::new(),
+            tunnels: AtomicU64::new(0),
+            retired: watch::channel(false).0,
             pool: crate::forward::Pool::default(),
         })
+    }
+
+    /// Open WebSocket tunnels to this upstream.
+    pub fn tunnels(&self) -> u64 {
+        self.tunnels.load(Ordering::SeqCst)
+    }
+
+    /// Counts one WebSocket tunnel as open until the returned guard is dropped.
+    pub(crate) fn tunnel_opened(self: &Arc<Self>) -> TunnelOpen {
+        self.tunnels.fetch_add(1, Ordering::SeqCst);
+        TunnelOpen(Arc::clone(self))
+    }
+
+    /// Watches the retired flag (see [`UpstreamSet::retire`]).
+    pub(crate) fn retired(&self) -> watch::Receiver<bool> {
+        self.retired.subscribe()
+    }
+
+    fn set_retired(&self, retired: bool) {
+        self.retired
+            .send_if_modified(|r| std::mem::replace(r, retired) != retired);
     }
 
     pub fn in_flight(&self) -> u64 {
@@ -102,6 +131,16 @@ impl Drop for InFlight {
     }
 }
 
+/// Counts one open WebSocket tunnel until dropped.
+#[derive(Debug)]
+pub(crate) struct TunnelOpen(Arc<Upstream>);
+
+impl Drop for TunnelOpen {
+    fn drop(&mut self) {
+        self.0.tunnels.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// An immutable upstream set with its round-robin cursor.
 #[derive(Debug)]
 struct Snapshot {
@@ -164,7 +203,9 @@ impl UpstreamSet {
                 if let Some(u) = old.upstreams.iter().find(|u| u.addr == *a) {
                     Arc::clone(u)
                 } else if let Some(pos) = draining.iter().position(|u| u.addr == *a) {
-                    draining.swap_remove(pos)
+                    let back = draining.swap_remove(pos);
+                    back.set_retired(false);
+                    back
                 } else {
                     Upstream::new(*a)
                 }
@@ -195,6 +236,20 @@ impl UpstreamSet {
         let snap = self.current.read().unwrap_or_else(|e| e.into_inner());
         let current = snap.upstreams.iter().map(|u| u.status()).collect();
         (current, draining.iter().map(|u| u.status()).collect())
+    }
+
+    /// Closes the WebSocket tunnels to `addr` (and any whose handshake is under way) when
+    /// it is a former upstream; returns false, changing nothing, when `addr` is current.
+    pub fn retire(&self, addr: SocketAddr) -> bool {
+        let draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+        let snap = self.current.read().unwrap_or_else(|e| e.into_inner());
+        if snap.upstreams.iter().any(|u| u.addr == addr) {
+            return false;
+        }
+        if let Some(u) = draining.iter().find(|u| u.addr == addr) {
+            u.set_retired(true);
+        }
+        true
     }
 
     /// The upstream with this address, current or draining.
@@ -288,6 +343,29 @@ mod tests {
         assert!(draining.is_empty());
         assert_eq!(cur[0].in_flight, 1);
         assert!(Arc::ptr_eq(&set.find(a(1)).unwrap(), &orig));
+        drop(g);
+    }
+
+    #[test]
+    fn retire_only_former_upstreams_and_reset_when_re_added() {
+        let set = UpstreamSet::new(&[a(1)]);
+        let g = set.acquire(None).unwrap();
+        let up = Arc::clone(g.upstream());
+        let retired = up.retired();
+        assert!(!set.retire(a(1)), "a current upstream is never retired");
+        assert!(!*retired.borrow());
+        set.replace(&[a(2)]);
+        assert!(set.retire(a(1)));
+        assert!(*retired.borrow());
+        // Sticky: a tunnel subscribing late still sees it.
+        assert!(*up.retired().borrow());
+        assert!(set.retire(a(9)), "unknown upstreams are not current");
+        set.replace(&[a(1)]);
+        assert!(!*up.retired().borrow());
+        let t = up.tunnel_opened();
+        assert_eq!(up.tunnels(), 1);
+        drop(t);
+        assert_eq!(up.tunnels(), 0);
         drop(g);
     }
 
