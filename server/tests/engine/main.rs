@@ -6,6 +6,7 @@ mod environment;
 #[path = "../support/eventually.rs"]
 mod eventually;
 mod harness;
+mod seed_stack;
 mod streams;
 
 use harness::{fetch, fetch_at, free_port, Agent, Server, Store, DEPLOY_WITHIN};
