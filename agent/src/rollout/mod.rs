@@ -146,8 +146,8 @@ pub(crate) mod fixtures {
             host_ports: ports.iter().map(|(c, h)| (PortKey::tcp(*c), *h)).collect(),
             created_at: Default::default(),
             agent: AgentLabels {
-                health: None,
                 publish: publish.to_vec(),
+                ..Default::default()
             },
         }
     }
