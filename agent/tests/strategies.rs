@@ -12,7 +12,7 @@ use slipway_agent::rollout::{Engine, Progress};
 use slipway_proxy::ProxyClient;
 use slipway_types::agent::{
     AgentError, AgentErrorCode, AgentEvent, AgentRequest, AgentResponse, ContainerPort,
-    ContainerSpec, RolloutPhase, RolloutPlan, ServiceKey,
+    ContainerSpec, RevertPlan, RolloutPhase, RolloutPlan, ServiceKey,
 };
 use slipway_types::api::{HealthCheck, Protocol, RolloutStrategy, VolumeMount};
 use slipway_types::{ImageRef, Port};
@@ -467,6 +467,46 @@ async fn stop_first_prepare_starts_nothing_and_switch_recreates() {
     let (r, e) = h.rollout(&p2).await;
     assert!(matches!(r, Ok(AgentResponse::RolledOut { .. })), "{r:?}");
     assert_eq!(e.switched, 1, "{e:?}");
+}
+
+/// A revert of a stop-first service stops the failed release before the
+/// kept one starts again: never two at once on the volume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_first_revert_stops_the_failed_release_before_the_kept_one_starts() {
+    let h = harness().await;
+    let p1 = h.stateful(1, httpd_quick("echo from-v1 > /data/written", "v1"));
+    h.rollout(&p1).await.0.expect("v1");
+    let p2 = h.stateful(2, httpd_quick("true", "v2"));
+    h.rollout(&p2).await.0.expect("v2");
+    assert_eq!(h.get().await, "v2");
+
+    let (stop, sampler) = h.sample_running();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let r = h
+        .engine
+        .revert(
+            &RevertPlan {
+                service: h.service.clone(),
+                failed_deployment_id: p2.deployment_id,
+                restore_deployment_id: Some(p1.deployment_id),
+                drain_timeout_secs: 1,
+            },
+            &Progress::new(tx),
+            &CancellationToken::new(),
+        )
+        .await;
+    stop.store(true, Ordering::SeqCst);
+    let (most, _) = sampler.await.unwrap();
+    let events = collect(&mut rx);
+    assert!(
+        matches!(r, Ok(AgentResponse::Reverted { .. })),
+        "{r:?} {events:?}"
+    );
+    assert_eq!(most, 1, "two containers ran at once: {events:?}");
+    assert_eq!(events.switched, 0, "a revert is no rollout switch");
+    assert_eq!(h.get().await, "v1");
+    let only: Vec<String> = h.running().await.into_values().collect();
+    assert_eq!(only, vec![p1.deployment_id.to_string()]);
 }
 
 /// TCP and exec checks gate a rollout: no switch before they pass, a check
