@@ -9,6 +9,7 @@ use slipway_types::agent::{
     AgentResponse, HostFacts, ProtocolErrorCode, ServerMessage, DEAD_AFTER_SECS, HEARTBEAT_SECS,
     PROTOCOL_VERSION,
 };
+use slipway_types::api::RolloutStrategy;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,14 +42,16 @@ type Retired = Shared<BoxFuture<'static, ()>>;
 #[derive(Default)]
 struct ServiceSlot {
     lock: Arc<tokio::sync::Mutex<()>>,
-    /// The last retire queued for this service (each waits for the one before).
+    /// Resolves once every retire queued for this service so far is done.
     retired: Option<Retired>,
 }
 
 /// One lock per service: requests for the same service queue behind each other.
 /// A rollout's retire (stopping and pruning the old containers once the new
-/// release serves) runs after the lock is released, in a per-service queue:
-/// the next rollout does not wait for it, a revert or reconcile does.
+/// release serves) runs after the lock is released, at once — the retires of
+/// back-to-back rollouts stop their containers in parallel, each with its own
+/// stop grace period. The next start-first rollout does not wait for them; a
+/// revert, a reconcile or a stop-first rollout waits for every one queued.
 #[derive(Default, Clone)]
 pub struct ServiceLocks {
     inner: Arc<Mutex<HashMap<Uuid, ServiceSlot>>>,
@@ -87,14 +90,29 @@ impl ServiceLocks {
         Some(guards)
     }
 
-    /// Queues a retire of `id` (call it holding the service's lock, so the
-    /// order is the order of the rollouts). Returns what it must wait for
-    /// first, and the token whose drop marks it done.
-    pub fn queue_retire(&self, id: Uuid) -> (Option<Retired>, oneshot::Sender<()>) {
+    /// Registers a retire of `id` (call it holding the service's lock, so a
+    /// request that locks the service next sees it). Returns the token whose
+    /// drop marks it done; the retire itself need not wait for anything.
+    pub fn queue_retire(&self, id: Uuid) -> oneshot::Sender<()> {
         let (tx, rx) = oneshot::channel::<()>();
-        let mine: Retired = rx.map(|_| ()).boxed().shared();
-        let before = self.map().entry(id).or_default().retired.replace(mine);
-        (before, tx)
+        let mut map = self.map();
+        let slot = map.entry(id).or_default();
+        // Only retires still running are kept (the chain stays short).
+        let before = slot
+            .retired
+            .take()
+            .filter(|b| b.clone().now_or_never().is_none());
+        // Done when this one and all before it are.
+        let all: Retired = async move {
+            let _ = rx.await;
+            if let Some(before) = before {
+                before.await;
+            }
+        }
+        .boxed()
+        .shared();
+        slot.retired = Some(all);
+        tx
     }
 
     /// Waits until every retire of `id` queued so far is done.
@@ -135,9 +153,12 @@ pub async fn execute(
         )));
         return;
     };
-    if !matches!(request, AgentRequest::Rollout(_)) {
-        // A revert or reconcile sees the containers as the earlier rollouts
-        // left them (e.g. restores one only after it was stopped).
+    let start_first =
+        matches!(request, AgentRequest::Rollout(p) if p.strategy == RolloutStrategy::StartFirst);
+    if !start_first {
+        // A revert, reconcile or stop-first rollout sees the containers as
+        // the earlier rollouts left them (e.g. restores one only after it was
+        // stopped; stops, and on failure restarts, only the serving ones).
         for id in &services {
             locks.retired(*id).await;
         }
@@ -148,11 +169,8 @@ pub async fn execute(
                 drop(progress);
                 answer(Ok(response));
                 if let Some(r) = retire {
-                    let (before, done) = locks.queue_retire(p.service.service_id);
+                    let done = locks.queue_retire(p.service.service_id);
                     drop(guards);
-                    if let Some(before) = before {
-                        before.await;
-                    }
                     engine.retire(r, &Progress::discard()).await;
                     drop(done);
                 }
@@ -468,38 +486,32 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn retires_run_in_rollout_order_and_reverts_wait_for_them() {
+    async fn retires_run_at_once_and_reverts_wait_for_all_of_them() {
         let locks = ServiceLocks::default();
         let svc = Uuid::new_v4();
         // Nothing queued: nothing to wait for.
         assert!(locks.retired(svc).now_or_never().is_some());
 
-        let (first_before, first_done) = locks.queue_retire(svc);
-        assert!(first_before.is_none());
-        let (second_before, second_done) = locks.queue_retire(svc);
-        let second_before = second_before.expect("the second waits for the first");
-
-        // While the first retire runs, the second may not start and a revert
-        // (which waits for every retire queued so far) may not act.
-        assert!(
-            second_before.clone().now_or_never().is_none(),
-            "the second retire ran before the first"
-        );
+        let first_done = locks.queue_retire(svc);
+        let second_done = locks.queue_retire(svc);
+        // Both run at once; a revert (which waits for every retire queued so
+        // far) may not act while either runs, whichever ends first.
         assert!(
             locks.retired(svc).now_or_never().is_none(),
             "a revert did not wait for the retires"
         );
-
-        drop(first_done);
-        assert!(
-            second_before.clone().now_or_never().is_some(),
-            "the second starts once the first is done"
-        );
+        drop(second_done);
         assert!(
             locks.retired(svc).now_or_never().is_none(),
-            "a revert waits for the second too"
+            "a revert waits for the first too"
         );
-        drop(second_done);
+        let third_done = locks.queue_retire(svc);
+        drop(first_done);
+        assert!(
+            locks.retired(svc).now_or_never().is_none(),
+            "a revert waits for the third"
+        );
+        drop(third_done);
         assert!(locks.retired(svc).now_or_never().is_some());
         // Another service is independent.
         assert!(locks.retired(Uuid::new_v4()).now_or_never().is_some());
@@ -511,7 +523,7 @@ mod tests {
         let svc = Uuid::new_v4();
         let cancel = CancellationToken::new();
         let guards = locks.lock_all(vec![svc], &cancel).await.unwrap();
-        let (_before, _done) = locks.queue_retire(svc);
+        let _done = locks.queue_retire(svc);
         drop(guards);
         // The next rollout gets the lock at once although the retire is pending.
         let next = tokio::time::timeout(Duration::from_secs(1), locks.lock_all(vec![svc], &cancel));

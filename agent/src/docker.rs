@@ -498,6 +498,85 @@ fn to_managed(resp: ContainerInspectResponse) -> ManagedContainer {
     }
 }
 
+// --- Rollout choreography: graceful stops and exec health checks. ---
+
+/// What a command run in a container ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    pub exit_code: i64,
+    /// Its last lines of output (stdout and stderr), at most [`EXEC_OUTPUT_LINES`].
+    pub output: Vec<String>,
+}
+
+/// Lines of an exec's output kept for messages.
+pub const EXEC_OUTPUT_LINES: usize = 5;
+
+impl Docker {
+    /// Stops the container with its own stop timeout: the `StopTimeout` it
+    /// was created with (the service's stop grace period), else Docker's
+    /// 10 s. Returns once it is stopped (or killed); stopped already is fine.
+    pub async fn stop_graceful(&self, id: &str) -> Result<(), DockerError> {
+        let options = StopContainerOptions {
+            t: None,
+            signal: None,
+        };
+        match self.inner.stop_container(id, Some(options)).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs `cmd` in the running container `id` and waits until it exits.
+    /// Unbounded: the caller puts a timeout around it.
+    pub async fn exec(&self, id: &str, cmd: &[String]) -> Result<ExecOutcome, DockerError> {
+        use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+        let options = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(cmd.to_vec()),
+            ..Default::default()
+        };
+        let exec = self.inner.create_exec(id, options).await?;
+        let start = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: None,
+        };
+        let mut output: std::collections::VecDeque<String> = Default::default();
+        if let StartExecResults::Attached {
+            output: mut out, ..
+        } = self.inner.start_exec(&exec.id, Some(start)).await?
+        {
+            while let Some(item) = out.next().await {
+                let bytes = match item? {
+                    LogOutput::StdErr { message }
+                    | LogOutput::StdOut { message }
+                    | LogOutput::Console { message }
+                    | LogOutput::StdIn { message } => message,
+                };
+                for line in String::from_utf8_lossy(&bytes).lines() {
+                    if output.len() == EXEC_OUTPUT_LINES {
+                        output.pop_front();
+                    }
+                    output.push_back(line.to_owned());
+                }
+            }
+        }
+        let inspected = self.inner.inspect_exec(&exec.id).await?;
+        Ok(ExecOutcome {
+            // Still running (the stream ended early) counts as a failure.
+            exit_code: match inspected.running {
+                Some(true) => -1,
+                _ => inspected.exit_code.unwrap_or(-1),
+            },
+            output: output.into(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

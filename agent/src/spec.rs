@@ -11,6 +11,12 @@ use uuid::Uuid;
 /// needs to restart / re-route a kept container without the original plan.
 pub const LABEL_HEALTH: &str = "slipway.agent.health";
 pub const LABEL_PUBLISH: &str = "slipway.agent.publish";
+/// A TCP or exec health check (the HTTP one is [`LABEL_HEALTH`]).
+pub const LABEL_PROBE: &str = "slipway.agent.probe";
+/// Seconds after a start during which failed probes do not count.
+pub const LABEL_START_PERIOD: &str = "slipway.agent.start-period";
+/// `true`: the service rolls out stop-first (never two containers at once).
+pub const LABEL_STOP_FIRST: &str = "slipway.agent.stop-first";
 
 /// A container port with its protocol, as Docker writes it: `8080/tcp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,6 +54,26 @@ pub struct AgentLabels {
     pub health: Option<(u16, String)>,
     /// `(container port, published port)`.
     pub publish: Vec<(u16, u16)>,
+    /// A TCP or exec health check (when `health` is `None`).
+    pub probe: Option<ProbeLabel>,
+    /// Failures during this long after a start do not count.
+    pub start_period_secs: u32,
+    /// The service rolls out stop-first: a revert stops the failed
+    /// containers before it starts the kept ones.
+    pub stop_first: bool,
+}
+
+/// A health check other than HTTP, as stored on the container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProbeLabel {
+    /// A TCP connect to this container port (through its loopback host port).
+    Tcp { port: u16 },
+    /// `command` run in the container exits 0 within `timeout_secs`.
+    Exec {
+        command: Vec<String>,
+        timeout_secs: u32,
+    },
 }
 
 impl AgentLabels {
@@ -60,6 +86,34 @@ impl AgentLabels {
                 .get(LABEL_PUBLISH)
                 .and_then(|v| serde_json::from_str(v).ok())
                 .unwrap_or_default(),
+            probe: l
+                .get(LABEL_PROBE)
+                .and_then(|v| serde_json::from_str(v).ok()),
+            start_period_secs: l
+                .get(LABEL_START_PERIOD)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            stop_first: l.get(LABEL_STOP_FIRST).is_some_and(|v| v == "true"),
+        }
+    }
+
+    /// The non-HTTP probe, start period and strategy of a container of `plan`.
+    fn of_plan(plan: &RolloutPlan) -> Self {
+        use slipway_types::api::Probe;
+        let check = plan.container.health_check.as_ref();
+        let probe = check.and_then(|h| match h.probe()? {
+            Probe::Http { .. } => None,
+            Probe::Tcp { port } => Some(ProbeLabel::Tcp { port: port.get() }),
+            Probe::Exec { command } => Some(ProbeLabel::Exec {
+                command: command.to_vec(),
+                timeout_secs: h.timeout_secs.max(1),
+            }),
+        });
+        Self {
+            probe,
+            start_period_secs: check.map_or(0, |h| h.start_period_secs),
+            stop_first: plan.strategy == slipway_types::api::RolloutStrategy::StopFirst,
+            ..Self::default()
         }
     }
 
@@ -71,6 +125,20 @@ impl AgentLabels {
         }
         if let Ok(v) = serde_json::to_string(&self.publish) {
             l.insert(LABEL_PUBLISH.into(), v);
+        }
+        if let Some(p) = &self.probe {
+            if let Ok(v) = serde_json::to_string(p) {
+                l.insert(LABEL_PROBE.into(), v);
+            }
+        }
+        if self.start_period_secs > 0 {
+            l.insert(
+                LABEL_START_PERIOD.into(),
+                self.start_period_secs.to_string(),
+            );
+        }
+        if self.stop_first {
+            l.insert(LABEL_STOP_FIRST.into(), "true".into());
         }
     }
 }
@@ -159,8 +227,9 @@ pub fn create_specs(
         }
         _ => None,
     });
-    if let Some((port, _)) = &health {
-        let key = PortKey::tcp(*port);
+    // The probed port (HTTP or TCP check) is published on loopback.
+    if let Some(port) = c.health_check.as_ref().and_then(|h| h.probed_port()) {
+        let key = PortKey::tcp(port.get());
         if !ports.contains(&key) {
             ports.push(key);
         }
@@ -199,7 +268,11 @@ pub fn create_specs(
             "invalid environment variable name {k:?}"
         )));
     }
-    let agent = AgentLabels { health, publish };
+    let agent = AgentLabels {
+        health,
+        publish,
+        ..AgentLabels::of_plan(plan)
+    };
     let mut out = Vec::new();
     for i in 0..plan.replicas {
         let mut l = base_labels(host_id, &plan.service);
@@ -435,6 +508,42 @@ mod tests {
         assert_eq!(agent.publish, vec![(80, 8080)]);
         // Secrets never in Debug output.
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn tcp_and_exec_checks_and_stop_first_in_labels() {
+        let mut p = plan();
+        p.container.health_check = Some(HealthCheck {
+            start_period_secs: 30,
+            ..HealthCheck::tcp(port(5432))
+        });
+        p.strategy = slipway_types::api::RolloutStrategy::StopFirst;
+        let s = &create_specs("slipway-", Uuid::nil(), &p, true).unwrap()[0];
+        // The probed port is published on loopback like the HTTP check's.
+        assert!(s.ports.contains(&PortKey::tcp(5432)), "{:?}", s.ports);
+        let agent = AgentLabels::from_labels(&s.labels);
+        assert_eq!(agent.health, None);
+        assert_eq!(agent.probe, Some(ProbeLabel::Tcp { port: 5432 }));
+        assert_eq!(agent.start_period_secs, 30);
+        assert!(agent.stop_first);
+
+        let mut p = plan();
+        p.container.health_check = Some(HealthCheck {
+            timeout_secs: 2,
+            ..HealthCheck::exec(vec!["pg_isready".into(), "-U".into(), "app".into()])
+        });
+        let s = &create_specs("slipway-", Uuid::nil(), &p, true).unwrap()[0];
+        let agent = AgentLabels::from_labels(&s.labels);
+        assert_eq!(
+            agent.probe,
+            Some(ProbeLabel::Exec {
+                command: vec!["pg_isready".into(), "-U".into(), "app".into()],
+                timeout_secs: 2
+            })
+        );
+        assert_eq!(agent.start_period_secs, 0);
+        assert!(!agent.stop_first);
+        assert!(!s.labels.contains_key(LABEL_STOP_FIRST));
     }
 
     #[test]

@@ -242,6 +242,7 @@ async fn handshake_requests_reconnect_and_revocation() {
     )
     .await;
     let mut order = Vec::new();
+    let mut switched = Vec::new();
     let mut responses = 0;
     while responses < 2 {
         match recv(&mut ws).await {
@@ -249,6 +250,14 @@ async fn handshake_requests_reconnect_and_revocation() {
                 id,
                 event: AgentEvent::Step { .. },
             } => order.push((id, false)),
+            // Each rollout switches once, before its answer.
+            AgentMessage::Event {
+                id,
+                event: AgentEvent::Switched,
+            } => {
+                assert!(!order.contains(&(id, true)), "switched after the answer");
+                switched.push(id);
+            }
             AgentMessage::Response { id, response } => {
                 assert!(
                     matches!(response, AgentResponse::RolledOut { .. }),
@@ -266,6 +275,7 @@ async fn handshake_requests_reconnect_and_revocation() {
         first_done < first_of_second,
         "requests of one service must not overlap: {order:?}"
     );
+    assert_eq!(switched, vec![10, 11]);
 
     // Reconcile: p2 serves, p1 kept → converged already.
     let desired = ReconcilePlan {

@@ -1,11 +1,26 @@
 //! Rollout of a release on this host (`full`, or `prepare` then `switch` when
 //! the deployment spans several hosts), and the retire of the old containers
 //! once the new ones serve. How a (possibly resent) request starts is
-//! [`start`], a plain function.
+//! [`start`], what a phase does under a strategy is [`work`]: plain functions.
+//!
+//! ```text
+//!  start-first: create + start new → healthy → routes → Switched → drain → answer → retire (stop old)
+//!  stop-first:  create new → stop old (each with its grace) → start new → healthy → routes → Switched → answer
+//!               └ failed (crash, unhealthy, cancel): remove new → start the same old containers → healthy → routes back
+//! ```
+//!
+//! Stop-first across several hosts: `prepare` only makes sure the image is
+//! there (nothing may start while the old release runs on its volumes) and
+//! `switch` does the whole recreate, host by host.
+use super::routes::RouteSet;
 use super::{cancelled, docker_err, err, or_cancel, Engine, Progress, LOG_LINES_ON_FAILURE};
-use crate::docker::{DockerError, ManagedContainer};
+use crate::docker::{CreateSpec, DockerError, ManagedContainer};
 use crate::spec;
-use slipway_types::agent::{AgentError, AgentErrorCode, AgentResponse, RolloutPhase, RolloutPlan};
+use slipway_proxy::RouteStatus;
+use slipway_types::agent::{
+    AgentError, AgentErrorCode, AgentResponse, ContainerState, RolloutPhase, RolloutPlan,
+};
+use slipway_types::api::RolloutStrategy;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -68,6 +83,39 @@ fn start(phase: RolloutPhase, existing: usize, ready: bool, routed: bool) -> Sta
     }
 }
 
+/// What a rollout request does on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    /// Start-first: `Full` and `Prepare` start the new containers next to
+    /// the old ones, `Full` and `Switch` switch the routes to them.
+    StartFirst(RolloutPhase),
+    /// Stop-first `prepare`: only the image; nothing starts while the old
+    /// release runs.
+    PullOnly,
+    /// Stop-first `full` or `switch`: stop the old, start the new.
+    Recreate,
+}
+
+fn work(strategy: RolloutStrategy, phase: RolloutPhase) -> Work {
+    match (strategy, phase) {
+        (RolloutStrategy::StartFirst, phase) => Work::StartFirst(phase),
+        (RolloutStrategy::StopFirst, RolloutPhase::Prepare) => Work::PullOnly,
+        (RolloutStrategy::StopFirst, RolloutPhase::Full | RolloutPhase::Switch) => Work::Recreate,
+    }
+}
+
+/// The message of a failed stop-first rollout, after the previous
+/// containers were (`restored: Ok`) or could not be (`Err`) brought back.
+fn recreate_failure(failure: &str, previous: usize, restored: Result<(), &str>) -> String {
+    match (previous, restored) {
+        (0, _) => format!("{failure}; no earlier container ran on this host"),
+        (_, Ok(())) => {
+            format!("{failure}; the previous container(s) were started again and serve")
+        }
+        (_, Err(e)) => format!("{failure}; bringing the previous container(s) back failed: {e}"),
+    }
+}
+
 impl Engine {
     /// Removes the new containers after a failure; `e` gets the logs of the
     /// container that failed if it has none yet.
@@ -118,8 +166,9 @@ impl Engine {
         if publishes {
             self.ensure_proxy().await?;
         }
+        let work = work(plan.strategy, plan.phase);
 
-        let switch_only = plan.phase == RolloutPhase::Switch;
+        let switch_only = work == Work::StartFirst(RolloutPhase::Switch);
         // (a) image
         or_cancel(cancel, async {
             if switch_only {
@@ -143,6 +192,13 @@ impl Engine {
             Ok(())
         })
         .await?;
+        if work == Work::PullOnly {
+            progress.step("prepared: image ready; stop-first starts the new release at the switch");
+            let answer = AgentResponse::Prepared {
+                containers: Vec::new(),
+            };
+            return Ok((answer, None));
+        }
 
         let existing = self.service_containers(service_id).await?;
         let routes_before = self.current_routes(service_id).await?;
@@ -157,7 +213,12 @@ impl Engine {
                 .desired_routes(service_id, &same)
                 .is_ok_and(|want| super::routes::all_routed(&want, &routes_before));
         let same_ids: Vec<String> = same.iter().map(|c| c.id.clone()).collect();
-        let prepared = match start(plan.phase, same.len(), ready, routed) {
+        // A stop-first switch is a whole recreate.
+        let phase = match work {
+            Work::Recreate => RolloutPhase::Full,
+            _ => plan.phase,
+        };
+        let prepared = match start(phase, same.len(), ready, routed) {
             Start::AlreadyPrepared => {
                 // Resent prepare (or a service without published ports, which
                 // has no routes to compare): the containers are ready.
@@ -169,6 +230,9 @@ impl Engine {
             }
             Start::AlreadyServing => {
                 progress.step("deployment serving on this host");
+                // The control plane that resent the request may not have
+                // heard it the first time.
+                progress.switched();
                 let previous = spec::previous_serving(&deployment_infos(&old), plan.deployment_id);
                 let answer = AgentResponse::RolledOut {
                     containers: same_ids,
@@ -203,11 +267,90 @@ impl Engine {
                 None
             }
         };
+        if work == Work::Recreate {
+            return self
+                .recreate(plan, &specs, old, &routes_before, progress, cancel)
+                .await;
+        }
 
         // (b) create + start (a `switch` uses the prepared containers)
-        let mut created: Vec<String> = prepared.clone().unwrap_or_default();
+        let (mut created, names) = match prepared {
+            Some(ids) => (ids, Vec::new()),
+            None => self.create_all(&specs, progress, cancel).await?,
+        };
+        for (id, name) in &names {
+            if let Err(e) = self.docker.start(id).await {
+                let e = err(AgentErrorCode::Crashed, format!("cannot start {name}: {e}"));
+                return Err(self.abort_rollout(&created, e, Some(id)).await);
+            }
+            progress.step(format!("started container {name}"));
+        }
+
+        // (c) wait healthy (nothing to wait for on a switch: `names` is empty)
+        let timeout = Duration::from_secs(u64::from(plan.health_timeout_secs.max(1)));
+        if let Err((e, failed)) = self
+            .wait_all_healthy(&names, timeout, progress, cancel)
+            .await
+        {
+            progress.step(format!(
+                "rollout failed: {}; removing new containers",
+                e.message
+            ));
+            return Err(self.abort_rollout(&created, e, failed.as_deref()).await);
+        }
+
+        if plan.phase == RolloutPhase::Prepare {
+            progress.step("prepared: new containers healthy, traffic not switched yet");
+            let answer = AgentResponse::Prepared {
+                containers: created,
+            };
+            return Ok((answer, None));
+        }
+
+        // (d) switch traffic
+        if cancel.is_cancelled() {
+            return Err(self.abort_rollout(&created, cancelled(), None).await);
+        }
+        let routes = match self.route_new(service_id, &created, &routes_before).await {
+            Ok(r) => r,
+            Err(e) => {
+                progress.step(format!("switching traffic failed: {}", e.message));
+                return Err(self.abort_rollout(&created, e, None).await);
+            }
+        };
+        // From here on the new deployment serves: no more aborts.
+        self.announce_switch(&routes, &routes_before, progress)
+            .await;
+
+        // (e) drain + stop old
+        let drain = Duration::from_secs(u64::from(plan.drain_timeout_secs));
+        self.drain_old(&routes, &routes_before, drain, progress)
+            .await;
+        let deps = deployment_infos(&old);
+        let previous = spec::previous_serving(&deps, plan.deployment_id);
+        let answer = AgentResponse::RolledOut {
+            containers: std::mem::take(&mut created),
+            previous_deployment_id: previous,
+        };
+        let retire = Retire {
+            old,
+            deployment_id: plan.deployment_id,
+            keep_previous: plan.keep_previous as usize,
+        };
+        Ok((answer, Some(retire)))
+    }
+
+    /// Creates the containers of `specs` (not started): their ids, and
+    /// `(id, name)` of each. On failure removes those it created.
+    async fn create_all(
+        &self,
+        specs: &[CreateSpec],
+        progress: &Progress,
+        cancel: &CancellationToken,
+    ) -> Result<(Vec<String>, Vec<(String, String)>), AgentError> {
+        let mut created: Vec<String> = Vec::new();
         let mut names: Vec<(String, String)> = Vec::new();
-        for s in specs.iter().filter(|_| prepared.is_none()) {
+        for s in specs {
             if cancel.is_cancelled() {
                 return Err(self.abort_rollout(&created, cancelled(), None).await);
             }
@@ -245,75 +388,169 @@ impl Engine {
                 }
             }
         }
-        for (id, name) in &names {
-            if let Err(e) = self.docker.start(id).await {
-                let e = err(AgentErrorCode::Crashed, format!("cannot start {name}: {e}"));
-                return Err(self.abort_rollout(&created, e, Some(id)).await);
-            }
-            progress.step(format!("started container {name}"));
-        }
+        Ok((created, names))
+    }
 
-        // (c) wait healthy (nothing to wait for on a switch: `names` is empty)
-        let timeout = Duration::from_secs(u64::from(plan.health_timeout_secs.max(1)));
-        if let Err((e, failed)) = self
-            .wait_all_healthy(&names, timeout, progress, cancel)
-            .await
-        {
-            progress.step(format!(
-                "rollout failed: {}; removing new containers",
-                e.message
-            ));
-            return Err(self.abort_rollout(&created, e, failed.as_deref()).await);
+    /// Puts the routes that make the containers `ids` serve (the previous
+    /// routes stay when this fails); the routes put.
+    pub(super) async fn route_new(
+        &self,
+        service_id: Uuid,
+        ids: &[String],
+        before: &[RouteStatus],
+    ) -> Result<RouteSet, AgentError> {
+        let mut containers = Vec::new();
+        for id in ids {
+            containers.push(self.docker.inspect(id).await.map_err(docker_err)?);
         }
+        let routes = self.desired_routes(service_id, &containers)?;
+        self.switch_routes(&routes, before).await?;
+        Ok(routes)
+    }
 
-        if plan.phase == RolloutPhase::Prepare {
-            progress.step("prepared: new containers healthy, traffic not switched yet");
-            let answer = AgentResponse::Prepared {
-                containers: created,
-            };
-            return Ok((answer, None));
-        }
-
-        // (d) switch traffic
-        let mut new_containers = Vec::new();
-        for id in &created {
-            match self.docker.inspect(id).await {
-                Ok(c) => new_containers.push(c),
-                Err(e) => return Err(self.abort_rollout(&created, docker_err(e), None).await),
-            }
-        }
-        let routes = match self.desired_routes(service_id, &new_containers) {
-            Ok(r) => r,
-            Err(e) => return Err(self.abort_rollout(&created, e, None).await),
-        };
-        if cancel.is_cancelled() {
-            return Err(self.abort_rollout(&created, cancelled(), None).await);
-        }
-        if let Err(e) = self.switch_routes(&routes, &routes_before).await {
-            progress.step(format!("switching traffic failed: {}", e.message));
-            return Err(self.abort_rollout(&created, e, None).await);
-        }
-        // From here on the new deployment serves: no more aborts.
+    /// The new containers serve now: says so (step and [`Progress::switched`])
+    /// and removes the routes of ports no longer published.
+    async fn announce_switch(
+        &self,
+        routes: &RouteSet,
+        before: &[RouteStatus],
+        progress: &Progress,
+    ) {
         if !routes.is_empty() {
             progress.step(format!(
                 "traffic switched to the new containers ({})",
                 routes.keys().cloned().collect::<Vec<_>>().join(", ")
             ));
         }
+        progress.switched();
         let mut ignored = Vec::new();
-        self.delete_stale_routes(&routes, &routes_before, &mut ignored)
-            .await;
+        self.delete_stale_routes(routes, before, &mut ignored).await;
+    }
 
-        // (e) drain + stop old
-        let drain = Duration::from_secs(u64::from(plan.drain_timeout_secs));
-        self.drain_old(&routes, &routes_before, drain, progress)
-            .await;
+    /// Stops `containers` all at once, each with its own stop grace period,
+    /// and checks that no container of the service but `except` still runs.
+    async fn stop_for_recreate(
+        &self,
+        service_id: Uuid,
+        containers: &[&ManagedContainer],
+        except: &[String],
+        progress: &Progress,
+    ) -> Result<(), AgentError> {
+        let stops = containers.iter().map(|c| async move {
+            self.docker.stop_graceful(&c.id).await.map_err(|e| {
+                err(
+                    AgentErrorCode::Docker,
+                    format!("cannot stop {}: {e}", c.name),
+                )
+            })?;
+            progress.step(format!("stopped old container {}", c.name));
+            Ok::<(), AgentError>(())
+        });
+        futures_util::future::try_join_all(stops).await?;
+        let still: Vec<String> = self
+            .service_containers(service_id)
+            .await?
+            .into_iter()
+            .filter(|c| c.is_up() && !except.contains(&c.id))
+            .map(|c| c.name)
+            .collect();
+        if !still.is_empty() {
+            return Err(err(
+                AgentErrorCode::Docker,
+                format!("still running after stop: {}", still.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stop-first: the old containers stop (each with its grace period)
+    /// before the new ones start, so two never run at once on a volume. A
+    /// failure removes the new containers and starts the same old ones again.
+    async fn recreate(
+        &self,
+        plan: &RolloutPlan,
+        specs: &[CreateSpec],
+        mut old: Vec<ManagedContainer>,
+        routes_before: &[RouteStatus],
+        progress: &Progress,
+        cancel: &CancellationToken,
+    ) -> Result<(AgentResponse, Option<Retire>), AgentError> {
+        let service_id = plan.service.service_id;
+        // (b) create (the old release still serves meanwhile)
+        let (created, names) = self.create_all(specs, progress, cancel).await?;
+        if cancel.is_cancelled() {
+            return Err(self.abort_rollout(&created, cancelled(), None).await);
+        }
+        // (c) stop the old
+        let previous: Vec<ManagedContainer> = old.iter().filter(|c| c.is_up()).cloned().collect();
+        if !previous.is_empty() {
+            progress.step(format!(
+                "stop-first: stopping {} old container(s) before starting the new",
+                previous.len()
+            ));
+        }
+        let refs: Vec<&ManagedContainer> = previous.iter().collect();
+        if let Err(e) = self
+            .stop_for_recreate(service_id, &refs, &created, progress)
+            .await
+        {
+            return Err(self
+                .recreate_failed(service_id, &created, &previous, e, None, progress)
+                .await);
+        }
+        // (d) start the new
+        for (id, name) in &names {
+            if cancel.is_cancelled() {
+                return Err(self
+                    .recreate_failed(service_id, &created, &previous, cancelled(), None, progress)
+                    .await);
+            }
+            if let Err(e) = self.docker.start(id).await {
+                let e = err(AgentErrorCode::Crashed, format!("cannot start {name}: {e}"));
+                return Err(self
+                    .recreate_failed(service_id, &created, &previous, e, Some(id), progress)
+                    .await);
+            }
+            progress.step(format!("started container {name}"));
+        }
+        // (e) wait healthy
+        let timeout = Duration::from_secs(u64::from(plan.health_timeout_secs.max(1)));
+        if let Err((e, failed)) = self
+            .wait_all_healthy(&names, timeout, progress, cancel)
+            .await
+        {
+            return Err(self
+                .recreate_failed(
+                    service_id,
+                    &created,
+                    &previous,
+                    e,
+                    failed.as_deref(),
+                    progress,
+                )
+                .await);
+        }
+        // (f) routes
+        let before = self.current_routes(service_id).await?;
+        let routes = match self.route_new(service_id, &created, &before).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(self
+                    .recreate_failed(service_id, &created, &previous, e, None, progress)
+                    .await)
+            }
+        };
+        self.announce_switch(&routes, routes_before, progress).await;
+
         let deps = deployment_infos(&old);
-        let previous = spec::previous_serving(&deps, plan.deployment_id);
         let answer = AgentResponse::RolledOut {
             containers: created,
-            previous_deployment_id: previous,
+            previous_deployment_id: spec::previous_serving(&deps, plan.deployment_id),
         };
+        // Stopped already: the retire only prunes.
+        for c in old.iter_mut().filter(|c| c.is_up()) {
+            c.state = ContainerState::Exited;
+        }
         let retire = Retire {
             old,
             deployment_id: plan.deployment_id,
@@ -322,13 +559,82 @@ impl Engine {
         Ok((answer, Some(retire)))
     }
 
+    /// A stop-first rollout failed with `e`: removes the new containers
+    /// (`failed` gets its logs read first), starts the `previous` ones
+    /// again, waits for them and routes to them. Cannot be cancelled.
+    async fn recreate_failed(
+        &self,
+        service_id: Uuid,
+        created: &[String],
+        previous: &[ManagedContainer],
+        e: AgentError,
+        failed: Option<&str>,
+        progress: &Progress,
+    ) -> AgentError {
+        progress.step(format!(
+            "rollout failed: {}; removing the new containers",
+            e.message
+        ));
+        // Removed (killed) before an old one starts: one at a time on the volumes.
+        let mut e = self.abort_rollout(created, e, failed).await;
+        if previous.is_empty() {
+            e.message = recreate_failure(&e.message, 0, Ok(()));
+            return e;
+        }
+        progress.step(format!(
+            "starting the {} previous container(s) again",
+            previous.len()
+        ));
+        let restored = self.restore_previous(service_id, previous, progress).await;
+        if restored.is_ok() {
+            progress.step("the previous containers serve again");
+        }
+        e.message = recreate_failure(
+            &e.message,
+            previous.len(),
+            restored
+                .as_ref()
+                .map(|_| ())
+                .map_err(|r| r.message.as_str()),
+        );
+        e
+    }
+
+    /// Starts the same old containers again, waits for them, routes to them.
+    async fn restore_previous(
+        &self,
+        service_id: Uuid,
+        previous: &[ManagedContainer],
+        progress: &Progress,
+    ) -> Result<(), AgentError> {
+        let mut ids = Vec::new();
+        for c in previous {
+            self.docker.start(&c.id).await.map_err(docker_err)?;
+            progress.step(format!("started previous container {}", c.name));
+            ids.push((c.id.clone(), c.name.clone()));
+        }
+        self.wait_all_healthy(
+            &ids,
+            super::health::DEFAULT_HEALTH_TIMEOUT,
+            progress,
+            &CancellationToken::new(),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+        let before = self.current_routes(service_id).await?;
+        let ids: Vec<String> = ids.into_iter().map(|(id, _)| id).collect();
+        self.route_new(service_id, &ids, &before).await?;
+        Ok(())
+    }
+
     /// Stops the old containers (kept for rollback) and removes those beyond
     /// the newest `keep_previous` earlier deployments.
     pub async fn retire(&self, r: Retire, progress: &Progress) {
         let deps = deployment_infos(&r.old);
-        // Concurrently: each stop may take the engine's stop timeout.
+        // Concurrently (and concurrently with the retires of other rollouts),
+        // each with the container's own stop grace period.
         let stops = r.old.iter().filter(|c| c.is_up()).map(|c| async move {
-            match self.docker.stop(&c.id).await {
+            match self.docker.stop_graceful(&c.id).await {
                 Ok(()) => progress.step(format!("stopped old container {}", c.name)),
                 // Pruned meanwhile by the retire of an earlier rollout
                 // (this list was read before that one finished).
@@ -357,6 +663,37 @@ mod tests {
     use super::*;
     use crate::rollout::fixtures::container;
     use slipway_types::agent::ContainerState;
+
+    #[test]
+    fn stop_first_prepares_only_the_image_and_recreates_at_the_switch() {
+        use RolloutPhase::{Full, Prepare, Switch};
+        let stop = RolloutStrategy::StopFirst;
+        assert_eq!(work(stop, Prepare), Work::PullOnly);
+        assert_eq!(work(stop, Switch), Work::Recreate);
+        assert_eq!(work(stop, Full), Work::Recreate);
+        for phase in [Full, Prepare, Switch] {
+            assert_eq!(
+                work(RolloutStrategy::StartFirst, phase),
+                Work::StartFirst(phase)
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_recreate_says_what_became_of_the_previous_release() {
+        assert_eq!(
+            recreate_failure("container db exited with code 1 while starting", 1, Ok(())),
+            "container db exited with code 1 while starting; the previous container(s) were started again and serve"
+        );
+        assert_eq!(
+            recreate_failure("cancelled", 2, Err("container db-old not healthy after 60 s")),
+            "cancelled; bringing the previous container(s) back failed: container db-old not healthy after 60 s"
+        );
+        assert_eq!(
+            recreate_failure("cancelled", 0, Ok(())),
+            "cancelled; no earlier container ran on this host"
+        );
+    }
 
     #[test]
     fn fresh_requests_create() {

@@ -2,18 +2,24 @@
 //! agent does for each request of the control plane.
 //!
 //! ```text
-//!  Rollout ──▶ deploy:    image → create + start → health ──▶ routes: switch → drain
-//!                           (Prepare stops here)                  │
+//!  Rollout ──▶ deploy:    image → create + start → health ──▶ routes: switch → Switched → drain
+//!   start-first             (Prepare stops here)                  │
 //!                         answer ◀──────────────────────────────┘
-//!                         then retire: stop old, prune beyond keep_previous
-//!  Revert ───▶ revert:    start kept → health → routes back → drain → remove failed
+//!                         then retire (in parallel with earlier retires):
+//!                         stop old with their grace period, prune beyond keep_previous
+//!   stop-first            image (Prepare stops here) → create → stop old → start → health
+//!                         → routes → Switched → answer; failed: remove new, start the
+//!                         same old containers again → health → routes back
+//!  Revert ───▶ revert:    (stop-first: stop failed first) start kept → health → routes back
+//!                         → drain → remove failed
 //!  Reconcile ▶ reconcile: per service, converge containers and routes on the
 //!                         deployment that must serve (keep some stopped, remove the rest)
 //!  Logs, status ▶ observe
 //! ```
 //!
-//! `health` (waiting for containers) and `routes` (the proxy's routes of a
-//! service) are the parts the others share; the decisions are plain
+//! `health` (waiting for containers: HTTP, TCP or exec checks, start
+//! periods) and `routes` (the proxy's routes of a service) are the parts the
+//! others share; the decisions are plain
 //! functions, unit-tested beside them.
 mod deploy;
 mod health;
@@ -146,8 +152,8 @@ pub(crate) mod fixtures {
             host_ports: ports.iter().map(|(c, h)| (PortKey::tcp(*c), *h)).collect(),
             created_at: Default::default(),
             agent: AgentLabels {
-                health: None,
                 publish: publish.to_vec(),
+                ..Default::default()
             },
         }
     }

@@ -26,6 +26,15 @@ impl Progress {
         }
     }
 
+    /// Traffic on this host now goes to the new containers: sent the moment
+    /// it happens, before the answer (the control plane records it).
+    pub fn switched(&self) {
+        tracing::info!("traffic switched");
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(AgentEvent::Switched);
+        }
+    }
+
     /// Sends `event`; `false` once nobody listens any more.
     pub(super) fn event(&self, event: AgentEvent) -> bool {
         match &self.tx {
