@@ -243,6 +243,7 @@ fn ComposeImportForm(
         spawn_local(async move {
             let body = ComposeImport {
                 compose: text,
+                files: Default::default(),
                 dry_run,
             };
             match api::compose_import(environment, &body).await {

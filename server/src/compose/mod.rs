@@ -3,35 +3,47 @@
 //! Pure conversion (no IO, no actix/SeaORM types): [`convert`] parses the
 //! file with `compose_spec`, maps every key Slipway can honour onto a
 //! [`ServiceSpec`], lists the keys it accepts but ignores, and collects
-//! *every* problem (unsupported keys, values it cannot express) into one
-//! [`ComposeError::Rejected`], so nothing is ever half-imported.
-//! The mapping table is documented in `docs/compose.md`.
+//! *every* problem (unsupported keys, values it cannot express, files that
+//! were not uploaded) into one [`ComposeError::Rejected`], so nothing is ever
+//! half-imported. The mapping table is documented in `docs/compose.md`.
+//!
+//! ```text
+//! YAML ─ parse (merge keys, raw extra_hosts) ─ Compose
+//!   ├ pre-pass: service names, jobs (waited for with service_completed_successfully)
+//!   ├ per service: keys (mapped / ignored / refused with a hint), values:
+//!   │   env (+ env_file from `files`) · mounts (+ config files from `files`)
+//!   │   · ports / networks / extra_hosts · healthcheck · deploy · depends_on
+//!   └ whole file: dependency cycles, aliases vs service names, unused uploads
+//! ```
+mod deploy;
+mod env;
+mod envfile;
+mod health;
+mod mounts;
+mod network;
 pub mod routes;
+mod values;
 
 use compose_spec::{
-    service::{
-        deploy::{resources::Limits, Mode as DeployMode},
-        healthcheck::Test,
-        ports::{Port as LongPort, Protocol as ComposeProtocol, Range, ShortPort},
-        volumes::{Mount, ShortVolume, Source},
-        ByteValue, Command, Healthcheck,
-    },
-    Compose, ListOrMap, ShortOrLong, Value,
+    service::{Command, Condition, Restart},
+    Compose, ShortOrLong,
 };
+use deploy::{capabilities, classify_deploy, convert_limits, memory_mb, no_new_privileges};
 use slipway_types::{
     api::{
-        HealthCheck, NewService, PortMapping, PortMode, Protocol, Resources, SecretRef,
-        ServiceSpec, Validate, VolumeMount,
+        DependsCondition, NewService, ReleaseCommand, Resources, ServiceKind, ServiceSpec, Validate,
     },
-    names::check_dns_label,
-    Capability, EnvVarName, ImageRef, Port, ResourceName,
+    ImageRef, ResourceName,
 };
-use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+use std::collections::{BTreeMap, BTreeSet};
+use values::{not_interpolated, secs_ceil, split_shell, unescape};
 
 /// Largest compose file accepted, in bytes.
 pub const MAX_COMPOSE_BYTES: usize = 256 * 1024;
 /// Most services one import may create.
 pub const MAX_SERVICES: usize = 100;
+/// The service extension read as the release command.
+pub const RELEASE_COMMAND_KEY: &str = "x-slipway-release-command";
 
 /// The result of a successful conversion.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +100,8 @@ struct Report {
     unsupported: Vec<String>,
     invalid: Vec<String>,
     ignored: Vec<String>,
+    /// Uploaded files read, by their key in the request.
+    used_files: BTreeSet<String>,
 }
 
 impl Report {
@@ -100,17 +114,61 @@ impl Report {
     fn ignore(&mut self, path: &str, why: &str) {
         self.ignored.push(format!("{path} ({why})"));
     }
+    fn errors(&self) -> usize {
+        self.unsupported.len() + self.invalid.len()
+    }
+}
+
+/// The files uploaded with the import, found by the path the compose file
+/// writes: `./nginx.conf` and `nginx.conf` are the same file.
+struct Uploads<'a> {
+    by_path: BTreeMap<String, (&'a str, &'a str)>,
+}
+
+/// `a/./b//c` → `a/b/c`, without a leading `./`.
+fn normalize(path: &str) -> String {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let joined = parts.join("/");
+    if path.starts_with('/') {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
+impl<'a> Uploads<'a> {
+    fn new(files: &'a BTreeMap<String, String>) -> Self {
+        let by_path = files
+            .iter()
+            .map(|(k, v)| (normalize(k), (k.as_str(), v.as_str())))
+            .collect();
+        Self { by_path }
+    }
+
+    /// The content of `path`, noting that it was used.
+    fn get(&self, path: &str, r: &mut Report) -> Option<&'a str> {
+        let (key, content) = self.by_path.get(&normalize(path))?;
+        r.used_files.insert((*key).to_owned());
+        Some(content)
+    }
 }
 
 /// Service keys mapped onto the spec.
 const MAPPED: &[&str] = &[
     "image",
     "command",
+    "entrypoint",
     "ports",
     "environment",
+    "env_file",
     "volumes",
+    "tmpfs",
     "healthcheck",
     "deploy",
+    "scale",
     "user",
     "read_only",
     "cap_drop",
@@ -118,43 +176,117 @@ const MAPPED: &[&str] = &[
     "security_opt",
     "cpus",
     "mem_limit",
+    "depends_on",
+    "networks",
+    "restart",
+    "stop_grace_period",
+    "init",
+    "extra_hosts",
 ];
 
 /// Service keys accepted and ignored, with the reason.
 const IGNORED: &[(&str, &str)] = &[
-    ("restart", "Slipway always restarts containers that stop"),
-    ("depends_on", "each service is deployed on its own"),
-    (
-        "networks",
-        "the services of an environment share one network",
-    ),
     ("container_name", "Slipway names containers itself"),
     ("labels", "Slipway sets its own container labels"),
     ("logging", "Slipway collects container output itself"),
     ("expose", "informational only"),
+    (
+        "links",
+        "services reach each other by name on the environment network",
+    ),
+    ("mem_reservation", "Slipway applies limits only"),
+    ("pull_policy", "Slipway pulls the release's image itself"),
+    ("tty", "services run detached, without a terminal"),
+    ("stdin_open", "services run detached, without a terminal"),
+    ("develop", "development only"),
+    ("annotations", "informational only"),
 ];
 
-/// Hints for common unsupported keys.
+/// Hints for the service keys Slipway refuses.
 fn hint(key: &str) -> Option<&'static str> {
     Some(match key {
         "build" => "build and push the image elsewhere, then set image",
-        "entrypoint" => "bake the entrypoint into the image",
-        "env_file" => "put the variables in environment or in the environment's variables",
         "secrets" => "reference environment secrets as ${NAME} in environment",
+        "configs" => "bind-mount the file (./file:/path) and upload it with the import",
         "network_mode" => "services run on the environment's network",
+        "privileged" => "Slipway runs no privileged containers: grant what is needed with cap_add",
+        "pid" | "ipc" | "uts" | "userns_mode" | "cgroup" => "containers keep their own namespaces",
+        "devices" | "device_cgroup_rules" => "Slipway passes no host devices",
+        "sysctls" => "set kernel parameters on the host",
+        "ulimits" => "set default ulimits in the host's Docker daemon",
+        "hostname" | "domainname" => {
+            "services are found by service name and networks aliases on the environment network"
+        }
+        "dns" | "dns_search" | "dns_opt" => "containers use the environment network's DNS",
+        "profiles" => "import only the services you want: remove the others from the file",
+        "working_dir" => "set WORKDIR in the image",
+        "stop_signal" => "make the process stop on SIGTERM, or set init: true",
+        "extends" => "write the extended keys into the service (YAML anchors and <<: work)",
+        "volumes_from" => "mount the same named volume in both services",
+        "platform" => "push an image built for the host's platform",
+        "group_add" => "add the groups in the image",
+        "shm_size" => "mount a tmpfs on /dev/shm (tmpfs: /dev/shm:size=…)",
+        "cpu_count" | "cpu_percent" | "cpu_shares" | "cpu_period" | "cpu_quota"
+        | "cpu_rt_runtime" | "cpu_rt_period" | "cpuset" => {
+            "limit CPUs with cpus or deploy.resources.limits.cpus"
+        }
+        "memswap_limit" | "mem_swappiness" | "oom_kill_disable" | "oom_score_adj" => {
+            "limit memory with mem_limit or deploy.resources.limits.memory"
+        }
+        "pids_limit" => "not supported",
         _ => return None,
     })
 }
 
-/// Converts a compose file. All or nothing: any problem yields
-/// [`ComposeError::Rejected`] listing every problem found.
-pub fn convert(yaml: &str) -> Result<Converted, ComposeError> {
+/// The YAML as compose reads it, and each service's raw `extra_hosts`.
+fn parse(yaml: &str) -> Result<(Compose, BTreeMap<String, serde_yaml::Value>), ComposeError> {
+    let syntax = |e: serde_yaml::Error| ComposeError::Syntax(e.to_string());
+    let mut raw: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(syntax)?;
+    let merges = yaml.contains("<<");
+    if merges {
+        raw.apply_merge().map_err(syntax)?;
+    }
+    let mut hosts = BTreeMap::new();
+    if let Some(services) = raw.get_mut("services").and_then(|s| s.as_mapping_mut()) {
+        for (id, svc) in services.iter_mut() {
+            if let (Some(id), Some(svc)) = (id.as_str(), svc.as_mapping_mut()) {
+                if let Some(h) = svc.remove("extra_hosts") {
+                    hosts.insert(id.to_owned(), h);
+                }
+            }
+        }
+    }
+    // Straight from the text, errors carry the line and column; merge keys
+    // and `host-gateway` (which the parser refuses) need the edited value.
+    let compose = match Compose::options().from_yaml_str(yaml) {
+        Ok(c) => c,
+        Err(e) if !merges && hosts.is_empty() => return Err(syntax(e)),
+        Err(e) => match Compose::options().from_yaml_value(raw) {
+            Ok(c) => c,
+            Err(e2) => return Err(syntax(if merges { e2 } else { e })),
+        },
+    };
+    Ok((compose, hosts))
+}
+
+/// What every service's conversion may look at.
+struct Context<'a> {
+    uploads: Uploads<'a>,
+    /// The file's service names.
+    names: BTreeSet<String>,
+    /// Services others wait for with `service_completed_successfully`.
+    jobs: BTreeSet<String>,
+    extra_hosts: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// Converts a compose file, with the `files` uploaded beside it (path as
+/// written in the compose file → content). All or nothing: any problem
+/// yields [`ComposeError::Rejected`] listing every problem found.
+pub fn convert(yaml: &str, files: &BTreeMap<String, String>) -> Result<Converted, ComposeError> {
     if yaml.len() > MAX_COMPOSE_BYTES {
         return Err(ComposeError::TooLarge);
     }
-    let compose = Compose::options()
-        .from_yaml_str(yaml)
-        .map_err(|e| ComposeError::Syntax(e.to_string()))?;
+    let (compose, extra_hosts) = parse(yaml)?;
     if compose.services.is_empty() {
         return Err(ComposeError::NoServices);
     }
@@ -162,40 +294,24 @@ pub fn convert(yaml: &str) -> Result<Converted, ComposeError> {
         return Err(ComposeError::TooManyServices);
     }
     let mut r = Report::default();
-    if compose.version.is_some() {
-        r.ignore("version", "obsolete");
-    }
-    if compose.name.is_some() {
-        r.ignore("name", "the environment is the project");
-    }
-    if !compose.include.is_empty() {
-        r.unsupported("include");
-    }
-    if !compose.secrets.is_empty() {
-        r.unsupported("secrets (use the environment's secrets)");
-    }
-    if !compose.configs.is_empty() {
-        r.unsupported("configs");
-    }
-    for (name, decl) in &compose.volumes {
-        if decl.is_some() {
-            r.ignore(
-                &format!("volumes.{name}"),
-                "volume options are ignored: Slipway creates plain local volumes",
-            );
+    classify_top_level(&compose, &mut r);
+
+    let mut jobs = BTreeSet::new();
+    for svc in compose.services.values() {
+        if let ShortOrLong::Long(deps) = &svc.depends_on {
+            for (dep, d) in deps {
+                if d.condition == Condition::ServiceCompletedSuccessfully {
+                    jobs.insert(dep.to_string());
+                }
+            }
         }
     }
-    for (name, decl) in &compose.networks {
-        if decl.is_some() {
-            r.ignore(
-                &format!("networks.{name}"),
-                "the services of an environment share one network",
-            );
-        }
-    }
-    for key in compose.extensions.keys() {
-        r.ignore(key.as_str(), "extension");
-    }
+    let cx = Context {
+        uploads: Uploads::new(files),
+        names: compose.services.keys().map(ToString::to_string).collect(),
+        jobs,
+        extra_hosts,
+    };
 
     let mut services = Vec::new();
     for (id, svc) in compose.services {
@@ -204,12 +320,21 @@ pub fn convert(yaml: &str) -> Result<Converted, ComposeError> {
         if let Err(e) = &name {
             r.invalid(&path, format!("service name {:?} {e}", id.as_str()));
         }
-        let spec = convert_service(&path, svc, &mut r);
+        let spec = convert_service(&path, id.as_str(), svc, &cx, &mut r);
         if let (Ok(name), Some(spec)) = (name, spec) {
             services.push(NewService { name, spec });
         }
     }
-    if r.unsupported.is_empty() && r.invalid.is_empty() {
+    check_stack(&services, &mut r);
+    for key in files.keys() {
+        if !r.used_files.contains(key) {
+            r.ignore(
+                &format!("files[{key:?}]"),
+                "not used by the compose file: no bind mount or env_file names it",
+            );
+        }
+    }
+    if r.errors() == 0 {
         Ok(Converted {
             services,
             ignored: r.ignored,
@@ -222,6 +347,41 @@ pub fn convert(yaml: &str) -> Result<Converted, ComposeError> {
     }
 }
 
+fn classify_top_level(compose: &Compose, r: &mut Report) {
+    if compose.version.is_some() {
+        r.ignore("version", "obsolete");
+    }
+    if compose.name.is_some() {
+        r.ignore("name", "the environment is the project");
+    }
+    if !compose.include.is_empty() {
+        r.unsupported("include (paste the included services into the file)");
+    }
+    if !compose.secrets.is_empty() {
+        r.unsupported("secrets (use the environment's secrets, referenced as ${NAME})");
+    }
+    if !compose.configs.is_empty() {
+        r.unsupported("configs (bind-mount the file and upload it with the import)");
+    }
+    for (name, decl) in &compose.volumes {
+        if decl.is_some() {
+            r.ignore(
+                &format!("volumes.{name}"),
+                "volume options are ignored: Slipway creates plain local volumes",
+            );
+        }
+    }
+    for name in compose.networks.keys() {
+        r.ignore(
+            &format!("networks.{name}"),
+            "the services of an environment share one network: merged into it",
+        );
+    }
+    for key in compose.extensions.keys() {
+        r.ignore(key.as_str(), "extension");
+    }
+}
+
 /// The keys a service sets to something other than their default.
 fn set_keys<T: serde::Serialize>(value: &T) -> Result<Vec<String>, String> {
     match serde_json::to_value(value).map_err(|e| e.to_string())? {
@@ -231,48 +391,190 @@ fn set_keys<T: serde::Serialize>(value: &T) -> Result<Vec<String>, String> {
     }
 }
 
-fn convert_service(path: &str, svc: compose_spec::Service, r: &mut Report) -> Option<ServiceSpec> {
-    match set_keys(&svc) {
-        Ok(keys) => {
-            for key in keys {
-                if MAPPED.contains(&key.as_str()) {
-                    continue;
-                }
-                if key.starts_with("x-") {
-                    r.ignore(&format!("{path}.{key}"), "extension");
-                } else if let Some((_, why)) = IGNORED.iter().find(|(k, _)| *k == key) {
-                    r.ignore(&format!("{path}.{key}"), why);
-                } else if let Some(h) = hint(&key) {
-                    r.unsupported(format!("{path}.{key} ({h})"));
-                } else {
-                    r.unsupported(format!("{path}.{key}"));
+fn classify_keys(path: &str, svc: &compose_spec::Service, r: &mut Report) {
+    let keys = match set_keys(svc) {
+        Ok(keys) => keys,
+        Err(e) => return r.invalid(path, e),
+    };
+    for key in keys {
+        if MAPPED.contains(&key.as_str()) || key == RELEASE_COMMAND_KEY {
+            continue;
+        }
+        let kpath = format!("{path}.{key}");
+        if key.starts_with("x-slipway-") {
+            r.unsupported(format!(
+                "{kpath} (unknown Slipway extension: {RELEASE_COMMAND_KEY} is the one Slipway reads)"
+            ));
+        } else if key.starts_with("x-") {
+            r.ignore(&kpath, "extension");
+        } else if let Some((_, why)) = IGNORED.iter().find(|(k, _)| *k == key) {
+            r.ignore(&kpath, why);
+        } else if let Some(h) = hint(&key) {
+            r.unsupported(format!("{kpath} ({h})"));
+        } else {
+            r.unsupported(kpath);
+        }
+    }
+}
+
+/// A `command`-like value: a string split as a shell would, or a list.
+fn argv(path: &str, c: &Command, r: &mut Report) -> Option<Vec<String>> {
+    let raw = match c {
+        Command::String(s) => match split_shell(s) {
+            Ok(w) => w,
+            Err(e) => {
+                r.invalid(path, e);
+                return None;
+            }
+        },
+        Command::List(v) => v.clone(),
+    };
+    let mut out = Vec::with_capacity(raw.len());
+    for arg in raw {
+        match unescape(&arg) {
+            Ok(a) => out.push(a),
+            Err(var) => {
+                r.invalid(path, not_interpolated(&var));
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// `x-slipway-release-command`: a string (split like `command`) or a list.
+fn release_command(
+    path: &str,
+    svc: &compose_spec::Service,
+    r: &mut Report,
+) -> Option<ReleaseCommand> {
+    let value = svc
+        .extensions
+        .iter()
+        .find(|(k, _)| k.as_str() == RELEASE_COMMAND_KEY)?
+        .1;
+    let rpath = format!("{path}.{RELEASE_COMMAND_KEY}");
+    let command = match value {
+        serde_yaml::Value::String(s) => Command::String(s.clone()),
+        serde_yaml::Value::Sequence(items) => {
+            let list: Option<Vec<String>> = items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect();
+            match list {
+                Some(l) => Command::List(l),
+                None => {
+                    r.invalid(&rpath, "expected a string or a list of strings");
+                    return None;
                 }
             }
         }
-        Err(e) => r.invalid(path, e),
+        _ => {
+            r.invalid(&rpath, "expected a string or a list of strings");
+            return None;
+        }
+    };
+    Some(ReleaseCommand {
+        command: argv(&rpath, &command, r)?,
+        timeout_secs: ReleaseCommand::default_timeout(),
+    })
+}
+
+fn convert_depends_on(
+    path: &str,
+    id: &str,
+    svc: &compose_spec::Service,
+    cx: &Context,
+    r: &mut Report,
+) -> BTreeMap<ResourceName, DependsCondition> {
+    let dpath = format!("{path}.depends_on");
+    let deps: Vec<(String, Condition)> = match &svc.depends_on {
+        ShortOrLong::Short(set) => set
+            .iter()
+            .map(|d| (d.to_string(), Condition::ServiceStarted))
+            .collect(),
+        ShortOrLong::Long(map) => map
+            .iter()
+            .map(|(d, o)| {
+                if o.restart {
+                    r.ignore(
+                        &format!("{dpath}.{d}.restart"),
+                        "Slipway does not restart dependents when a dependency is redeployed",
+                    );
+                }
+                if !o.required {
+                    r.ignore(
+                        &format!("{dpath}.{d}.required"),
+                        "every dependency is required",
+                    );
+                }
+                (d.to_string(), o.condition)
+            })
+            .collect(),
+    };
+    let mut out = BTreeMap::new();
+    for (dep, condition) in deps {
+        if dep == id {
+            r.invalid(&dpath, format!("{id} depends on itself"));
+            continue;
+        }
+        if !cx.names.contains(&dep) {
+            r.invalid(
+                &dpath,
+                format!(
+                    "{dep} is not a service of this file (a dependency must be imported with \
+                     the services that wait for it)"
+                ),
+            );
+            continue;
+        }
+        if condition == Condition::ServiceHealthy && cx.jobs.contains(&dep) {
+            r.invalid(
+                &format!("{dpath}.{dep}"),
+                format!(
+                    "{dep} runs to completion (another service waits for it with \
+                     service_completed_successfully): it has no health to wait for"
+                ),
+            );
+            continue;
+        }
+        // An invalid service name is reported with that service.
+        let Ok(name) = ResourceName::try_from(dep.as_str()) else {
+            continue;
+        };
+        out.insert(
+            name,
+            match condition {
+                Condition::ServiceStarted => DependsCondition::ServiceStarted,
+                Condition::ServiceHealthy => DependsCondition::ServiceHealthy,
+                Condition::ServiceCompletedSuccessfully => {
+                    DependsCondition::ServiceCompletedSuccessfully
+                }
+            },
+        );
     }
-    let errors_before = r.unsupported.len() + r.invalid.len();
+    out
+}
+
+fn convert_service(
+    path: &str,
+    id: &str,
+    svc: compose_spec::Service,
+    cx: &Context,
+    r: &mut Report,
+) -> Option<ServiceSpec> {
+    classify_keys(path, &svc, r);
+    let errors_before = r.errors();
+    let is_job = cx.jobs.contains(id);
 
     let image = match &svc.image {
-        Some(img) => {
-            let s = img.as_ref();
-            match unescape(s) {
-                Err(var) => {
-                    r.invalid(
-                        &format!("{path}.image"),
-                        format!("uses {var}: interpolation is not supported"),
-                    );
-                    None
-                }
-                Ok(s) => match ImageRef::try_from(s.as_str()) {
-                    Ok(i) => Some(i),
-                    Err(e) => {
-                        r.invalid(&format!("{path}.image"), e);
-                        None
-                    }
-                },
+        Some(img) => match ImageRef::try_from(img.as_ref()) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                r.invalid(&format!("{path}.image"), e);
+                None
             }
-        }
+        },
         None => {
             // `build:` without `image:` is already listed as unsupported.
             if svc.build.is_none() {
@@ -285,16 +587,57 @@ fn convert_service(path: &str, svc: compose_spec::Service, r: &mut Report) -> Op
     let command = svc
         .command
         .as_ref()
-        .and_then(|c| convert_command(&format!("{path}.command"), c, r));
-    let ports = convert_ports(path, &svc.ports, r);
-    let (env, secrets) = convert_environment(path, &svc.environment, r);
-    let volumes = convert_volumes(path, &svc.volumes, r);
-    let health_check = svc
-        .healthcheck
-        .as_ref()
-        .and_then(|h| convert_healthcheck(&format!("{path}.healthcheck"), h, r));
+        .and_then(|c| argv(&format!("{path}.command"), c, r));
+    let entrypoint = svc.entrypoint.as_ref().and_then(|c| {
+        let epath = format!("{path}.entrypoint");
+        let e = argv(&epath, c, r)?;
+        if e.is_empty() {
+            r.invalid(
+                &epath,
+                "an empty entrypoint (clearing the image's) is not supported: set the command \
+                 to run as entrypoint",
+            );
+            return None;
+        }
+        Some(e)
+    });
+    let ports = network::convert_ports(path, &svc.ports, r);
+    let env = env::convert(
+        path,
+        svc.env_file.as_ref(),
+        &svc.environment,
+        &cx.uploads,
+        r,
+    );
+    let mut mounts = mounts::Mounts::default();
+    mounts::convert_volumes(path, &svc.volumes, &cx.uploads, r, &mut mounts);
+    if let Some(t) = &svc.tmpfs {
+        let entries: Vec<&str> = match t {
+            compose_spec::ItemOrList::Item(p) => vec![p.as_path().to_str().unwrap_or_default()],
+            compose_spec::ItemOrList::List(l) => l
+                .iter()
+                .map(|p| p.as_path().to_str().unwrap_or_default())
+                .collect(),
+        };
+        mounts::convert_tmpfs(path, entries, r, &mut mounts);
+    }
+    let hpath = format!("{path}.healthcheck");
+    let health_check = match &svc.healthcheck {
+        Some(_) if is_job => {
+            r.ignore(&hpath, "a job's exit status is its result");
+            None
+        }
+        Some(h) => health::convert(&hpath, h, r),
+        None => None,
+    };
 
     let mut replicas = 1;
+    if let Some(n) = svc.scale {
+        match u32::try_from(n) {
+            Ok(n) => replicas = n,
+            Err(_) => r.invalid(&format!("{path}.scale"), "too large"),
+        }
+    }
     let mut resources = Resources::default();
     if let Some(cpus) = svc.cpus {
         resources.cpus = Some(cpus.into_inner());
@@ -302,9 +645,10 @@ fn convert_service(path: &str, svc: compose_spec::Service, r: &mut Report) -> Op
     if let Some(mem) = &svc.mem_limit {
         resources.memory_mb = memory_mb(&format!("{path}.mem_limit"), mem, r);
     }
+    let mut strategy = None;
     if let Some(deploy) = &svc.deploy {
         let dpath = format!("{path}.deploy");
-        classify_deploy(&dpath, deploy, r);
+        strategy = classify_deploy(&dpath, deploy, r);
         if let Some(n) = deploy.replicas {
             match u32::try_from(n) {
                 Ok(n) => replicas = n,
@@ -335,23 +679,69 @@ fn convert_service(path: &str, svc: compose_spec::Service, r: &mut Report) -> Op
     for (i, opt) in svc.security_opt.iter().enumerate() {
         match no_new_privileges(opt) {
             Some(v) => hardening.no_new_privileges = v,
-            None => r.unsupported(format!("{path}.security_opt[{i}] ({opt})")),
+            None => r.unsupported(format!(
+                "{path}.security_opt[{i}] ({opt}: only no-new-privileges is supported)"
+            )),
         }
     }
 
+    let rpath = format!("{path}.restart");
+    match (svc.restart, is_job) {
+        (None, _) => {}
+        (Some(Restart::Always | Restart::UnlessStopped), true) => r.invalid(
+            &rpath,
+            format!(
+                "{id} runs once per deployment (another service waits for it with \
+                 service_completed_successfully): remove restart or set it to \"no\""
+            ),
+        ),
+        (Some(_), true) => r.ignore(&rpath, "a job runs once per deployment"),
+        (Some(_), false) => r.ignore(&rpath, "Slipway always restarts containers that stop"),
+    }
+    let stop_grace_period_secs = svc.stop_grace_period.and_then(|d| match secs_ceil(d) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            r.invalid(&format!("{path}.stop_grace_period"), e);
+            None
+        }
+    });
+    let extra_hosts = cx
+        .extra_hosts
+        .get(id)
+        .map(|raw| network::convert_extra_hosts(path, raw, r))
+        .unwrap_or_default();
+    let aliases = network::convert_networks(path, svc.network_config.as_ref(), r);
+    let depends_on = convert_depends_on(path, id, &svc, cx, r);
+    let release_command = release_command(path, &svc, r);
+
     let spec = ServiceSpec {
         command,
+        entrypoint,
         ports,
-        env,
-        secrets,
-        volumes,
+        env: env.vars,
+        secrets: env.secrets,
+        volumes: mounts.volumes,
+        files: mounts.files,
+        tmpfs: mounts.tmpfs,
         health_check,
         replicas,
         resources,
         hardening,
+        kind: if is_job {
+            ServiceKind::Job
+        } else {
+            ServiceKind::Service
+        },
+        strategy,
+        depends_on,
+        release_command,
+        aliases,
+        stop_grace_period_secs,
+        init: svc.init,
+        extra_hosts,
         ..ServiceSpec::of_image(image?)
     };
-    if r.unsupported.len() + r.invalid.len() > errors_before {
+    if r.errors() > errors_before {
         return None;
     }
     // Cross-field and range checks of the API apply to imports too.
@@ -362,1110 +752,66 @@ fn convert_service(path: &str, svc: compose_spec::Service, r: &mut Report) -> Op
     Some(spec)
 }
 
-/// Replaces `$$` by `$`; any other `$` starts an interpolation compose would
-/// resolve from the shell: returned as the error.
-fn unescape(s: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c != '$' {
-            out.push(c);
-            continue;
-        }
-        match chars.peek() {
-            Some((_, '$')) => {
-                chars.next();
-                out.push('$');
-            }
-            Some((_, '{')) => {
-                let rest = &s[i..];
-                let end = rest.find('}').map_or(rest.len(), |e| e + 1);
-                return Err(rest[..end].to_string());
-            }
-            Some((_, n)) if n.is_ascii_alphabetic() || *n == '_' => {
-                let rest = &s[i + 1..];
-                let end = rest
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(rest.len());
-                return Err(format!("${}", &rest[..end]));
-            }
-            // A lone `$` (end of string, `$1`, `$ `) is literal.
-            _ => out.push('$'),
-        }
-    }
-    Ok(out)
-}
-
-/// `${NAME}` or `$NAME` as the whole value: the name.
-fn whole_reference(s: &str) -> Option<&str> {
-    let name = s
-        .strip_prefix("${")
-        .and_then(|r| r.strip_suffix('}'))
-        .or_else(|| s.strip_prefix('$'))?;
-    slipway_types::names::check_env_var_name(name)
-        .is_ok()
-        .then_some(name)
-}
-
-/// Splits a command line as a POSIX shell would (quotes and backslashes; no
-/// expansion).
-pub fn split_shell(s: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => cur.push(c),
-                        None => return Err("unterminated single quote".into()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
-                            Some('\n') => {}
-                            Some(c) => {
-                                cur.push('\\');
-                                cur.push(c);
-                            }
-                            None => return Err("unterminated double quote".into()),
-                        },
-                        Some(c) => cur.push(c),
-                        None => return Err("unterminated double quote".into()),
-                    }
-                }
-            }
-            '\\' => match chars.next() {
-                Some('\n') => {}
-                Some(c) => {
-                    in_word = true;
-                    cur.push(c);
-                }
-                None => return Err("trailing backslash".into()),
-            },
-            c => {
-                in_word = true;
-                cur.push(c);
+/// Checks across services: dependency cycles, aliases that are another
+/// service's name.
+fn check_stack(services: &[NewService], r: &mut Report) {
+    let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    for s in services {
+        for a in &s.spec.aliases {
+            if a != &s.name && names.contains(a.as_str()) {
+                r.invalid(
+                    &format!("services.{}.networks", s.name),
+                    format!("alias {a} is the name of another service"),
+                );
             }
         }
     }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
-}
-
-fn convert_command(path: &str, c: &Command, r: &mut Report) -> Option<Vec<String>> {
-    let raw = match c {
-        Command::String(s) => match split_shell(s) {
-            Ok(w) => w,
-            Err(e) => {
-                r.invalid(path, e);
-                return None;
-            }
-        },
-        Command::List(v) => v.clone(),
-    };
-    let mut out = Vec::with_capacity(raw.len());
-    for arg in raw {
-        match unescape(&arg) {
-            Ok(a) => out.push(a),
-            Err(var) => {
-                r.invalid(path, format!("uses {var}: interpolation is not supported"));
-                return None;
-            }
-        }
-    }
-    Some(out)
-}
-
-fn port(path: &str, p: u16, r: &mut Report) -> Option<Port> {
-    match Port::try_from(i64::from(p)) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            r.invalid(path, e);
-            None
-        }
+    if let Some(cycle) = find_cycle(services) {
+        r.invalid("depends_on", format!("a cycle: {}", cycle.join(" → ")));
     }
 }
 
-fn single(path: &str, range: Range, r: &mut Report) -> Option<u16> {
-    if range.end().is_some() {
-        r.invalid(path, format!("port range {range} is not supported"));
-        None
-    } else {
-        Some(range.start())
-    }
-}
-
-fn host_ip_ok(path: &str, ip: Option<IpAddr>, r: &mut Report) -> bool {
-    match ip {
-        None => true,
-        Some(ip) if ip.is_unspecified() => true,
-        Some(ip) if ip.is_loopback() => {
-            r.ignore(path, "Slipway's proxy decides where ports are published");
-            true
-        }
-        Some(ip) => {
-            r.invalid(
-                path,
-                format!("host IP {ip} is not supported (only 0.0.0.0 or 127.0.0.1)"),
-            );
-            false
-        }
-    }
-}
-
-fn protocol(path: &str, p: Option<&ComposeProtocol>, r: &mut Report) -> Option<Protocol> {
-    match p {
-        None | Some(ComposeProtocol::Tcp) => Some(Protocol::Tcp),
-        Some(ComposeProtocol::Udp) => Some(Protocol::Udp),
-        Some(other) => {
-            r.invalid(
-                path,
-                format!("protocol {} is not supported", other.as_str()),
-            );
-            None
-        }
-    }
-}
-
-fn convert_ports(
-    path: &str,
-    ports: &compose_spec::service::Ports,
-    r: &mut Report,
-) -> Vec<PortMapping> {
-    let mut out = Vec::new();
-    for (i, p) in ports.iter().enumerate() {
-        let ppath = format!("{path}.ports[{i}]");
-        let (host_ip, container, published, proto) = match p {
-            ShortOrLong::Short(ShortPort {
-                host_ip,
-                ranges,
-                protocol,
-            }) => (
-                *host_ip,
-                ranges.container(),
-                ranges.host(),
-                protocol.as_ref(),
-            ),
-            ShortOrLong::Long(LongPort {
-                target,
-                published,
-                host_ip,
-                protocol,
-                ..
-            }) => (
-                *host_ip,
-                Range::from(*target),
-                *published,
-                protocol.as_ref(),
-            ),
-        };
-        let ip_ok = host_ip_ok(&format!("{ppath}.host_ip"), host_ip, r);
-        let proto = protocol(&ppath, proto, r);
-        let container = single(&ppath, container, r).and_then(|c| port(&ppath, c, r));
-        let published = match published {
-            None => Some(None),
-            // A range on both sides is reported once.
-            Some(_) if container.is_none() => None,
-            Some(h) => single(&ppath, h, r)
-                .and_then(|h| port(&ppath, h, r))
-                .map(Some),
-        };
-        if let (true, Some(protocol), Some(container), Some(published)) =
-            (ip_ok, proto, container, published)
-        {
-            out.push(PortMapping {
-                container,
-                published,
-                protocol,
-                mode: PortMode::Http,
-                host_ip: None,
-            });
-        }
-    }
-    out
-}
-
-fn convert_environment(
-    path: &str,
-    env: &ListOrMap,
-    r: &mut Report,
-) -> (BTreeMap<EnvVarName, String>, Vec<SecretRef>) {
-    let mut vars = BTreeMap::new();
-    let mut secrets = Vec::new();
-    // `KEY=` is an empty value, a bare `KEY` is taken from the shell.
-    let entries: Vec<(String, Option<String>)> = match env {
-        ListOrMap::List(list) => list
-            .iter()
-            .map(|e| match e.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None => (e.clone(), None),
-            })
-            .collect(),
-        ListOrMap::Map(map) => map
-            .iter()
-            .map(|(k, v)| {
-                let v = v.as_ref().map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    v => v.to_string(),
-                });
-                (k.to_string(), v)
-            })
-            .collect(),
-    };
-    for (key, value) in entries {
-        let kpath = format!("{path}.environment.{key}");
-        let name = match EnvVarName::try_from(key.as_str()) {
-            Ok(n) => n,
-            Err(e) => {
-                r.invalid(&kpath, e);
-                continue;
-            }
-        };
-        let raw = match value {
-            // `- KEY` without a value: compose takes it from the shell.
-            None => {
-                secrets.push(SecretRef {
-                    env: name.clone(),
-                    secret: name,
-                });
-                continue;
-            }
-            Some(v) => v,
-        };
-        if let Some(secret) = whole_reference(&raw) {
-            match EnvVarName::try_from(secret) {
-                Ok(secret) => secrets.push(SecretRef { env: name, secret }),
-                Err(e) => r.invalid(&kpath, e),
-            }
-            continue;
-        }
-        match unescape(&raw) {
-            Ok(v) => {
-                vars.insert(name, v);
-            }
-            Err(var) => r.invalid(
-                &kpath,
-                format!(
-                    "uses {var} inside a value: interpolation is not supported \
-                     (store the whole value as a secret and set {key}=${{NAME}})"
-                ),
-            ),
-        }
-    }
-    (vars, secrets)
-}
-
-fn volume_name(path: &str, id: &str, r: &mut Report) -> Option<String> {
-    let name: String = id
-        .chars()
-        .map(|c| match c {
-            '_' | '.' => '-',
-            c => c.to_ascii_lowercase(),
+/// A dependency cycle, as the names along it (first = last).
+fn find_cycle(services: &[NewService]) -> Option<Vec<String>> {
+    let deps: BTreeMap<&str, Vec<&str>> = services
+        .iter()
+        .map(|s| {
+            let d = s.spec.depends_on.keys().map(ResourceName::as_str).collect();
+            (s.name.as_str(), d)
         })
         .collect();
-    if let Err(e) = check_dns_label(&name) {
-        r.invalid(path, format!("volume name {id:?} {e}"));
-        return None;
-    }
-    if name != id {
-        r.ignore(
-            path,
-            &format!("volume {id} is named {name}: Slipway volume names are DNS labels"),
-        );
-    }
-    Some(name)
-}
-
-fn convert_volumes(
-    path: &str,
-    volumes: &compose_spec::service::Volumes,
-    r: &mut Report,
-) -> Vec<VolumeMount> {
-    let mut out = Vec::new();
-    for (i, v) in volumes.iter().enumerate() {
-        let vpath = format!("{path}.volumes[{i}]");
-        let short: ShortVolume = match v {
-            ShortOrLong::Short(s) => s.clone(),
-            ShortOrLong::Long(m) => match m.clone().into_short() {
-                Ok(s) => s,
-                Err(Mount::Volume(v)) if v.source.is_none() => {
-                    r.invalid(
-                        &vpath,
-                        "anonymous volumes are not supported: name the volume",
-                    );
-                    continue;
-                }
-                Err(m) => {
-                    r.invalid(
-                        &vpath,
-                        format!(
-                            "{} mounts with these options are not supported \
-                             (only volume and bind mounts with source, target and read_only)",
-                            m.kind()
-                        ),
-                    );
-                    continue;
-                }
-            },
-        };
-        let Some(target) = short.container_path.as_path().to_str().map(str::to_owned) else {
-            r.invalid(&vpath, "target is not UTF-8");
-            continue;
-        };
-        let Some(opts) = short.options else {
-            r.invalid(
-                &vpath,
-                "anonymous volumes are not supported: name the volume",
-            );
-            continue;
-        };
-        if opts.selinux.is_some() {
-            r.ignore(&vpath, "SELinux relabelling is not applied");
+    // 0 unvisited, 1 on the current path, 2 done.
+    let mut state: BTreeMap<&str, u8> = BTreeMap::new();
+    fn visit<'a>(
+        n: &'a str,
+        deps: &BTreeMap<&'a str, Vec<&'a str>>,
+        state: &mut BTreeMap<&'a str, u8>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match state.get(n).copied().unwrap_or(0) {
+            2 => return None,
+            1 => {
+                let from = path.iter().position(|p| *p == n).unwrap_or(0);
+                let mut cycle: Vec<String> = path[from..].iter().map(|s| s.to_string()).collect();
+                cycle.push(n.to_string());
+                return Some(cycle);
+            }
+            _ => {}
         }
-        let source = match &opts.source {
-            Source::Volume(id) => volume_name(&vpath, id.as_str(), r),
-            Source::HostPath(p) => match p.as_path().to_str() {
-                Some(s) if s.starts_with('/') => Some(s.to_owned()),
-                Some(s) => {
-                    r.invalid(
-                        &vpath,
-                        format!(
-                            "relative host path {s} cannot be resolved on the deploy host: \
-                             use an absolute path or a named volume"
-                        ),
-                    );
-                    None
-                }
-                None => {
-                    r.invalid(&vpath, "host path is not UTF-8");
-                    None
-                }
-            },
-        };
-        if let Some(source) = source {
-            match unescape(&source) {
-                Ok(source) => out.push(VolumeMount {
-                    source,
-                    target,
-                    read_only: opts.read_only,
-                }),
-                Err(var) => r.invalid(
-                    &vpath,
-                    format!("uses {var}: interpolation is not supported"),
-                ),
+        state.insert(n, 1);
+        path.push(n);
+        for d in deps.get(n).into_iter().flatten() {
+            if let Some(c) = visit(d, deps, state, path) {
+                return Some(c);
             }
         }
+        path.pop();
+        state.insert(n, 2);
+        None
     }
-    out
-}
-
-/// If `args` is `curl`/`wget` against a local `http://` URL: (path, port).
-fn http_probe(args: &[String]) -> Option<(String, Port)> {
-    // Only the first command of a shell list (`curl -f URL || exit 1`).
-    let end = args
-        .iter()
-        .position(|a| matches!(a.as_str(), "||" | "&&" | ";" | "|"))
-        .unwrap_or(args.len());
-    let args = &args[..end];
-    let program = args.first()?.rsplit('/').next()?;
-    if program != "curl" && program != "wget" {
-        return None;
-    }
-    let url = args
-        .iter()
-        .skip(1)
-        .find_map(|a| url::Url::parse(a).ok().filter(|u| u.scheme() == "http"))?;
-    let local = match url.host()? {
-        url::Host::Domain(d) => d == "localhost",
-        url::Host::Ipv4(ip) => ip.is_loopback() || ip.is_unspecified(),
-        url::Host::Ipv6(ip) => ip.is_loopback() || ip.is_unspecified(),
-    };
-    if !local {
-        return None;
-    }
-    let port = Port::try_from(i64::from(url.port_or_known_default()?)).ok()?;
-    let mut path = url.path().to_string();
-    if let Some(q) = url.query() {
-        path.push('?');
-        path.push_str(q);
-    }
-    Some((path, port))
-}
-
-fn secs(path: &str, d: Option<Duration>, default: u32, r: &mut Report) -> u32 {
-    match d {
-        None => default,
-        Some(d) => {
-            let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-            match u32::try_from(s.max(1)) {
-                Ok(s) => s,
-                Err(_) => {
-                    r.invalid(path, "too long");
-                    default
-                }
-            }
-        }
-    }
-}
-
-fn convert_healthcheck(path: &str, h: &Healthcheck, r: &mut Report) -> Option<HealthCheck> {
-    let c = match h {
-        Healthcheck::Disable => {
-            r.ignore(
-                path,
-                "disabled: the service is imported without a health check",
-            );
-            return None;
-        }
-        Healthcheck::Command(c) => c,
-    };
-    let args = match &c.test {
-        None => {
-            r.ignore(path, "no test: the image's own health check is not used");
-            return None;
-        }
-        Some(Test::Command(v)) => {
-            let v = match v.first().map(String::as_str) {
-                Some("CMD") => &v[1..],
-                Some("NONE") => {
-                    r.ignore(
-                        path,
-                        "disabled: the service is imported without a health check",
-                    );
-                    return None;
-                }
-                _ => &v[..],
-            };
-            v.to_vec()
-        }
-        Some(Test::ShellCommand(s)) => split_shell(s).unwrap_or_default(),
-    };
-    let Some((probe_path, port)) = http_probe(&args) else {
-        r.ignore(
-            path,
-            &format!(
-                "not an HTTP probe ({}): Slipway only runs HTTP GET health checks, \
-                 the service is imported without one",
-                args.join(" ")
-            ),
-        );
-        return None;
-    };
-    if c.start_period.is_some() {
-        r.ignore(&format!("{path}.start_period"), "not supported");
-    }
-    if c.start_interval.is_some() {
-        r.ignore(&format!("{path}.start_interval"), "not supported");
-    }
-    let retries = match c.retries {
-        None => 3,
-        Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
-    };
-    Some(HealthCheck {
-        interval_secs: secs(&format!("{path}.interval"), c.interval, 10, r),
-        timeout_secs: secs(&format!("{path}.timeout"), c.timeout, 3, r),
-        retries,
-        ..HealthCheck::http(probe_path, port)
-    })
-}
-
-fn classify_deploy(path: &str, deploy: &compose_spec::service::Deploy, r: &mut Report) {
-    match set_keys(deploy) {
-        Ok(keys) => {
-            for key in keys {
-                let kpath = format!("{path}.{key}");
-                match key.as_str() {
-                    "replicas" | "resources" => {}
-                    "mode" => {
-                        if matches!(deploy.mode, Some(DeployMode::Global)) {
-                            r.unsupported(format!("{kpath} (global)"));
-                        }
-                    }
-                    "restart_policy" => r.ignore(&kpath, "Slipway always restarts containers"),
-                    "update_config" | "rollback_config" => {
-                        r.ignore(&kpath, "Slipway rolls out and back its own way")
-                    }
-                    "labels" => r.ignore(&kpath, "Slipway sets its own labels"),
-                    "endpoint_mode" => r.ignore(&kpath, "Slipway's proxy balances replicas"),
-                    k if k.starts_with("x-") => r.ignore(&kpath, "extension"),
-                    _ => r.unsupported(kpath),
-                }
-            }
-        }
-        Err(e) => r.invalid(path, e),
-    }
-    if let Some(res) = &deploy.resources {
-        let rpath = format!("{path}.resources");
-        if res.reservations.is_some() {
-            r.ignore(
-                &format!("{rpath}.reservations"),
-                "Slipway applies limits only",
-            );
-        }
-        if let Some(limits) = &res.limits {
-            if limits.pids.is_some() {
-                r.unsupported(format!("{rpath}.limits.pids"));
-            }
-        }
-    }
-}
-
-fn convert_limits(path: &str, limits: &Limits, res: &mut Resources, r: &mut Report) {
-    if let Some(c) = limits.cpus {
-        res.cpus = Some(c.into_inner());
-    }
-    if let Some(m) = &limits.memory {
-        res.memory_mb = memory_mb(&format!("{path}.memory"), m, r);
-    }
-}
-
-/// Rounded up to whole MiB (compose units are powers of 1024).
-fn memory_mb(path: &str, v: &ByteValue, r: &mut Report) -> Option<u32> {
-    const MIB: u64 = 1024 * 1024;
-    let bytes = match *v {
-        ByteValue::Bytes(b) => Some(b),
-        ByteValue::Kilobytes(k) => k.checked_mul(1024),
-        ByteValue::Megabytes(m) => m.checked_mul(MIB),
-        ByteValue::Gigabytes(g) => g.checked_mul(1024 * MIB),
-    };
-    match bytes.and_then(|b| u32::try_from(b.div_ceil(MIB)).ok()) {
-        Some(mb) => Some(mb),
-        None => {
-            r.invalid(path, "too large");
-            None
-        }
-    }
-}
-
-fn capabilities<'a>(
-    path: &str,
-    caps: impl IntoIterator<Item = &'a String>,
-    r: &mut Report,
-) -> Vec<Capability> {
-    let mut out = Vec::new();
-    for (i, c) in caps.into_iter().enumerate() {
-        match Capability::try_from(c.as_str()) {
-            Ok(c) => out.push(c),
-            Err(e) => r.invalid(&format!("{path}[{i}]"), format!("{c:?} {e}")),
-        }
-    }
-    out
-}
-
-/// `no-new-privileges[:=]true|false`; `None` for any other option.
-fn no_new_privileges(opt: &str) -> Option<bool> {
-    let rest = opt.strip_prefix("no-new-privileges")?;
-    match rest {
-        "" | ":true" | "=true" => Some(true),
-        ":false" | "=false" => Some(false),
-        _ => None,
-    }
+    deps.keys()
+        .find_map(|n| visit(n, &deps, &mut state, &mut Vec::new()))
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
-    use super::*;
-
-    const ANALYTICS: &str = include_str!("testdata/analytics.yml");
-    const RAG_MAIL: &str = include_str!("testdata/rag-mail.yml");
-    const HARDENED: &str = include_str!("testdata/hardened.yml");
-
-    fn ok(yaml: &str) -> Converted {
-        convert(yaml).unwrap_or_else(|e| panic!("expected success, got: {e}"))
-    }
-
-    fn rejected(yaml: &str) -> (Vec<String>, Vec<String>) {
-        match convert(yaml) {
-            Err(ComposeError::Rejected {
-                unsupported,
-                invalid,
-            }) => (unsupported, invalid),
-            other => panic!("expected Rejected, got {other:?}"),
-        }
-    }
-
-    fn svc<'a>(c: &'a Converted, name: &str) -> &'a ServiceSpec {
-        &c.services
-            .iter()
-            .find(|s| s.name.as_str() == name)
-            .unwrap_or_else(|| panic!("no service {name}"))
-            .spec
-    }
-
-    fn one(yaml_service: &str) -> ServiceSpec {
-        let c = ok(&format!("services:\n  web:\n{yaml_service}"));
-        c.services[0].spec.clone()
-    }
-
-    fn p(container: u16, published: Option<u16>, protocol: Protocol) -> PortMapping {
-        PortMapping {
-            container: Port::try_from(i64::from(container)).unwrap(),
-            published: published.map(|h| Port::try_from(i64::from(h)).unwrap()),
-            protocol,
-            mode: PortMode::Http,
-            host_ip: None,
-        }
-    }
-
-    #[test]
-    fn seed_analytics_stack_rejects_only_the_relative_bind_mount() {
-        let (unsupported, invalid) = rejected(ANALYTICS);
-        assert!(unsupported.is_empty(), "{unsupported:?}");
-        assert_eq!(invalid.len(), 1, "{invalid:?}");
-        assert!(invalid[0].starts_with(
-            "services.postgres.volumes[1]: relative host path ./crates/storage/migrations"
-        ));
-    }
-
-    #[test]
-    fn seed_analytics_stack_imports_without_the_bind_mount() {
-        let c = ok(&ANALYTICS.replace(
-            "      - ./crates/storage/migrations:/docker-entrypoint-initdb.d\n",
-            "",
-        ));
-        let names: Vec<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["analytics-api", "postgres", "redis"]);
-
-        let api = svc(&c, "analytics-api");
-        assert_eq!(api.image.as_str(), "analytics-api:1.0.0");
-        assert_eq!(
-            api.ports,
-            [
-                p(8080, Some(8080), Protocol::Tcp),
-                p(9091, Some(9091), Protocol::Tcp)
-            ]
-        );
-        assert_eq!(api.env.len(), 6);
-        assert_eq!(api.env[&EnvVarName::try_from("API_PORT").unwrap()], "8080");
-        assert_eq!(
-            api.secrets,
-            [SecretRef {
-                env: EnvVarName::try_from("JWT_SECRET").unwrap(),
-                secret: EnvVarName::try_from("JWT_SECRET").unwrap(),
-            }]
-        );
-        assert_eq!(
-            api.health_check,
-            Some(HealthCheck {
-                interval_secs: 30,
-                timeout_secs: 10,
-                retries: 3,
-                ..HealthCheck::http("/health", Port::try_from(8080).unwrap())
-            })
-        );
-
-        let redis = svc(&c, "redis");
-        assert_eq!(
-            redis.command.as_deref().unwrap(),
-            [
-                "redis-server",
-                "--maxmemory",
-                "2gb",
-                "--maxmemory-policy",
-                "allkeys-lru"
-            ]
-        );
-        assert_eq!(
-            redis.volumes,
-            [VolumeMount {
-                source: "redis-data".into(),
-                target: "/data".into(),
-                read_only: false
-            }]
-        );
-        let pg = svc(&c, "postgres");
-        assert_eq!(pg.volumes[0].source, "postgres-data");
-        assert_eq!(pg.secrets[0].secret.as_str(), "POSTGRES_PASSWORD");
-
-        for expected in [
-            "version (obsolete)",
-            "services.analytics-api.restart (",
-            "services.analytics-api.depends_on (",
-            "services.postgres.volumes[0] (volume postgres_data is named postgres-data",
-        ] {
-            assert!(
-                c.ignored.iter().any(|i| i.starts_with(expected)),
-                "{expected} not in {:?}",
-                c.ignored
-            );
-        }
-    }
-
-    #[test]
-    fn seed_rag_mail_stack_lists_every_problem_at_once() {
-        let (unsupported, invalid) = rejected(RAG_MAIL);
-        assert_eq!(unsupported.len(), 1, "{unsupported:?}");
-        assert!(unsupported[0].starts_with("services.app.build ("));
-        let paths: Vec<&str> = invalid
-            .iter()
-            .map(|i| i.split(": ").next().unwrap())
-            .collect();
-        assert_eq!(
-            paths,
-            [
-                "services.app.environment.DATABASE_URL",
-                "services.nginx.volumes[0]",
-                "services.nginx.volumes[1]",
-            ],
-            "{invalid:?}"
-        );
-        assert!(invalid[0].contains("${DB_PASSWORD}"));
-        let msg = convert(RAG_MAIL).unwrap_err().to_string();
-        assert!(
-            msg.starts_with("the compose file uses keys Slipway cannot honour: services.app.build")
-        );
-        assert!(msg.contains("services.nginx.volumes[1]"), "{msg}");
-    }
-
-    #[test]
-    fn hardened_stack_maps_every_supported_key() {
-        let c = ok(HARDENED);
-        let api = svc(&c, "api");
-        assert_eq!(api.image.as_str(), "ghcr.io/deepersensor/api:1.4.2");
-        assert_eq!(
-            api.command.as_deref().unwrap(),
-            ["/usr/local/bin/api", "--port", "8080"]
-        );
-        assert_eq!(
-            api.ports,
-            [
-                p(8080, Some(8080), Protocol::Tcp),
-                p(9500, None, Protocol::Tcp)
-            ]
-        );
-        assert_eq!(
-            api.env[&EnvVarName::try_from("PRICE_LABEL").unwrap()],
-            "costs $5"
-        );
-        assert_eq!(api.secrets[0].env.as_str(), "JWT_SECRET");
-        assert_eq!(api.replicas, 3);
-        assert_eq!(api.resources.cpus, Some(2.0));
-        assert_eq!(api.resources.memory_mb, Some(4096));
-        assert_eq!(api.hardening.user.as_deref(), Some("1000:1000"));
-        assert!(api.hardening.read_only);
-        assert!(api.hardening.no_new_privileges);
-        assert_eq!(api.hardening.cap_drop[0].as_str(), "ALL");
-        assert_eq!(api.hardening.cap_add[0].as_str(), "NET_BIND_SERVICE");
-        assert_eq!(
-            api.volumes,
-            [
-                VolumeMount {
-                    source: "api-cache".into(),
-                    target: "/var/cache/api".into(),
-                    read_only: false
-                },
-                VolumeMount {
-                    source: "/etc/ssl/certs".into(),
-                    target: "/etc/ssl/certs".into(),
-                    read_only: true
-                },
-            ]
-        );
-        let hc = api.health_check.as_ref().unwrap();
-        assert_eq!(
-            (
-                hc.path.as_deref().unwrap_or_default(),
-                hc.port.map_or(0, |p| p.get())
-            ),
-            ("/health", 8080)
-        );
-        assert_eq!((hc.interval_secs, hc.timeout_secs, hc.retries), (15, 5, 5));
-        for expected in [
-            "services.api.healthcheck.start_period",
-            "services.api.deploy.resources.reservations",
-            "services.api.restart",
-            "services.api.depends_on",
-        ] {
-            assert!(
-                c.ignored.iter().any(|i| i.starts_with(expected)),
-                "{expected} not in {:?}",
-                c.ignored
-            );
-        }
-        let loki = svc(&c, "loki");
-        assert_eq!(loki.replicas, 1);
-        // Slipway's secure default stays on when compose says nothing.
-        assert!(loki.hardening.no_new_privileges);
-    }
-
-    #[test]
-    fn unsupported_keys_are_listed_together_across_services() {
-        let yaml = "\
-services:
-  db:
-    image: postgres:16
-    privileged: true
-    pid: host
-    devices:
-      - /dev/fuse:/dev/fuse
-  web:
-    build: .
-    network_mode: host
-    env_file: .env
-    entrypoint: /bin/sh
-";
-        let (unsupported, invalid) = rejected(yaml);
-        assert!(invalid.is_empty(), "{invalid:?}");
-        let keys: Vec<&str> = unsupported
-            .iter()
-            .map(|u| u.split(' ').next().unwrap())
-            .collect();
-        for k in [
-            "services.db.privileged",
-            "services.db.pid",
-            "services.db.devices",
-            "services.web.build",
-            "services.web.network_mode",
-            "services.web.env_file",
-            "services.web.entrypoint",
-        ] {
-            assert!(keys.contains(&k), "{k} not in {keys:?}");
-        }
-        assert_eq!(keys.len(), 7, "{keys:?}");
-        let msg = convert(yaml).unwrap_err().to_string();
-        assert!(msg.starts_with("the compose file uses keys Slipway cannot honour: services.db."));
-    }
-
-    #[test]
-    fn ports_short_and_long_syntax() {
-        let s = one(
-            "    image: nginx\n    ports:\n      - \"9000\"\n      - 8443:443\n      - \"127.0.0.1:5353:53/udp\"\n      - target: 80\n        published: \"8081\"\n        protocol: tcp\n        mode: host\n",
-        );
-        assert_eq!(
-            s.ports,
-            [
-                p(9000, None, Protocol::Tcp),
-                p(443, Some(8443), Protocol::Tcp),
-                p(53, Some(5353), Protocol::Udp),
-                p(80, Some(8081), Protocol::Tcp),
-            ]
-        );
-    }
-
-    #[test]
-    fn port_ranges_and_foreign_host_ips_are_refused() {
-        let (_, invalid) = rejected(
-            "services:\n  web:\n    image: nginx\n    ports:\n      - \"3000-3005:3000-3005\"\n      - \"10.0.0.5:80:80\"\n      - target: 81\n        host_ip: 192.168.1.2\n",
-        );
-        assert_eq!(invalid.len(), 3, "{invalid:?}");
-        assert!(invalid[0].starts_with("services.web.ports[0]: port range"));
-        assert!(invalid[1].contains("host IP 10.0.0.5"));
-        assert!(invalid[2].starts_with("services.web.ports[2].host_ip: host IP 192.168.1.2"));
-    }
-
-    #[test]
-    fn healthcheck_http_probes_are_extracted() {
-        let hc = |test: &str| {
-            let c = ok(&format!(
-                "services:\n  web:\n    image: nginx\n    healthcheck:\n      test: {test}\n"
-            ));
-            (c.services[0].spec.health_check.clone(), c.ignored)
-        };
-        let (h, _) = hc(r#"["CMD", "curl", "-f", "http://localhost:8080/health"]"#);
-        let h = h.unwrap();
-        assert_eq!(
-            (
-                h.path.as_deref().unwrap_or_default(),
-                h.port.map_or(0, |p| p.get())
-            ),
-            ("/health", 8080)
-        );
-        assert_eq!((h.interval_secs, h.timeout_secs, h.retries), (10, 3, 3));
-        let (h, _) = hc(r#"["CMD", "wget", "-qO-", "http://127.0.0.1/ready?full=1"]"#);
-        let h = h.unwrap();
-        assert_eq!(
-            (
-                h.path.as_deref().unwrap_or_default(),
-                h.port.map_or(0, |p| p.get())
-            ),
-            ("/ready?full=1", 80)
-        );
-        let (h, _) = hc(r#"curl --fail "http://localhost:3000/api/health" || exit 1"#);
-        let h = h.unwrap();
-        assert_eq!(
-            (
-                h.path.as_deref().unwrap_or_default(),
-                h.port.map_or(0, |p| p.get())
-            ),
-            ("/api/health", 3000)
-        );
-        let (h, _) = hc(r#"["CMD-SHELL", "/usr/bin/curl -sf http://0.0.0.0:9000/ping"]"#);
-        assert_eq!(h.unwrap().port.map(|p| p.get()), Some(9000));
-    }
-
-    #[test]
-    fn non_http_healthchecks_are_ignored_with_a_note() {
-        for test in [
-            r#"["CMD-SHELL", "pg_isready -U postgres"]"#,
-            r#"["CMD", "redis-cli", "ping"]"#,
-            r#"["CMD", "curl", "-f", "https://localhost/health"]"#,
-            r#"["CMD", "curl", "-f", "http://example.com/health"]"#,
-            r#"["NONE"]"#,
-        ] {
-            let c = ok(&format!(
-                "services:\n  db:\n    image: postgres:16\n    healthcheck:\n      test: {test}\n"
-            ));
-            assert_eq!(c.services[0].spec.health_check, None, "{test}");
-            assert!(
-                c.ignored
-                    .iter()
-                    .any(|i| i.starts_with("services.db.healthcheck (")),
-                "{test}: {:?}",
-                c.ignored
-            );
-        }
-        let c =
-            ok("services:\n  db:\n    image: postgres:16\n    healthcheck:\n      disable: true\n");
-        assert_eq!(c.services[0].spec.health_check, None);
-        assert_eq!(c.ignored.len(), 1);
-    }
-
-    #[test]
-    fn healthcheck_timings_are_checked_like_the_api() {
-        let (_, invalid) = rejected(
-            "services:\n  web:\n    image: nginx\n    healthcheck:\n      test: [\"CMD\", \"curl\", \"http://localhost/\"]\n      interval: 5s\n      timeout: 1m\n",
-        );
-        assert_eq!(invalid.len(), 1);
-        assert!(
-            invalid[0].starts_with("services.web.health_check.timeout_secs"),
-            "{invalid:?}"
-        );
-    }
-
-    #[test]
-    fn environment_list_and_map_are_equivalent() {
-        let list = one("    image: app:1\n    environment:\n      - A=1\n      - B=x=y\n      - EMPTY=\n      - TOKEN\n");
-        let map = one("    image: app:1\n    environment:\n      A: 1\n      B: x=y\n      EMPTY: \"\"\n      TOKEN:\n");
-        assert_eq!(list, map);
-        assert_eq!(list.env.len(), 3);
-        assert_eq!(list.env[&EnvVarName::try_from("EMPTY").unwrap()], "");
-        assert_eq!(list.env[&EnvVarName::try_from("B").unwrap()], "x=y");
-        assert_eq!(list.secrets[0].secret.as_str(), "TOKEN");
-    }
-
-    #[test]
-    fn interpolation_is_refused_unless_it_is_a_whole_secret_reference() {
-        let s = one("    image: app:1\n    environment:\n      DB_PASS: ${PG_PASSWORD}\n      API_KEY: $OPENAI_KEY\n");
-        assert_eq!(s.secrets.len(), 2);
-        assert!(s.env.is_empty());
-        let (_, invalid) = rejected(
-            "services:\n  web:\n    image: app:1\n    command: echo ${HOME}\n    environment:\n      URL: postgres://u:${PW}@db/x\n      DEF: ${X:-default}\n",
-        );
-        assert_eq!(invalid.len(), 3, "{invalid:?}");
-        // compose_spec itself refuses `$` in image names, with the position.
-        let e = convert("services:\n  web:\n    image: ${REGISTRY}/app:1\n").unwrap_err();
-        assert!(matches!(e, ComposeError::Syntax(_)), "{e}");
-        assert!(e.to_string().contains("line 3"), "{e}");
-        assert!(invalid.iter().any(|i| i.contains("${HOME}")));
-        assert!(invalid.iter().any(|i| i.contains("${PW}")));
-        assert!(invalid.iter().any(|i| i.contains("${X:-default}")));
-    }
-
-    #[test]
-    fn command_strings_are_split_like_a_shell() {
-        let s = one("    image: app:1\n    command: sh -c 'echo \"hi there\" && sleep 1' --flag=\"a b\" c\\ d\n");
-        assert_eq!(
-            s.command.unwrap(),
-            [
-                "sh",
-                "-c",
-                "echo \"hi there\" && sleep 1",
-                "--flag=a b",
-                "c d"
-            ]
-        );
-        assert_eq!(split_shell("  a   b ").unwrap(), ["a", "b"]);
-        assert_eq!(split_shell("''").unwrap(), [""]);
-        assert!(split_shell("echo 'oops").is_err());
-        assert!(split_shell("echo \"oops").is_err());
-    }
-
-    #[test]
-    fn service_names_must_be_dns_labels_and_image_is_required() {
-        let (_, invalid) =
-            rejected("services:\n  My_App:\n    image: app:1\n  worker:\n    command: run\n");
-        assert_eq!(invalid.len(), 2, "{invalid:?}");
-        assert!(invalid[0].starts_with("services.My_App: service name \"My_App\""));
-        assert_eq!(invalid[1], "services.worker: image is required");
-    }
-
-    #[test]
-    fn yaml_syntax_errors_carry_the_position() {
-        let e = convert("services:\n  web:\n    image: [unclosed\n").unwrap_err();
-        assert!(matches!(e, ComposeError::Syntax(_)));
-        assert!(e.to_string().contains("line"), "{e}");
-        let e = convert("services:\n  web:\n    image: nginx\n    bogus_key: 1\n").unwrap_err();
-        assert!(matches!(e, ComposeError::Syntax(_)), "{e}");
-        assert!(matches!(
-            convert("services: {}\n"),
-            Err(ComposeError::NoServices)
-        ));
-    }
-
-    #[test]
-    fn memory_units_and_legacy_limits() {
-        let s = one("    image: app:1\n    cpus: 0.5\n    mem_limit: 512m\n");
-        assert_eq!(s.resources.cpus, Some(0.5));
-        assert_eq!(s.resources.memory_mb, Some(512));
-        let s = one("    image: app:1\n    deploy:\n      resources:\n        limits:\n          memory: 10000k\n");
-        assert_eq!(s.resources.memory_mb, Some(10));
-    }
-
-    #[test]
-    fn security_opt_other_than_no_new_privileges_is_refused() {
-        let s = one("    image: app:1\n    security_opt: [\"no-new-privileges=false\"]\n");
-        assert!(!s.hardening.no_new_privileges);
-        let (unsupported, _) = rejected(
-            "services:\n  web:\n    image: app:1\n    security_opt: [\"seccomp=unconfined\"]\n",
-        );
-        assert_eq!(
-            unsupported,
-            ["services.web.security_opt[0] (seccomp=unconfined)"]
-        );
-    }
-
-    #[test]
-    fn deploy_global_mode_and_placement_are_refused() {
-        let (unsupported, _) = rejected(
-            "services:\n  web:\n    image: app:1\n    deploy:\n      mode: global\n      placement:\n        constraints: [\"node.role==manager\"]\n",
-        );
-        assert_eq!(
-            unsupported,
-            [
-                "services.web.deploy.mode (global)",
-                "services.web.deploy.placement"
-            ]
-        );
-    }
-
-    #[test]
-    fn tmpfs_and_anonymous_volumes_are_refused() {
-        let (unsupported, invalid) = rejected(
-            "services:\n  web:\n    image: app:1\n    tmpfs: [/tmp]\n    volumes:\n      - /data\n      - type: tmpfs\n        target: /cache\n",
-        );
-        assert_eq!(unsupported, ["services.web.tmpfs"]);
-        assert_eq!(invalid.len(), 2, "{invalid:?}");
-        assert!(invalid[0].contains("anonymous volumes"));
-        assert!(invalid[1].contains("tmpfs mounts"));
-    }
-}
+mod tests;

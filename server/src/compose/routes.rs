@@ -31,7 +31,7 @@ pub async fn import(
     let body = body.0;
     let env_id = env_id.into_inner();
     let actor = auth.scope(Some(env_id))?;
-    let converted = convert(&body.compose)?;
+    let converted = convert(&body.compose, &body.files)?;
     let mut tx = AuditTx::begin(&state.db).await?;
     let env = environments::find(tx.conn(), env_id).await?;
 

@@ -2,13 +2,20 @@
 use crate::{helpers::TestApp, store_test};
 use reqwest::Method;
 use serde_json::json;
-use slipway_types::api::{ComposeImportResult, Page, Service};
+use slipway_types::{
+    api::{
+        ComposeImportResult, DependsCondition, HealthKind, Page, PortMode, Service, ServiceKind,
+    },
+    EnvVarName, ResourceName,
+};
 
 store_test!(
     compose_import_dry_run_then_real,
     compose_import_rejects_unsupported_keys_all_at_once,
     compose_import_name_clash_creates_nothing,
-    compose_import_needs_admin
+    compose_import_needs_admin,
+    compose_import_with_uploaded_files,
+    compose_import_lists_every_missing_file
 );
 
 const STACK: &str = r#"
@@ -255,4 +262,154 @@ async fn compose_import_needs_admin(mut app: TestApp) {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(services(&app, &env).await.len(), 1);
+}
+
+/// The nginx → API → PostgreSQL + Redis stack of the seeds, with its
+/// nginx.conf and env file.
+const STACK_WITH_FILES: &str = r#"
+services:
+  nginx:
+    image: nginx:1.27-alpine
+    ports: ["80:80"]
+    volumes:
+      - ./nginx.conf:/etc/nginx/nginx.conf:ro
+    depends_on:
+      api:
+        condition: service_healthy
+  api:
+    image: ghcr.io/acme/api:1.2.0
+    env_file: ./api.env
+    environment:
+      DATABASE_URL: postgresql://app:${DB_PASSWORD}@postgres:5432/app
+    healthcheck:
+      test: ["CMD", "curl", "-f", "http://localhost:8000/health"]
+    depends_on:
+      postgres:
+        condition: service_healthy
+      redis:
+        condition: service_started
+    x-slipway-release-command: alembic upgrade head
+  postgres:
+    image: postgres:15-alpine
+    environment:
+      POSTGRES_PASSWORD: ${DB_PASSWORD}
+    ports: ["127.0.0.1:5432:5432"]
+    volumes: [pgdata:/var/lib/postgresql/data]
+    healthcheck:
+      test: ["CMD-SHELL", "pg_isready -U postgres"]
+      start_period: 30s
+  redis:
+    image: redis:7-alpine
+    healthcheck:
+      test: ["CMD", "redis-cli", "ping"]
+volumes:
+  pgdata:
+"#;
+
+const NGINX_CONF: &str =
+    "events {}\nhttp { server { listen 80; location / { proxy_pass http://api:8000; } } }\n";
+
+async fn compose_import_with_uploaded_files(mut app: TestApp) {
+    app.setup_admin().await;
+    let (_, env, _) = app.seed_service("shop", "staging", "existing").await;
+    let path = format!("/api/v1/environments/{env}/compose");
+    let body = json!({
+        "compose": STACK_WITH_FILES,
+        "files": {"./nginx.conf": NGINX_CONF, "api.env": "# api\nWORKERS=4\nLOG='$debug'\n"},
+    });
+    let r: ComposeImportResult = app.post(&path, &body).await.expect(200).json();
+    let names: Vec<&str> = r.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["nginx", "api", "postgres", "redis"]);
+
+    let all = services(&app, &env).await;
+    let get = |n: &str| {
+        all.iter()
+            .find(|s| s.name.as_str() == n)
+            .unwrap_or_else(|| panic!("no {n}"))
+            .spec
+            .clone()
+    };
+    let nginx = get("nginx");
+    assert_eq!(nginx.files.len(), 1);
+    assert_eq!(nginx.files[0].target, "/etc/nginx/nginx.conf");
+    assert_eq!(nginx.files[0].content, NGINX_CONF);
+    assert!(nginx.volumes.is_empty());
+    let api = get("api");
+    assert_eq!(
+        api.env[&EnvVarName::try_from("DATABASE_URL").unwrap()],
+        "postgresql://app:${DB_PASSWORD}@postgres:5432/app"
+    );
+    assert_eq!(api.env[&EnvVarName::try_from("WORKERS").unwrap()], "4");
+    assert_eq!(api.env[&EnvVarName::try_from("LOG").unwrap()], "$$debug");
+    assert_eq!(
+        api.depends_on[&ResourceName::try_from("postgres").unwrap()],
+        DependsCondition::ServiceHealthy
+    );
+    assert_eq!(
+        api.release_command.unwrap().command,
+        ["alembic", "upgrade", "head"]
+    );
+    let pg = get("postgres");
+    assert_eq!(pg.ports[0].mode, PortMode::Tcp);
+    assert_eq!(pg.secrets[0].secret.as_str(), "DB_PASSWORD");
+    let hc = pg.health_check.unwrap();
+    assert_eq!(hc.kind, HealthKind::Exec);
+    assert_eq!(hc.start_period_secs, 30);
+    assert_eq!(get("redis").kind, ServiceKind::Service);
+}
+
+async fn compose_import_lists_every_missing_file(mut app: TestApp) {
+    app.setup_admin().await;
+    let (_, env, _) = app.seed_service("shop", "staging", "existing").await;
+    let path = format!("/api/v1/environments/{env}/compose");
+    for dry_run in [true, false] {
+        let r = app
+            .post(
+                &path,
+                &json!({"compose": STACK_WITH_FILES, "dry_run": dry_run}),
+            )
+            .await
+            .expect(422);
+        assert_eq!(r.error_code(), "invalid_input");
+        assert_eq!(r.body["field"], "compose");
+        let msg = r.body["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with("the compose file has values Slipway cannot import: "),
+            "{msg}"
+        );
+        for expected in [
+            "services.nginx.volumes[0]: ./nginx.conf is a file on your machine: upload its \
+             content with the import as files[\"./nginx.conf\"]",
+            "services.api.env_file[0]: ./api.env is a file on your machine: upload its content \
+             with the import as files[\"./api.env\"]",
+        ] {
+            assert!(msg.contains(expected), "{expected} missing from {msg}");
+        }
+    }
+    // One uploaded, the other still missing: still nothing imported.
+    let r = app
+        .post(
+            &path,
+            &json!({"compose": STACK_WITH_FILES, "files": {"./nginx.conf": NGINX_CONF}}),
+        )
+        .await
+        .expect(422);
+    let msg = r.body["message"].as_str().unwrap();
+    assert!(msg.contains("./api.env"), "{msg}");
+    assert!(!msg.contains("./nginx.conf"), "{msg}");
+    assert_eq!(
+        services(&app, &env).await.len(),
+        1,
+        "something was imported"
+    );
+
+    // Uploads are bounded.
+    let r = app
+        .post(
+            &path,
+            &json!({"compose": STACK_WITH_FILES, "files": {"./nginx.conf": "x".repeat(64 * 1024 + 1)}}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(r.body["field"], "files[\"./nginx.conf\"]", "{}", r.text);
 }
