@@ -178,10 +178,7 @@ pub async fn execute(
             }
             Err(e) => Err(e),
         },
-        AgentRequest::RunOnce(_) => Err(AgentError::new(
-            AgentErrorCode::InvalidSpec,
-            "one-off runs are not supported by this agent yet",
-        )),
+        AgentRequest::RunOnce(p) => engine.run_once(p, &progress, cancel).await,
         AgentRequest::Revert(p) => engine.revert(p, &progress, cancel).await,
         AgentRequest::Reconcile(p) => engine.reconcile(p, &progress, cancel).await,
         AgentRequest::ContainerLogs {

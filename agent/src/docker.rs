@@ -1,23 +1,32 @@
 //! Thin wrapper over bollard: everything the agent asks of the Docker Engine,
 //! returning agent-side types so the orchestration code does not see bollard.
+//!
+//! Creating a container also provides what it needs on this host: its
+//! environment network (created on demand, see [`Docker::ensure_network`])
+//! and its config files (written under the agent's files directory, see
+//! [`crate::files`]). Both are shared by the containers of an environment,
+//! so creates hold them shared and reconcile's cleanup exclusively
+//! ([`Docker::lock_host_resources`]).
 use crate::spec::{AgentLabels, PortKey};
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum,
-    HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointSettings,
+    HealthStatusEnum, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, StatsOptions, StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
+    ListNetworksOptions, LogsOptions, RemoveContainerOptions, StatsOptions, StopContainerOptions,
+    WaitContainerOptions,
 };
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 use slipway_types::agent::{labels, ContainerHealth, ContainerState, LogStream, RegistryAuth};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use uuid::Uuid;
-
-/// How long `docker stop` waits before SIGKILL.
-const STOP_TIMEOUT_SECS: i32 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -34,6 +43,13 @@ pub enum DockerError {
     Conflict(String),
     #[error("Docker Engine: {0}")]
     Api(String),
+    /// A container's config files could not be provided on this host.
+    #[error("config files: {0}")]
+    Files(String),
+    /// A network with the environment network's name that the agent does
+    /// not manage.
+    #[error("a network named {0} exists that Slipway does not manage; rename or remove it")]
+    ForeignNetwork(String),
 }
 
 impl From<bollard::errors::Error> for DockerError {
@@ -93,12 +109,29 @@ pub struct CreateSpec {
     pub name: String,
     pub image: String,
     pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
     /// `KEY=value`; may hold secrets, never logged.
     pub env: Vec<String>,
     pub labels: HashMap<String, String>,
     /// Published on 127.0.0.1 with an ephemeral host port.
     pub ports: Vec<PortKey>,
+    /// `mode: tcp` ports: bound by Docker on a fixed host address and port.
+    pub bindings: Vec<FixedPort>,
     pub binds: Vec<String>,
+    /// Config files, bind-mounted read-only from the agent's files directory.
+    pub files: Vec<MountedFile>,
+    /// `target → options` (`size=64m`).
+    pub tmpfs: Vec<(String, String)>,
+    /// `host:ip` (`ip` may be `host-gateway`).
+    pub extra_hosts: Vec<String>,
+    pub init: bool,
+    /// SIGTERM → SIGKILL delay of `docker stop` (the engine's 10 s when `None`).
+    pub stop_timeout_secs: Option<u32>,
+    /// The environment network the container joins (else Docker's default bridge).
+    pub network: Option<NetworkSpec>,
+    /// DNS names of the container on [`CreateSpec::network`].
+    pub aliases: Vec<String>,
+    pub restart: Restart,
     pub nano_cpus: Option<i64>,
     pub memory_bytes: Option<i64>,
     pub user: Option<String>,
@@ -106,6 +139,66 @@ pub struct CreateSpec {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub no_new_privileges: bool,
+}
+
+/// A port Docker binds on a fixed host address (`mode: tcp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedPort {
+    pub key: PortKey,
+    pub host_ip: IpAddr,
+    pub host_port: u16,
+}
+
+/// A config file: stored under the agent's files directory by its SHA-256,
+/// mounted read-only at `target`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MountedFile {
+    /// Hex SHA-256 of `content`: the file's name on the host.
+    pub digest: String,
+    pub target: String,
+    pub content: String,
+}
+
+impl std::fmt::Debug for MountedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountedFile")
+            .field("digest", &self.digest)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user-defined bridge network to create on demand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub labels: HashMap<String, String>,
+}
+
+/// What Docker does when the container's process exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Services: restarted, also after a reboot, until stopped.
+    UnlessStopped,
+    /// One-off containers.
+    Never,
+}
+
+/// A network labelled for this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedNetwork {
+    pub id: String,
+    pub name: String,
+    pub environment_id: Option<Uuid>,
+}
+
+/// A one-off container (labelled [`labels::RUN`]) of this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunContainer {
+    pub id: String,
+    pub name: String,
+    /// The agent process ([`Docker::session`]) that created it.
+    pub session: Option<Uuid>,
 }
 
 impl std::fmt::Debug for CreateSpec {
@@ -128,6 +221,18 @@ pub struct Stats {
 #[derive(Clone)]
 pub struct Docker {
     inner: bollard::Docker,
+    /// Where config files are written (`None`: containers with files are refused).
+    files_dir: Option<Arc<PathBuf>>,
+    /// Held shared by a create from ensuring its network and writing its
+    /// files until the container exists (then it references both); held
+    /// exclusively while removing unused networks and files.
+    resources: Arc<tokio::sync::RwLock<()>>,
+    /// Environment networks known to exist: name → id. Also serializes
+    /// this process's network creates.
+    networks: Arc<tokio::sync::Mutex<HashMap<String, String>>>,
+    /// This process: one-off containers carry it, so a leftover of an
+    /// earlier (crashed) agent is told from one running now.
+    session: Uuid,
 }
 
 impl Docker {
@@ -152,7 +257,28 @@ impl Docker {
             return Err(DockerError::BadHost(host.to_owned()));
         };
         let inner = inner.negotiate_version().await.map_err(connect_err)?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            files_dir: None,
+            resources: Arc::default(),
+            networks: Arc::default(),
+            session: Uuid::new_v4(),
+        })
+    }
+
+    /// Config files of containers go to `dir` (created 0700 on first use).
+    pub fn with_files_dir(mut self, dir: PathBuf) -> Self {
+        self.files_dir = Some(Arc::new(dir));
+        self
+    }
+
+    pub fn files_dir(&self) -> Option<&Path> {
+        self.files_dir.as_deref().map(PathBuf::as_path)
+    }
+
+    /// This agent process's id, on the one-off containers it creates.
+    pub fn session(&self) -> Uuid {
+        self.session
     }
 
     pub async fn version(&self) -> Result<String, DockerError> {
@@ -194,22 +320,98 @@ impl Docker {
         Ok(())
     }
 
+    /// Creates the container, first its network (if missing) and its config
+    /// files. A network removed meanwhile (by another agent) is created again.
     pub async fn create(&self, spec: &CreateSpec) -> Result<String, DockerError> {
-        let mut port_bindings = HashMap::new();
+        let _shared = self.resources.read().await;
+        let binds = self.provide_files(spec).await?;
+        let Some(net) = &spec.network else {
+            return self.create_container(spec, binds, None).await;
+        };
+        // Joined by name: Docker records a container's networks by name (a
+        // created or stopped container's endpoint has no network id yet),
+        // and a kept container restarts on a network created again.
+        self.ensure_network(net).await?;
+        match self
+            .create_container(spec, binds.clone(), Some(&net.name))
+            .await
+        {
+            Err(DockerError::NotFound(m)) if m.contains("network") => {
+                self.networks.lock().await.remove(&net.name);
+                self.ensure_network(net).await?;
+                self.create_container(spec, binds, Some(&net.name)).await
+            }
+            other => other,
+        }
+    }
+
+    /// Writes the spec's config files; the bind mounts of all its volumes.
+    async fn provide_files(&self, spec: &CreateSpec) -> Result<Vec<String>, DockerError> {
+        let mut binds = spec.binds.clone();
+        if spec.files.is_empty() {
+            return Ok(binds);
+        }
+        let Some(dir) = self.files_dir.clone() else {
+            return Err(DockerError::Files(
+                "this agent has no directory for config files".into(),
+            ));
+        };
+        let files = spec.files.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            for f in &files {
+                crate::files::write(&dir, f)?;
+            }
+            files
+                .iter()
+                .map(|f| crate::spec::file_bind(&dir, f))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| std::io::Error::other(e.0))
+        })
+        .await
+        .map_err(|e| DockerError::Files(e.to_string()))?
+        .map_err(|e| DockerError::Files(e.to_string()))?;
+        binds.extend(written);
+        Ok(binds)
+    }
+
+    async fn create_container(
+        &self,
+        spec: &CreateSpec,
+        binds: Vec<String>,
+        network: Option<&str>,
+    ) -> Result<String, DockerError> {
+        let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         for p in &spec.ports {
-            port_bindings.insert(
-                p.to_string(),
-                Some(vec![PortBinding {
+            port_bindings
+                .entry(p.to_string())
+                .or_default()
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
                     host_ip: Some("127.0.0.1".into()),
                     host_port: Some(String::new()),
-                }]),
-            );
+                });
         }
+        for b in &spec.bindings {
+            port_bindings
+                .entry(b.key.to_string())
+                .or_default()
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: Some(b.host_ip.to_string()),
+                    host_port: Some(b.host_port.to_string()),
+                });
+        }
+        let mut exposed: Vec<String> = port_bindings.keys().cloned().collect();
+        exposed.sort();
+        let restart = match spec.restart {
+            Restart::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+            Restart::Never => RestartPolicyNameEnum::NO,
+        };
         let host_config = HostConfig {
-            binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+            binds: (!binds.is_empty()).then_some(binds),
             port_bindings: Some(port_bindings),
             restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                name: Some(restart),
                 maximum_retry_count: None,
             }),
             nano_cpus: spec.nano_cpus,
@@ -220,16 +422,32 @@ impl Docker {
             security_opt: spec
                 .no_new_privileges
                 .then(|| vec!["no-new-privileges:true".to_owned()]),
+            tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.iter().cloned().collect()),
+            extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
+            init: spec.init.then_some(true),
+            network_mode: network.map(str::to_owned),
             ..Default::default()
         };
+        let networking_config = network.map(|name| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                name.to_owned(),
+                EndpointSettings {
+                    aliases: (!spec.aliases.is_empty()).then(|| spec.aliases.clone()),
+                    ..Default::default()
+                },
+            )])),
+        });
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: spec.command.clone(),
+            entrypoint: spec.entrypoint.clone(),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
-            exposed_ports: Some(spec.ports.iter().map(|p| p.to_string()).collect()),
+            exposed_ports: Some(exposed),
             user: spec.user.clone(),
+            stop_timeout: spec.stop_timeout_secs.map(i64::from),
             host_config: Some(host_config),
+            networking_config,
             ..Default::default()
         };
         let options = CreateContainerOptions {
@@ -240,14 +458,279 @@ impl Docker {
         Ok(created.id)
     }
 
+    /// The id of the network `net`, created when missing. Docker before 25
+    /// creates a second network of the same name when asked twice at once
+    /// (from another process): then the oldest one wins and the others go.
+    pub async fn ensure_network(&self, net: &NetworkSpec) -> Result<String, DockerError> {
+        let mut known = self.networks.lock().await;
+        if let Some(id) = known.get(&net.name) {
+            return Ok(id.clone());
+        }
+        let id = match self.network_named(&net.name).await? {
+            Some(id) => id,
+            None => {
+                let request = NetworkCreateRequest {
+                    name: net.name.clone(),
+                    driver: Some("bridge".into()),
+                    labels: Some(net.labels.clone()),
+                    ..Default::default()
+                };
+                match self
+                    .inner
+                    .create_network(request)
+                    .await
+                    .map_err(DockerError::from)
+                {
+                    // Docker 25+: someone else created it just now.
+                    Ok(_) | Err(DockerError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                self.network_named(&net.name)
+                    .await?
+                    .ok_or_else(|| DockerError::NotFound(format!("network {}", net.name)))?
+            }
+        };
+        known.insert(net.name.clone(), id.clone());
+        Ok(id)
+    }
+
+    /// The managed network called exactly `name` (the oldest when Docker
+    /// holds several; the younger empty ones are removed).
+    async fn network_named(&self, name: &str) -> Result<Option<String>, DockerError> {
+        let options = ListNetworksOptions {
+            filters: Some(HashMap::from([("name".to_owned(), vec![name.to_owned()])])),
+        };
+        let mut found: Vec<(DateTime<Utc>, String, bool)> =
+            self.inner
+                .list_networks(Some(options))
+                .await?
+                .into_iter()
+                .filter(|n| n.name.as_deref() == Some(name))
+                .filter_map(|n| {
+                    let created = n
+                        .created
+                        .as_deref()
+                        .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+                        .map(|d| d.with_timezone(&Utc))
+                        .unwrap_or_default();
+                    let managed = n.labels.as_ref().is_some_and(|l| {
+                        l.get(labels::MANAGED).map(String::as_str) == Some("true")
+                    });
+                    Some((created, n.id?, managed))
+                })
+                .collect();
+        found.sort();
+        let Some((_, winner, managed)) = found.first().cloned() else {
+            return Ok(None);
+        };
+        if !managed {
+            return Err(DockerError::ForeignNetwork(name.to_owned()));
+        }
+        // Every agent picks the oldest, so the younger ones are unused (and
+        // Docker refuses to remove one with a running container anyway).
+        for (_, id, managed) in found.iter().skip(1) {
+            if *managed {
+                tracing::info!(network = %name, %id, "removing a duplicate network");
+                let _ = self.inner.remove_network(id).await;
+            }
+        }
+        Ok(Some(winner))
+    }
+
+    /// Networks labelled for `host_id`.
+    pub async fn list_networks(&self, host_id: Uuid) -> Result<Vec<ManagedNetwork>, DockerError> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![
+                format!("{}=true", labels::MANAGED),
+                format!("{}={host_id}", labels::HOST),
+            ],
+        )]);
+        let options = ListNetworksOptions {
+            filters: Some(filters),
+        };
+        let mut out: Vec<ManagedNetwork> = self
+            .inner
+            .list_networks(Some(options))
+            .await?
+            .into_iter()
+            .filter_map(|n| {
+                let environment_id = n
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(labels::ENVIRONMENT_ID))
+                    .and_then(|v| Uuid::parse_str(v).ok());
+                Some(ManagedNetwork {
+                    id: n.id?,
+                    name: n.name.unwrap_or_default(),
+                    environment_id,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Whether any container, in any state, is configured on network `net`
+    /// (Docker only counts running ones as attached, and would remove a
+    /// network a created or stopped container still needs). By name: that is
+    /// how a container that never ran refers to it.
+    pub async fn network_in_use(&self, net: &ManagedNetwork) -> Result<bool, DockerError> {
+        let options = ListContainersOptions {
+            all: true,
+            limit: Some(1),
+            filters: Some(HashMap::from([(
+                "network".to_owned(),
+                vec![net.name.clone()],
+            )])),
+            ..Default::default()
+        };
+        Ok(!self.inner.list_containers(Some(options)).await?.is_empty())
+    }
+
+    /// Removes network `net` (call it holding [`Docker::lock_host_resources`],
+    /// having checked [`Docker::network_in_use`]); one gone already is fine.
+    pub async fn remove_network(&self, net: &ManagedNetwork) -> Result<(), DockerError> {
+        self.networks.lock().await.remove(&net.name);
+        match self.inner.remove_network(&net.id).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Excludes creates while held: removing networks and files nobody uses.
+    pub async fn lock_host_resources(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.resources.write().await
+    }
+
+    /// Config files (their digests) that containers of `host_id`, in any
+    /// state, mount.
+    pub async fn files_in_use(&self, host_id: Uuid) -> Result<HashSet<String>, DockerError> {
+        let Some(dir) = self.files_dir.clone() else {
+            return Ok(HashSet::new());
+        };
+        let mut used = HashSet::new();
+        for id in self.container_ids(host_id, &[]).await? {
+            let resp = match self.inner.inspect_container(&id, None).await {
+                Ok(r) => r,
+                Err(e) => match DockerError::from(e) {
+                    DockerError::NotFound(_) => continue,
+                    other => return Err(other),
+                },
+            };
+            let binds = resp.host_config.and_then(|h| h.binds).unwrap_or_default();
+            used.extend(
+                binds
+                    .iter()
+                    .filter_map(|b| crate::spec::file_digest_of_bind(&dir, b)),
+            );
+        }
+        Ok(used)
+    }
+
+    /// One-off containers of `host_id`.
+    pub async fn list_runs(&self, host_id: Uuid) -> Result<Vec<RunContainer>, DockerError> {
+        let summaries = self.summaries(host_id, &[labels::RUN.to_owned()]).await?;
+        Ok(summaries
+            .into_iter()
+            .filter_map(|s| {
+                let labels = s.labels.unwrap_or_default();
+                Some(RunContainer {
+                    id: s.id?,
+                    name: s
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_owned(),
+                    session: labels
+                        .get(crate::spec::LABEL_SESSION)
+                        .and_then(|v| Uuid::parse_str(v).ok()),
+                })
+            })
+            .collect())
+    }
+
+    async fn summaries(
+        &self,
+        host_id: Uuid,
+        extra: &[String],
+    ) -> Result<Vec<bollard::models::ContainerSummary>, DockerError> {
+        let mut label_filters = vec![
+            format!("{}=true", labels::MANAGED),
+            format!("{}={host_id}", labels::HOST),
+        ];
+        label_filters.extend(extra.iter().cloned());
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".to_owned(), label_filters)])),
+            ..Default::default()
+        };
+        Ok(self.inner.list_containers(Some(options)).await?)
+    }
+
+    async fn container_ids(
+        &self,
+        host_id: Uuid,
+        extra: &[String],
+    ) -> Result<Vec<String>, DockerError> {
+        Ok(self
+            .summaries(host_id, extra)
+            .await?
+            .into_iter()
+            .filter_map(|s| s.id)
+            .collect())
+    }
+
+    /// Sends SIGKILL; a container that is not running is fine.
+    pub async fn kill(&self, id: &str) -> Result<(), DockerError> {
+        let options = KillContainerOptions {
+            signal: "KILL".into(),
+        };
+        match self.inner.kill_container(id, Some(options)).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits until the container is not running; its exit code.
+    pub async fn wait_exit(&self, id: &str) -> Result<i64, DockerError> {
+        let options = WaitContainerOptions {
+            condition: "not-running".into(),
+        };
+        let mut stream = self.inner.wait_container(id, Some(options));
+        match stream.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(e.into()),
+            None => Ok(self.inspect(id).await?.exit_code.unwrap_or(-1)),
+        }
+    }
+
+    /// Everything the container printed, following it until it stops.
+    pub fn follow_logs(
+        &self,
+        id: &str,
+    ) -> impl Stream<Item = Result<(LogStream, String), DockerError>> + Send + 'static {
+        self.logs(id, "all".into(), true)
+    }
+
     pub async fn start(&self, id: &str) -> Result<(), DockerError> {
         self.inner.start_container(id, None).await?;
         Ok(())
     }
 
     pub async fn stop(&self, id: &str) -> Result<(), DockerError> {
+        // No `t`: the container's own stop timeout (its service's
+        // `stop_grace_period`, else the engine's 10 s).
         let options = StopContainerOptions {
-            t: Some(STOP_TIMEOUT_SECS),
+            t: None,
             signal: None,
         };
         match self.inner.stop_container(id, Some(options)).await {
@@ -281,29 +764,27 @@ impl Docker {
         Ok(to_managed(resp))
     }
 
-    /// Containers labelled for `host_id` (optionally only one service), running or not.
+    /// Containers labelled for `host_id` (optionally only one service), running
+    /// or not; not the one-off containers ([`Docker::list_runs`]).
     pub async fn list_managed(
         &self,
         host_id: Uuid,
         service_id: Option<Uuid>,
     ) -> Result<Vec<ManagedContainer>, DockerError> {
-        let mut label_filters = vec![
-            format!("{}=true", labels::MANAGED),
-            format!("{}={host_id}", labels::HOST),
-        ];
-        if let Some(s) = service_id {
-            label_filters.push(format!("{}={s}", labels::SERVICE_ID));
-        }
-        let mut filters = HashMap::new();
-        filters.insert("label".to_owned(), label_filters);
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        };
-        let summaries = self.inner.list_containers(Some(options)).await?;
+        let extra: Vec<String> = service_id
+            .map(|s| format!("{}={s}", labels::SERVICE_ID))
+            .into_iter()
+            .collect();
+        let summaries = self.summaries(host_id, &extra).await?;
         let mut out = Vec::with_capacity(summaries.len());
         for s in summaries {
+            // One-off containers are no replicas of a deployment: `run` owns them.
+            if s.labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(labels::RUN))
+            {
+                continue;
+            }
             let Some(id) = s.id else { continue };
             match self.inspect(&id).await {
                 Ok(c) => out.push(c),
@@ -337,11 +818,20 @@ impl Docker {
         tail: u32,
         follow: bool,
     ) -> impl Stream<Item = Result<(LogStream, String), DockerError>> + Send + 'static {
+        self.logs(id, tail.to_string(), follow)
+    }
+
+    fn logs(
+        &self,
+        id: &str,
+        tail: String,
+        follow: bool,
+    ) -> impl Stream<Item = Result<(LogStream, String), DockerError>> + Send + 'static {
         let options = LogsOptions {
             follow,
             stdout: true,
             stderr: true,
-            tail: tail.to_string(),
+            tail,
             ..Default::default()
         };
         self.inner.logs(id, Some(options)).flat_map(|item| {
@@ -512,23 +1002,6 @@ pub struct ExecOutcome {
 pub const EXEC_OUTPUT_LINES: usize = 5;
 
 impl Docker {
-    /// Stops the container with its own stop timeout: the `StopTimeout` it
-    /// was created with (the service's stop grace period), else Docker's
-    /// 10 s. Returns once it is stopped (or killed); stopped already is fine.
-    pub async fn stop_graceful(&self, id: &str) -> Result<(), DockerError> {
-        let options = StopContainerOptions {
-            t: None,
-            signal: None,
-        };
-        match self.inner.stop_container(id, Some(options)).await {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 304, ..
-            }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Runs `cmd` in the running container `id` and waits until it exits.
     /// Unbounded: the caller puts a timeout around it.
     pub async fn exec(&self, id: &str, cmd: &[String]) -> Result<ExecOutcome, DockerError> {

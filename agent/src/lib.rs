@@ -9,6 +9,7 @@ pub mod config;
 pub mod connection;
 pub mod docker;
 pub mod facts;
+pub mod files;
 pub mod identity;
 pub mod proxy;
 pub mod rollout;
@@ -110,7 +111,10 @@ pub async fn run_embedded(args: AgentArgs, subcommand_path: &[&str]) -> Result<(
             path: cfg.data_dir.clone(),
             source,
         })?;
-    let docker = docker::Docker::connect(&cfg.docker_host).await?;
+    // Config files of containers (content-addressed, mounted read-only).
+    let docker = docker::Docker::connect(&cfg.docker_host)
+        .await?
+        .with_files_dir(cfg.data_dir.join("files"));
     tracing::info!(docker = %cfg.docker_host, server = %cfg.server, "starting slipway-agent");
 
     let identity = match Identity::load(&cfg.data_dir)? {

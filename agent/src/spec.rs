@@ -1,10 +1,14 @@
 //! Pure pieces of the orchestration: names, labels, container specs, which
 //! deployments to prune, route names. No IO, unit-tested.
-use crate::docker::CreateSpec;
-use slipway_types::agent::{labels, RolloutPlan, ServiceKey};
-use slipway_types::api::Protocol;
-use std::collections::{BTreeMap, HashMap};
+use crate::docker::{CreateSpec, FixedPort, ManagedNetwork, MountedFile, NetworkSpec, Restart};
+use slipway_types::agent::{
+    labels, ContainerSpec, RolloutPlan, RunOncePlan, RunPurpose, ServiceKey,
+};
+use slipway_types::api::{PortMode, Protocol, MAX_CONFIG_FILES, MAX_CONFIG_FILE_BYTES};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use uuid::Uuid;
 
 /// The agent's own labels, beyond [`slipway_types::agent::labels`]: what it
@@ -17,6 +21,9 @@ pub const LABEL_PROBE: &str = "slipway.agent.probe";
 pub const LABEL_START_PERIOD: &str = "slipway.agent.start-period";
 /// `true`: the service rolls out stop-first (never two containers at once).
 pub const LABEL_STOP_FIRST: &str = "slipway.agent.stop-first";
+/// On one-off containers: the agent process that runs them
+/// ([`crate::docker::Docker::session`]); reconcile removes those of others.
+pub const LABEL_SESSION: &str = "slipway.agent.session";
 
 /// A container port with its protocol, as Docker writes it: `8080/tcp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -171,69 +178,73 @@ pub fn route_prefix(prefix: &str, service_id: Uuid) -> String {
 #[error("{0}")]
 pub struct InvalidSpec(pub String);
 
-/// The containers a rollout creates, replica 0..replicas.
-pub fn create_specs(
+/// `{prefix}{project}-{environment}-{first 8 of the environment id}`: the
+/// environment's network on this host.
+pub fn network_name(prefix: &str, s: &ServiceKey) -> String {
+    let env = s.environment_id.simple().to_string();
+    format!("{prefix}{}-{}-{}", s.project, s.environment, &env[..8])
+}
+
+/// The network every container of the service's environment on this host joins.
+pub fn environment_network(prefix: &str, host_id: Uuid, s: &ServiceKey) -> NetworkSpec {
+    let mut l = HashMap::new();
+    l.insert(labels::MANAGED.into(), "true".into());
+    l.insert(labels::HOST.into(), host_id.to_string());
+    l.insert(labels::NETWORK.into(), NETWORK_ENVIRONMENT.into());
+    l.insert(labels::PROJECT.into(), s.project.clone());
+    l.insert(labels::ENVIRONMENT.into(), s.environment.clone());
+    l.insert(labels::ENVIRONMENT_ID.into(), s.environment_id.to_string());
+    NetworkSpec {
+        name: network_name(prefix, s),
+        labels: l,
+    }
+}
+
+/// The value of [`labels::NETWORK`] on environment networks.
+pub const NETWORK_ENVIRONMENT: &str = "environment";
+
+/// A config file as mounted: named by the SHA-256 of its content.
+pub fn mounted_file(target: &str, content: &str) -> MountedFile {
+    use sha2::Digest;
+    MountedFile {
+        digest: format!("{:x}", sha2::Sha256::digest(content.as_bytes())),
+        target: target.to_owned(),
+        content: content.to_owned(),
+    }
+}
+
+/// The read-only bind mount of `f` stored in `dir`.
+pub fn file_bind(dir: &Path, f: &MountedFile) -> Result<String, InvalidSpec> {
+    let source = dir.join(&f.digest);
+    let source = source
+        .to_str()
+        .filter(|s| !s.contains(':'))
+        .ok_or_else(|| {
+            InvalidSpec(format!(
+                "the agent's files directory {} cannot be bind-mounted",
+                dir.display()
+            ))
+        })?;
+    Ok(format!("{source}:{}:ro", f.target))
+}
+
+/// The digest of the config file a bind mount (`source:target[:opts]`)
+/// mounts from `dir`, if it is one.
+pub fn file_digest_of_bind(dir: &Path, bind: &str) -> Option<String> {
+    let source = Path::new(bind.split(':').next()?);
+    (source.parent()? == dir)
+        .then(|| source.file_name()?.to_str().map(str::to_owned))
+        .flatten()
+}
+
+/// What a container of `c` is, whatever it runs as: everything but its
+/// name, replica labels, ports and DNS aliases.
+fn base_spec(
     prefix: &str,
     host_id: Uuid,
-    plan: &RolloutPlan,
-    proxy_enabled: bool,
-) -> Result<Vec<CreateSpec>, InvalidSpec> {
-    if plan.replicas == 0 {
-        return Err(InvalidSpec("replicas must be at least 1".into()));
-    }
-    if plan.replicas > 64 {
-        return Err(InvalidSpec(format!(
-            "at most 64 replicas per host (got {})",
-            plan.replicas
-        )));
-    }
-    let c = &plan.container;
-    let mut ports: Vec<PortKey> = Vec::new();
-    let mut publish = Vec::new();
-    for p in &c.ports {
-        let key = PortKey {
-            port: p.container.get(),
-            udp: p.protocol == Protocol::Udp,
-        };
-        if let Some(published) = p.published {
-            if key.udp {
-                return Err(InvalidSpec(format!(
-                    "port {} is UDP; the ingress proxy publishes HTTP (TCP) ports only",
-                    p.container
-                )));
-            }
-            if !proxy_enabled {
-                return Err(InvalidSpec(format!(
-                    "port {published} is published, but this agent runs without the ingress proxy (--no-proxy)"
-                )));
-            }
-            if publish.iter().any(|(_, pb)| *pb == published.get()) {
-                return Err(InvalidSpec(format!("port {published} is published twice")));
-            }
-            publish.push((p.container.get(), published.get()));
-        }
-        if !ports.contains(&key) {
-            ports.push(key);
-        }
-    }
-    let health = c.health_check.as_ref().and_then(|h| match h.probe()? {
-        slipway_types::api::Probe::Http { path, port } => {
-            let path = if path.starts_with('/') {
-                path.to_string()
-            } else {
-                format!("/{path}")
-            };
-            Some((port.get(), path))
-        }
-        _ => None,
-    });
-    // The probed port (HTTP or TCP check) is published on loopback.
-    if let Some(port) = c.health_check.as_ref().and_then(|h| h.probed_port()) {
-        let key = PortKey::tcp(port.get());
-        if !ports.contains(&key) {
-            ports.push(key);
-        }
-    }
+    service: &ServiceKey,
+    c: &ContainerSpec,
+) -> Result<CreateSpec, InvalidSpec> {
     let mut binds = Vec::new();
     for v in &c.volumes {
         if !v.target.starts_with('/') {
@@ -254,6 +265,62 @@ pub fn create_specs(
         }
         binds.push(b);
     }
+    let mut tmpfs = Vec::new();
+    for t in &c.tmpfs {
+        if !t.target.starts_with('/') || t.target.contains([':', ',']) {
+            return Err(InvalidSpec(format!(
+                "tmpfs target {:?} must be an absolute path",
+                t.target
+            )));
+        }
+        let options = match t.size_mb {
+            Some(0) => return Err(InvalidSpec(format!("tmpfs {} has size 0", t.target))),
+            Some(mb) => format!("size={mb}m"),
+            None => String::new(),
+        };
+        tmpfs.push((t.target.clone(), options));
+    }
+    let mut extra_hosts = Vec::new();
+    for h in &c.extra_hosts {
+        if h.host.is_empty() || h.host.contains(|ch: char| ch == ':' || ch.is_whitespace()) {
+            return Err(InvalidSpec(format!("invalid extra host name {:?}", h.host)));
+        }
+        if h.ip != "host-gateway" && h.ip.parse::<IpAddr>().is_err() {
+            return Err(InvalidSpec(format!(
+                "extra host {}: {:?} is neither an IP address nor host-gateway",
+                h.host, h.ip
+            )));
+        }
+        extra_hosts.push(format!("{}:{}", h.host, h.ip));
+    }
+    if c.files.len() > MAX_CONFIG_FILES {
+        return Err(InvalidSpec(format!(
+            "at most {MAX_CONFIG_FILES} config files (got {})",
+            c.files.len()
+        )));
+    }
+    let mut files: Vec<MountedFile> = Vec::new();
+    for f in &c.files {
+        if !f.target.starts_with('/') || f.target.contains(':') {
+            return Err(InvalidSpec(format!(
+                "config file target {:?} must be an absolute path",
+                f.target
+            )));
+        }
+        if f.content.len() > MAX_CONFIG_FILE_BYTES {
+            return Err(InvalidSpec(format!(
+                "config file {} is larger than {MAX_CONFIG_FILE_BYTES} bytes",
+                f.target
+            )));
+        }
+        if files.iter().any(|g| g.target == f.target) {
+            return Err(InvalidSpec(format!(
+                "config file {} is mounted twice",
+                f.target
+            )));
+        }
+        files.push(mounted_file(&f.target, &f.content));
+    }
     let nano_cpus = match c.resources.cpus {
         Some(cpus) if !(cpus.is_finite() && cpus > 0.0 && cpus <= 1024.0) => {
             return Err(InvalidSpec(format!("invalid CPU limit {cpus}")));
@@ -262,42 +329,239 @@ pub fn create_specs(
         None => None,
     };
     let memory_bytes = c.resources.memory_mb.map(|mb| i64::from(mb) * 1024 * 1024);
-    let env: Vec<String> = c.env.iter().map(|(k, v)| format!("{k}={}", v.0)).collect();
     if let Some((k, _)) = c.env.iter().find(|(k, _)| k.is_empty() || k.contains('=')) {
         return Err(InvalidSpec(format!(
             "invalid environment variable name {k:?}"
         )));
     }
+    let env: Vec<String> = c.env.iter().map(|(k, v)| format!("{k}={}", v.0)).collect();
+    Ok(CreateSpec {
+        name: String::new(),
+        image: c.image.as_str().to_owned(),
+        command: c.command.clone(),
+        entrypoint: c.entrypoint.clone(),
+        env,
+        labels: base_labels(host_id, service),
+        ports: Vec::new(),
+        bindings: Vec::new(),
+        binds,
+        files,
+        tmpfs,
+        extra_hosts,
+        init: c.init,
+        stop_timeout_secs: c.stop_grace_period_secs,
+        network: Some(environment_network(prefix, host_id, service)),
+        aliases: Vec::new(),
+        restart: Restart::UnlessStopped,
+        nano_cpus,
+        memory_bytes,
+        user: c.user.clone(),
+        read_only: c.read_only,
+        cap_add: c.cap_add.iter().map(|c| c.as_str().to_owned()).collect(),
+        cap_drop: c.cap_drop.iter().map(|c| c.as_str().to_owned()).collect(),
+        no_new_privileges: c.no_new_privileges,
+    })
+}
+
+/// The service's DNS names: the plan's aliases (service name first), or the
+/// service name when the plan has none; each once.
+fn dns_aliases(s: &ServiceKey, c: &ContainerSpec) -> Result<Vec<String>, InvalidSpec> {
+    let mut out: Vec<String> = Vec::new();
+    let wanted = if c.aliases.is_empty() {
+        std::slice::from_ref(&s.service)
+    } else {
+        c.aliases.as_slice()
+    };
+    for a in wanted {
+        if a.is_empty() || a.len() > 253 || a.contains(|ch: char| ch.is_whitespace()) {
+            return Err(InvalidSpec(format!("invalid network alias {a:?}")));
+        }
+        if !out.contains(a) {
+            out.push(a.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The containers a rollout creates, replica 0..replicas.
+pub fn create_specs(
+    prefix: &str,
+    host_id: Uuid,
+    plan: &RolloutPlan,
+    proxy_enabled: bool,
+) -> Result<Vec<CreateSpec>, InvalidSpec> {
+    if plan.replicas == 0 {
+        return Err(InvalidSpec("replicas must be at least 1".into()));
+    }
+    if plan.replicas > 64 {
+        return Err(InvalidSpec(format!(
+            "at most 64 replicas per host (got {})",
+            plan.replicas
+        )));
+    }
+    let c = &plan.container;
+    let mut ports: Vec<PortKey> = Vec::new();
+    let mut publish = Vec::new();
+    let mut bindings: Vec<FixedPort> = Vec::new();
+    for p in &c.ports {
+        let key = PortKey {
+            port: p.container.get(),
+            udp: p.protocol == Protocol::Udp,
+        };
+        match (p.published, p.mode) {
+            (Some(published), PortMode::Http) => {
+                if key.udp {
+                    return Err(InvalidSpec(format!(
+                        "port {} is UDP; the ingress proxy publishes HTTP (TCP) ports only (use mode tcp)",
+                        p.container
+                    )));
+                }
+                if !proxy_enabled {
+                    return Err(InvalidSpec(format!(
+                        "port {published} is published, but this agent runs without the ingress proxy (--no-proxy)"
+                    )));
+                }
+                if publish.iter().any(|(_, pb)| *pb == published.get())
+                    || bindings.iter().any(|b| b.host_port == published.get())
+                {
+                    return Err(InvalidSpec(format!("port {published} is published twice")));
+                }
+                publish.push((p.container.get(), published.get()));
+            }
+            (Some(published), PortMode::Tcp) => {
+                let host_ip = p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+                if publish.iter().any(|(_, pb)| *pb == published.get())
+                    || bindings
+                        .iter()
+                        .any(|b| b.host_port == published.get() && b.key.udp == key.udp)
+                {
+                    return Err(InvalidSpec(format!("port {published} is published twice")));
+                }
+                bindings.push(FixedPort {
+                    key,
+                    host_ip,
+                    host_port: published.get(),
+                });
+            }
+            (None, _) => {}
+        }
+        if !ports.contains(&key) {
+            ports.push(key);
+        }
+    }
+    let health = c.health_check.as_ref().and_then(|h| match h.probe()? {
+        slipway_types::api::Probe::Http { path, port } => {
+            let path = if path.starts_with('/') {
+                path.to_string()
+            } else {
+                format!("/{path}")
+            };
+            Some((port.get(), path))
+        }
+        _ => None,
+    });
+    // A probed port (HTTP or TCP check) is reached on loopback like any other.
+    if let Some(port) = c.health_check.as_ref().and_then(|h| h.probed_port()) {
+        let key = PortKey::tcp(port.get());
+        if !ports.contains(&key) {
+            ports.push(key);
+        }
+    }
+    let mut base = base_spec(prefix, host_id, &plan.service, c)?;
+    base.ports = ports;
+    base.bindings = bindings;
+    base.aliases = dns_aliases(&plan.service, c)?;
+    base.labels
+        .insert(labels::RELEASE.into(), plan.release_number.to_string());
+    base.labels
+        .insert(labels::DEPLOYMENT.into(), plan.deployment_id.to_string());
     let agent = AgentLabels {
         health,
         publish,
         ..AgentLabels::of_plan(plan)
     };
+    agent.write(&mut base.labels);
     let mut out = Vec::new();
     for i in 0..plan.replicas {
-        let mut l = base_labels(host_id, &plan.service);
-        l.insert(labels::RELEASE.into(), plan.release_number.to_string());
-        l.insert(labels::DEPLOYMENT.into(), plan.deployment_id.to_string());
-        l.insert(labels::REPLICA.into(), i.to_string());
-        agent.write(&mut l);
-        out.push(CreateSpec {
-            name: container_name(prefix, plan, i),
-            image: c.image.as_str().to_owned(),
-            command: c.command.clone(),
-            env: env.clone(),
-            labels: l,
-            ports: ports.clone(),
-            binds: binds.clone(),
-            nano_cpus,
-            memory_bytes,
-            user: c.user.clone(),
-            read_only: c.read_only,
-            cap_add: c.cap_add.iter().map(|c| c.as_str().to_owned()).collect(),
-            cap_drop: c.cap_drop.iter().map(|c| c.as_str().to_owned()).collect(),
-            no_new_privileges: c.no_new_privileges,
-        });
+        let mut spec = base.clone();
+        spec.name = container_name(prefix, plan, i);
+        spec.labels.insert(labels::REPLICA.into(), i.to_string());
+        out.push(spec);
     }
     Ok(out)
+}
+
+/// `{prefix}{project}-{environment}-{service}-r{release}-{first 8 of
+/// deployment}-{release-command|job}`.
+pub fn run_container_name(prefix: &str, plan: &RunOncePlan) -> String {
+    let s = &plan.service;
+    let dep = plan.deployment_id.simple().to_string();
+    let purpose = match plan.purpose {
+        RunPurpose::ReleaseCommand => "release-command",
+        RunPurpose::Job => "job",
+    };
+    format!(
+        "{prefix}{}-{}-{}-r{}-{}-{purpose}",
+        s.project,
+        s.environment,
+        s.service,
+        plan.release_number,
+        &dep[..8]
+    )
+}
+
+/// The value of [`labels::RUN`].
+pub fn run_label(purpose: RunPurpose) -> &'static str {
+    match purpose {
+        RunPurpose::ReleaseCommand => "release_command",
+        RunPurpose::Job => "job",
+    }
+}
+
+/// The one-off container of a [`RunOncePlan`]: the release's container with
+/// `plan.command`, on the environment network without the service's DNS
+/// names (it must not take the service's traffic), no published port,
+/// never restarted; labelled with the agent process (`session`) that runs it.
+pub fn run_spec(
+    prefix: &str,
+    host_id: Uuid,
+    session: Uuid,
+    plan: &RunOncePlan,
+) -> Result<CreateSpec, InvalidSpec> {
+    if plan.timeout_secs == 0 {
+        return Err(InvalidSpec(
+            "the timeout of a one-off run must be at least 1 s".into(),
+        ));
+    }
+    let mut spec = base_spec(prefix, host_id, &plan.service, &plan.container)?;
+    spec.name = run_container_name(prefix, plan);
+    if let Some(command) = &plan.command {
+        spec.command = Some(command.clone());
+    }
+    spec.restart = Restart::Never;
+    let l = &mut spec.labels;
+    l.insert(labels::RUN.into(), run_label(plan.purpose).into());
+    l.insert(labels::RELEASE.into(), plan.release_number.to_string());
+    l.insert(labels::DEPLOYMENT.into(), plan.deployment_id.to_string());
+    l.insert(LABEL_SESSION.into(), session.to_string());
+    Ok(spec)
+}
+
+/// Environment networks reconcile removes: those of no environment with a
+/// desired service and with no container (`in_use`).
+pub fn networks_to_remove<'a>(
+    networks: &'a [(ManagedNetwork, bool)],
+    desired_environments: &HashSet<Uuid>,
+) -> Vec<&'a ManagedNetwork> {
+    networks
+        .iter()
+        .filter(|(n, in_use)| {
+            !in_use
+                && n.environment_id
+                    .is_none_or(|e| !desired_environments.contains(&e))
+        })
+        .map(|(n, _)| n)
+        .collect()
 }
 
 fn base_labels(host_id: Uuid, s: &ServiceKey) -> HashMap<String, String> {
@@ -401,8 +665,8 @@ pub fn backoff(attempt: u32, unit: f64) -> std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use slipway_types::agent::{ContainerPort, ContainerSpec, Sensitive};
-    use slipway_types::api::{HealthCheck, Resources, VolumeMount};
+    use slipway_types::agent::{ContainerPort, Sensitive};
+    use slipway_types::api::{ConfigFile, ExtraHost, HealthCheck, Resources, Tmpfs, VolumeMount};
     use slipway_types::{ImageRef, Port};
 
     fn port(p: i64) -> Port {
@@ -508,6 +772,289 @@ mod tests {
         assert_eq!(agent.publish, vec![(80, 8080)]);
         // Secrets never in Debug output.
         assert!(!format!("{s:?}").contains("hunter2"));
+        // On the environment's network under the service's name.
+        let net = s.network.as_ref().unwrap();
+        assert_eq!(net.name, network_name("slipway-", &p.service));
+        assert_eq!(s.aliases, vec!["web"]);
+        assert_eq!(s.restart, Restart::UnlessStopped);
+        assert!(s.bindings.is_empty() && s.files.is_empty() && s.tmpfs.is_empty());
+    }
+
+    #[test]
+    fn environment_networks() {
+        let p = plan();
+        let host = Uuid::new_v4();
+        let env8 = &p.service.environment_id.simple().to_string()[..8];
+        assert_eq!(
+            network_name("slipway-", &p.service),
+            format!("slipway-shop-prod-{env8}")
+        );
+        let n = environment_network("slipway-", host, &p.service);
+        assert_eq!(n.labels[labels::MANAGED], "true");
+        assert_eq!(n.labels[labels::HOST], host.to_string());
+        assert_eq!(n.labels[labels::NETWORK], NETWORK_ENVIRONMENT);
+        assert_eq!(n.labels[labels::PROJECT], "shop");
+        assert_eq!(n.labels[labels::ENVIRONMENT], "prod");
+        assert_eq!(
+            n.labels[labels::ENVIRONMENT_ID],
+            p.service.environment_id.to_string()
+        );
+        // Another environment of the same name (another project) differs.
+        let mut other = p.service.clone();
+        other.environment_id = Uuid::new_v4();
+        assert_ne!(network_name("slipway-", &other), n.name);
+
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let net = |name: &str, env: Option<Uuid>| ManagedNetwork {
+            id: format!("id-{name}"),
+            name: name.into(),
+            environment_id: env,
+        };
+        let all = vec![
+            (net("a-used", Some(a)), true),
+            (net("a-empty", Some(a)), false),
+            (net("b-empty", Some(b)), false),
+            (net("b-used", Some(b)), true),
+            (net("unlabelled", None), false),
+        ];
+        let desired: HashSet<Uuid> = [a].into();
+        let names: Vec<&str> = networks_to_remove(&all, &desired)
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["b-empty", "unlabelled"]);
+    }
+
+    #[test]
+    fn container_options() {
+        let mut p = plan();
+        let c = &mut p.container;
+        c.aliases = vec!["web".into(), "www".into(), "web".into()];
+        c.entrypoint = Some(vec!["/bin/sh".into(), "-c".into()]);
+        c.tmpfs = vec![
+            Tmpfs {
+                target: "/tmp".into(),
+                size_mb: Some(64),
+            },
+            Tmpfs {
+                target: "/run".into(),
+                size_mb: None,
+            },
+        ];
+        c.init = true;
+        c.stop_grace_period_secs = Some(3);
+        c.extra_hosts = vec![
+            ExtraHost {
+                host: "host.docker.internal".into(),
+                ip: "host-gateway".into(),
+            },
+            ExtraHost {
+                host: "db6".into(),
+                ip: "::1".into(),
+            },
+        ];
+        c.files = vec![ConfigFile {
+            target: "/etc/nginx/nginx.conf".into(),
+            content: "events {}\n".into(),
+        }];
+        c.ports.push(ContainerPort {
+            container: port(5432),
+            published: Some(port(15432)),
+            protocol: Protocol::Tcp,
+            mode: PortMode::Tcp,
+            host_ip: None,
+        });
+        c.ports.push(ContainerPort {
+            container: port(53),
+            published: Some(port(5353)),
+            protocol: Protocol::Udp,
+            mode: PortMode::Tcp,
+            host_ip: Some("0.0.0.0".parse().unwrap()),
+        });
+        c.health_check = Some(HealthCheck::tcp(port(6379)));
+        let specs = create_specs("slipway-", Uuid::nil(), &p, true).unwrap();
+        let s = &specs[0];
+        assert_eq!(s.aliases, vec!["web", "www"]);
+        assert_eq!(s.entrypoint.as_deref().unwrap(), ["/bin/sh", "-c"]);
+        assert_eq!(
+            s.tmpfs,
+            vec![
+                ("/tmp".to_string(), "size=64m".to_string()),
+                ("/run".to_string(), String::new())
+            ]
+        );
+        assert!(s.init);
+        assert_eq!(s.stop_timeout_secs, Some(3));
+        assert_eq!(
+            s.extra_hosts,
+            vec!["host.docker.internal:host-gateway", "db6:::1"]
+        );
+        // Files: by content digest, mounted read-only from the files directory.
+        assert_eq!(s.files.len(), 1);
+        let f = &s.files[0];
+        assert_eq!(f.digest.len(), 64);
+        assert_eq!(f, &mounted_file("/etc/nginx/nginx.conf", "events {}\n"));
+        let dir = Path::new("/var/lib/slipway-agent/files");
+        let bind = file_bind(dir, f).unwrap();
+        assert_eq!(
+            bind,
+            format!(
+                "/var/lib/slipway-agent/files/{}:/etc/nginx/nginx.conf:ro",
+                f.digest
+            )
+        );
+        assert_eq!(file_digest_of_bind(dir, &bind), Some(f.digest.clone()));
+        assert_eq!(file_digest_of_bind(dir, "data:/data"), None);
+        assert!(file_bind(Path::new("/a:b"), f).is_err());
+        // TCP ports: bound by Docker on 127.0.0.1 (default) or the given
+        // address, and on loopback like every port; the TCP-probed port too.
+        assert_eq!(
+            s.bindings,
+            vec![
+                FixedPort {
+                    key: PortKey::tcp(5432),
+                    host_ip: "127.0.0.1".parse().unwrap(),
+                    host_port: 15432,
+                },
+                FixedPort {
+                    key: PortKey {
+                        port: 53,
+                        udp: true
+                    },
+                    host_ip: "0.0.0.0".parse().unwrap(),
+                    host_port: 5353,
+                },
+            ]
+        );
+        assert_eq!(
+            s.ports,
+            vec![
+                PortKey::tcp(80),
+                PortKey::tcp(5432),
+                PortKey {
+                    port: 53,
+                    udp: true
+                },
+                PortKey::tcp(6379)
+            ]
+        );
+        // Only HTTP ports go through the proxy; no HTTP check, no health label.
+        let agent = AgentLabels::from_labels(&s.labels);
+        assert_eq!(agent.publish, vec![(80, 8080)]);
+        assert_eq!(agent.health, None);
+
+        // An exec check publishes nothing more.
+        let mut p2 = plan();
+        p2.container.health_check = Some(HealthCheck::exec(vec!["true".into()]));
+        let s2 = &create_specs("slipway-", Uuid::nil(), &p2, true).unwrap()[0];
+        assert_eq!(s2.ports, vec![PortKey::tcp(80)]);
+
+        // Without the proxy, TCP ports still work.
+        let mut p3 = plan();
+        p3.container.ports[0].mode = PortMode::Tcp;
+        let s3 = &create_specs("slipway-", Uuid::nil(), &p3, false).unwrap()[0];
+        assert_eq!(s3.bindings[0].host_port, 8080);
+        assert!(AgentLabels::from_labels(&s3.labels).publish.is_empty());
+    }
+
+    #[test]
+    fn invalid_options() {
+        let bad = |f: &dyn Fn(&mut ContainerSpec)| {
+            let mut p = plan();
+            f(&mut p.container);
+            create_specs("s-", Uuid::nil(), &p, true).unwrap_err().0
+        };
+        assert!(bad(&|c| c.tmpfs = vec![Tmpfs {
+            target: "tmp".into(),
+            size_mb: None
+        }])
+        .contains("tmpfs"));
+        assert!(bad(&|c| c.tmpfs = vec![Tmpfs {
+            target: "/t".into(),
+            size_mb: Some(0)
+        }])
+        .contains("size 0"));
+        assert!(bad(&|c| c.extra_hosts = vec![ExtraHost {
+            host: "a".into(),
+            ip: "nope".into()
+        }])
+        .contains("host-gateway"));
+        assert!(bad(&|c| c.extra_hosts = vec![ExtraHost {
+            host: "a:b".into(),
+            ip: "1.2.3.4".into()
+        }])
+        .contains("extra host"));
+        let file = |t: &str| ConfigFile {
+            target: t.into(),
+            content: "x".into(),
+        };
+        assert!(bad(&|c| c.files = vec![file("etc/x")]).contains("absolute"));
+        assert!(bad(&|c| c.files = vec![file("/x"), file("/x")]).contains("twice"));
+        assert!(bad(&|c| c.files = (0..=MAX_CONFIG_FILES)
+            .map(|i| file(&format!("/f{i}")))
+            .collect())
+        .contains("at most"));
+        assert!(bad(&|c| c.aliases = vec!["a b".into()]).contains("alias"));
+        // The same host port twice, across HTTP and TCP modes.
+        assert!(bad(&|c| c.ports.push(ContainerPort {
+            container: port(81),
+            published: Some(port(8080)),
+            protocol: Protocol::Tcp,
+            mode: PortMode::Tcp,
+            host_ip: None,
+        }))
+        .contains("twice"));
+    }
+
+    fn run_plan() -> RunOncePlan {
+        let p = plan();
+        RunOncePlan {
+            deployment_id: p.deployment_id,
+            release_number: 7,
+            service: p.service,
+            purpose: RunPurpose::ReleaseCommand,
+            container: p.container,
+            command: Some(vec!["migrate".into()]),
+            timeout_secs: 60,
+            registry_auth: None,
+        }
+    }
+
+    #[test]
+    fn one_off_containers() {
+        let p = run_plan();
+        let (host, session) = (Uuid::new_v4(), Uuid::new_v4());
+        let s = run_spec("slipway-", host, session, &p).unwrap();
+        assert_eq!(s.name, "slipway-shop-prod-web-r7-01234567-release-command");
+        assert_eq!(s.command.as_deref().unwrap(), ["migrate"]);
+        assert_eq!(s.labels[labels::RUN], "release_command");
+        assert_eq!(s.labels[labels::DEPLOYMENT], p.deployment_id.to_string());
+        assert_eq!(
+            s.labels[labels::SERVICE_ID],
+            p.service.service_id.to_string()
+        );
+        assert_eq!(s.labels[LABEL_SESSION], session.to_string());
+        assert!(!s.labels.contains_key(labels::REPLICA));
+        // Same network, but not the service's name, no port, no restart.
+        assert_eq!(
+            s.network.as_ref().unwrap().name,
+            network_name("slipway-", &p.service)
+        );
+        assert!(s.aliases.is_empty());
+        assert!(s.ports.is_empty() && s.bindings.is_empty());
+        assert_eq!(s.restart, Restart::Never);
+        // The release's container otherwise.
+        assert_eq!(s.binds, vec!["data:/data", "/etc/ssl:/ssl:ro"]);
+        assert_eq!(s.env, vec!["SECRET=hunter2"]);
+        let mut job = run_plan();
+        job.purpose = RunPurpose::Job;
+        job.command = None;
+        let j = run_spec("slipway-", host, session, &job).unwrap();
+        assert!(j.name.ends_with("-job"));
+        assert_eq!(j.labels[labels::RUN], "job");
+        assert_eq!(j.command, None);
+        job.timeout_secs = 0;
+        assert!(run_spec("slipway-", host, session, &job).is_err());
     }
 
     #[test]

@@ -372,9 +372,7 @@ async fn handshake_requests_reconnect_and_revocation() {
     let err = slipway_agent::RunError::Refused(end);
     assert_eq!(err.exit_code(), 3);
 
-    for c in docker.list_managed(host_id, None).await.unwrap() {
-        docker.remove(&c.id).await.unwrap();
-    }
+    support::cleanup_host(&docker, host_id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

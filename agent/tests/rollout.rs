@@ -28,7 +28,8 @@ struct Harness {
 }
 
 impl Drop for Harness {
-    /// Removes every container of this test's host id, even after a panic.
+    /// Removes every container and network of this test's host id, even
+    /// after a panic.
     fn drop(&mut self) {
         let host = self.host.clone();
         let host_id = self.engine.host_id;
@@ -43,11 +44,7 @@ impl Drop for Harness {
                 let Ok(d) = Docker::connect(&host).await else {
                     return;
                 };
-                if let Ok(all) = d.list_managed(host_id, None).await {
-                    for c in all {
-                        let _ = d.remove(&c.id).await;
-                    }
-                }
+                support::cleanup_host(&d, host_id).await;
             });
         })
         .join();

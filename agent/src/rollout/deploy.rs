@@ -437,7 +437,7 @@ impl Engine {
         progress: &Progress,
     ) -> Result<(), AgentError> {
         let stops = containers.iter().map(|c| async move {
-            self.docker.stop_graceful(&c.id).await.map_err(|e| {
+            self.docker.stop(&c.id).await.map_err(|e| {
                 err(
                     AgentErrorCode::Docker,
                     format!("cannot stop {}: {e}", c.name),
@@ -634,7 +634,7 @@ impl Engine {
         // Concurrently (and concurrently with the retires of other rollouts),
         // each with the container's own stop grace period.
         let stops = r.old.iter().filter(|c| c.is_up()).map(|c| async move {
-            match self.docker.stop_graceful(&c.id).await {
+            match self.docker.stop(&c.id).await {
                 Ok(()) => progress.step(format!("stopped old container {}", c.name)),
                 // Pruned meanwhile by the retire of an earlier rollout
                 // (this list was read before that one finished).

@@ -28,6 +28,7 @@ mod progress;
 mod reconcile;
 mod revert;
 mod routes;
+mod run;
 
 pub use deploy::Retire;
 pub use progress::Progress;

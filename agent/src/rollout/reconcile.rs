@@ -1,10 +1,14 @@
 //! Reconcile: converge each service on the deployment that must serve (its
 //! containers started, routed), keep some stopped for rollback, remove the
-//! rest. What becomes of a container is [`fate`], a plain function.
+//! rest. What becomes of a container is [`fate`], a plain function. Then the
+//! host's own leftovers go: one-off containers of an earlier agent process,
+//! environment networks nothing uses ([`spec::networks_to_remove`]) and
+//! config files no container mounts.
 use super::health::DEFAULT_HEALTH_TIMEOUT;
 use super::routes::{self, RouteSet};
 use super::{cancelled, docker_err, or_cancel, Engine, Progress};
-use crate::docker::ManagedContainer;
+use crate::docker::{DockerError, ManagedContainer};
+use crate::spec;
 use slipway_types::agent::{AgentError, AgentResponse, DesiredService, ReconcilePlan};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -52,6 +56,17 @@ impl Engine {
                 actions.push(format!(
                     "cannot serve deployment {d}: none of its containers exist on this host"
                 ));
+            }
+            // Stop-first: what must not serve stops before anything starts,
+            // so two containers of the service never share its volume.
+            if mine.iter().any(|c| !c.is_running()) && all.iter().any(|c| c.agent.stop_first) {
+                for c in all
+                    .iter()
+                    .filter(|c| c.is_up() && c.deployment_id != Some(d))
+                {
+                    self.docker.stop(&c.id).await.map_err(docker_err)?;
+                    actions.push(format!("stopped {}", c.name));
+                }
             }
             let mut started = Vec::new();
             for c in &mine {
@@ -128,10 +143,67 @@ impl Engine {
             self.reconcile_service(s, progress, cancel, &mut actions)
                 .await?;
         }
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        if let Err(e) = self.clean_host(plan, &mut actions).await {
+            tracing::warn!(error = %e, "could not remove every leftover of this host");
+        }
         for a in &actions {
             progress.step(a.clone());
         }
         Ok(AgentResponse::Reconciled { actions })
+    }
+}
+
+impl Engine {
+    /// Removes one-off containers of earlier agent processes, the networks
+    /// of environments with no desired service and no container, and config
+    /// files no container mounts.
+    async fn clean_host(
+        &self,
+        plan: &ReconcilePlan,
+        actions: &mut Vec<String>,
+    ) -> Result<(), DockerError> {
+        let session = self.docker.session();
+        for run in self.docker.list_runs(self.host_id).await? {
+            if run.session != Some(session) {
+                self.docker.remove(&run.id).await?;
+                actions.push(format!("removed leftover one-off container {}", run.name));
+            }
+        }
+        let desired: HashSet<Uuid> = plan
+            .services
+            .iter()
+            .filter(|s| s.serving.is_some())
+            .map(|s| s.service.environment_id)
+            .collect();
+        // No create may start on a network or file between the check and the removal.
+        let _exclusive = self.docker.lock_host_resources().await;
+        let mut networks = Vec::new();
+        for n in self.docker.list_networks(self.host_id).await? {
+            let in_use = self.docker.network_in_use(&n).await?;
+            networks.push((n, in_use));
+        }
+        for n in spec::networks_to_remove(&networks, &desired) {
+            match self.docker.remove_network(n).await {
+                Ok(()) => actions.push(format!("removed network {}", n.name)),
+                Err(e) => {
+                    tracing::warn!(network = %n.name, error = %e, "could not remove an unused network")
+                }
+            }
+        }
+        if let Some(dir) = self.docker.files_dir().map(std::path::Path::to_path_buf) {
+            let in_use = self.docker.files_in_use(self.host_id).await?;
+            let removed = tokio::task::spawn_blocking(move || crate::files::prune(&dir, &in_use))
+                .await
+                .map_err(|e| DockerError::Files(e.to_string()))?
+                .map_err(|e| DockerError::Files(e.to_string()))?;
+            if !removed.is_empty() {
+                actions.push(format!("removed {} unused config file(s)", removed.len()));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -45,7 +45,7 @@ impl Engine {
         if !failed_up.is_empty() {
             progress.step("stop-first: stopping the failed containers before the kept ones start");
             let stops = failed_up.iter().map(|c| async move {
-                self.docker.stop_graceful(&c.id).await.map_err(docker_err)?;
+                self.docker.stop(&c.id).await.map_err(docker_err)?;
                 progress.step(format!("stopped container {}", c.name));
                 Ok::<(), AgentError>(())
             });
@@ -128,7 +128,7 @@ impl Engine {
         let stops = restore
             .iter()
             .filter(|c| !c.is_running())
-            .map(|c| self.docker.stop_graceful(&c.id));
+            .map(|c| self.docker.stop(&c.id));
         for r in futures_util::future::join_all(stops).await {
             if let Err(e) = r {
                 tracing::warn!(error = %e, "could not stop a kept container again");

@@ -33,3 +33,23 @@ pub async fn docker() -> (String, slipway_agent::docker::Docker) {
         Err(e) => panic!("the Docker Engine at {host} does not answer: {e}"),
     }
 }
+
+/// Removes every container (one-offs too) and environment network of
+/// `host_id`: what a test's agent left on the engine.
+pub async fn cleanup_host(d: &slipway_agent::docker::Docker, host_id: uuid::Uuid) {
+    if let Ok(all) = d.list_managed(host_id, None).await {
+        for c in all {
+            let _ = d.remove(&c.id).await;
+        }
+    }
+    if let Ok(runs) = d.list_runs(host_id).await {
+        for r in runs {
+            let _ = d.remove(&r.id).await;
+        }
+    }
+    if let Ok(nets) = d.list_networks(host_id).await {
+        for n in nets {
+            let _ = d.remove_network(&n).await;
+        }
+    }
+}

@@ -199,6 +199,27 @@ impl Drop for Agent {
                 let _ = docker(&self.docker_host, &args);
             }
         }
+        // And its environment networks (Docker has address space for a few dozen).
+        let nets = docker(
+            &self.docker_host,
+            &[
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                "label=slipway.managed",
+                "--filter",
+                &filter,
+            ],
+        );
+        if let Ok(nets) = nets {
+            let nets: Vec<&str> = nets.split_whitespace().collect();
+            if !nets.is_empty() {
+                let mut args = vec!["network", "rm"];
+                args.extend(nets);
+                let _ = docker(&self.docker_host, &args);
+            }
+        }
     }
 }
 

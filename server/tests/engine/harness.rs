@@ -462,6 +462,27 @@ impl Drop for Agent {
                 .args(&ids)
                 .output();
         }
+        // And its environment networks (Docker has address space for a few dozen).
+        let out = Command::new("docker")
+            .env("DOCKER_HOST", docker_host())
+            .args(["network", "ls", "-q", "--filter"])
+            .arg(format!("label=slipway.host={}", self.host_id))
+            .output();
+        let nets: Vec<String> = out
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !nets.is_empty() {
+            let _ = Command::new("docker")
+                .env("DOCKER_HOST", docker_host())
+                .args(["network", "rm"])
+                .args(&nets)
+                .output();
+        }
     }
 }
 
