@@ -2,15 +2,15 @@
 //! with their live state, and the services left alone.
 //!
 //! States follow the dashboard's live events (`GET /events`); the batch is
-//! read again once the stream is connected (events before it are missed),
-//! after `lagged`, and every 2 s while the stream is down.
-use super::{handler, stack::depends_text, StateBadge};
+//! read again when the panel opens (events before the stream was connected
+//! are missed), after `lagged`, and every 2 s while the stream is down.
+use super::{handler, StateBadge};
 use crate::{
     api,
     sse::{poll_while, use_live_events},
 };
 use leptos::{prelude::*, task::spawn_local};
-use slipway_types::api::{Deployment, DeploymentState, EnvironmentDeployment, LiveEvent, Service};
+use slipway_types::api::{DeploymentState, EnvironmentDeployment, LiveEvent};
 use std::time::Duration;
 
 /// One line about the batch: how far it got.
@@ -33,8 +33,8 @@ pub fn batch_summary(states: &[DeploymentState]) -> String {
 #[component]
 pub fn EnvDeployResult(
     batch: EnvironmentDeployment,
-    /// The environment's services: names and `depends_on` of the rows.
-    services: StoredValue<Vec<Service>>,
+    /// The environment's services: id, name and `depends_on` in words.
+    names: Vec<(uuid::Uuid, String, String)>,
     /// Deploy again with `all: true` (when nothing had changed).
     redeploy_all: Callback<()>,
     on_close: Callback<()>,
@@ -74,12 +74,7 @@ pub fn EnvDeployResult(
         Some(_) => {}
         None => reload(),
     });
-    // Connected: read once what happened before the stream was.
-    Effect::new(move || {
-        if live.get() {
-            reload();
-        }
-    });
+    reload();
     poll_while(
         Duration::from_secs(2),
         move || {
@@ -88,14 +83,6 @@ pub fn EnvDeployResult(
         },
         reload,
     );
-    let name_of = move |d: &Deployment| {
-        services.with_value(|s| {
-            s.iter()
-                .find(|s| s.id == d.service_id)
-                .map(|s| (s.name.to_string(), depends_text(&s.spec.depends_on)))
-                .unwrap_or_default()
-        })
-    };
     let nothing = rows.with_untracked(Vec::is_empty);
     view! {
         <section class="card env-deploy" data-test="env-deploy">
@@ -129,7 +116,11 @@ pub fn EnvDeployResult(
                                 r.iter()
                                     .enumerate()
                                     .map(|(i, d)| {
-                                        let (name, deps) = name_of(d);
+                                        let (name, deps) = names
+                                            .iter()
+                                            .find(|n| n.0 == d.service_id)
+                                            .map(|n| (n.1.clone(), n.2.clone()))
+                                            .unwrap_or_default();
                                         view! {
                                             <tr data-test=format!("env-deployment-{name}") data-state=d.state.as_str()>
                                                 <td class="muted">{i + 1}</td>

@@ -87,7 +87,10 @@ fn EnvironmentView(
     let deploy_error = RwSignal::new(None::<ApiErrorBody>);
     let busy = RwSignal::new(false);
     let has_services = !services.is_empty();
-    let services_v = StoredValue::new(services.clone());
+    let names: Vec<_> = services
+        .iter()
+        .map(|s| (s.id, s.name.to_string(), depends_text(&s.spec.depends_on)))
+        .collect();
     let deploy_env = move |all: bool| {
         guard.run("deploy this environment", move || {
             deploy_error.set(None);
@@ -163,7 +166,7 @@ fn EnvironmentView(
         {move || batch.get().map(|b| view! {
             <EnvDeployResult
                 batch=b
-                services=services_v
+                names=names.clone()
                 redeploy_all=Callback::new(move |()| deploy_env(true))
                 on_close=Callback::new(move |()| batch.set(None))
             />
