@@ -9,7 +9,9 @@
 //! (`sso-NN-name.png` for the single sign-on test, `ci-NN-name.png` for the
 //! webhooks and approvals test, `deploy-NN-name.png` for the hosts, deploy,
 //! live log and rollback test in `dashboard/deploy.rs`, which also needs
-//! `SLIPWAY_TEST_DOCKER_HOST` and the `slipway-test/web:v1`/`v2` images).
+//! `SLIPWAY_TEST_DOCKER_HOST` and the `slipway-test/web:v1`/`v2` images;
+//! `stack-NN-name.png` for **Deploy environment** in `dashboard/stack.rs`,
+//! same needs).
 use anyhow::{anyhow, bail, Context, Result};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use std::{
@@ -22,6 +24,8 @@ use std::{
 
 #[path = "dashboard/deploy.rs"]
 mod deploy;
+#[path = "dashboard/stack.rs"]
+mod stack;
 
 const WAIT: Duration = Duration::from_secs(15);
 const USER: &str = "admin";
@@ -200,7 +204,7 @@ struct Ui {
     c: Client,
     base: String,
     shots: PathBuf,
-    /// Screenshot file name prefix: "", "sso-", "ci-" or "deploy-".
+    /// Screenshot file name prefix: "", "sso-", "ci-", "deploy-" or "stack-".
     prefix: &'static str,
     step: u32,
 }
@@ -580,7 +584,7 @@ fn screenshots_dir(prefix: &str) -> Result<PathBuf> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let ours = if prefix.is_empty() {
-            !["sso-", "ci-", "deploy-"]
+            !["sso-", "ci-", "deploy-", "stack-"]
                 .iter()
                 .any(|p| name.starts_with(p))
         } else {

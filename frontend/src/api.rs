@@ -12,13 +12,13 @@ use slipway_types::{
     api::{
         ApiToken, ApprovalRequest, ApproveRequest, AuditEntry, ClaimsPreview, ClaimsPreviewRequest,
         ComposeImport, ComposeImportResult, CreateDeployment, CreateToken, CreatedToken,
-        CreatedWebhook, Deployment, Environment, EnvironmentPolicy, HookResponse, Host,
-        HostEnrollment, LoginOptions, LoginRequest, Me, NewEnvironment, NewHost, NewProject,
-        NewRoleGrant, NewRoleMapping, NewService, NewTriggerRule, NewWebhook, Overview, Page,
-        Project, PromotePreview, PromoteRequest, PutVariable, RejectRequest, Release, RoleGrant,
-        RoleMapping, Service, SetupRequest, SetupStatus, TriggerRule, UpdateEnvironment,
-        UpdateHost, UpdatePolicy, UpdateProject, UpdateService, UpdateUser, User, Variable,
-        Webhook, WebhookDelivery,
+        CreatedWebhook, DeployEnvironment, Deployment, Environment, EnvironmentDeployment,
+        EnvironmentPolicy, HookResponse, Host, HostEnrollment, LoginOptions, LoginRequest, Me,
+        NewEnvironment, NewHost, NewProject, NewRoleGrant, NewRoleMapping, NewService,
+        NewTriggerRule, NewWebhook, Overview, Page, Project, PromotePreview, PromoteRequest,
+        PutVariable, RejectRequest, Release, RoleGrant, RoleMapping, Service, SetupRequest,
+        SetupStatus, TriggerRule, UpdateEnvironment, UpdateHost, UpdatePolicy, UpdateProject,
+        UpdateService, UpdateUser, User, Variable, Webhook, WebhookDelivery,
     },
     ApiErrorBody, ErrorCode,
 };
@@ -497,6 +497,14 @@ pub async fn delete_variable(environment: Uuid, name: &str) -> ApiResult<()> {
 
 pub async fn deploy(service: Uuid, d: &CreateDeployment) -> ApiResult<Deployment> {
     post(&format!("/services/{service}/deployments"), d).await
+}
+/// Deploys an environment's services in dependency order (422 names a
+/// `depends_on` cycle).
+pub async fn deploy_environment(
+    environment: Uuid,
+    d: &DeployEnvironment,
+) -> ApiResult<EnvironmentDeployment> {
+    post(&format!("/environments/{environment}/deployments"), d).await
 }
 pub async fn deployments(service: Uuid) -> ApiResult<Vec<Deployment>> {
     get_list(&format!("/deployments?service={service}&limit=50")).await

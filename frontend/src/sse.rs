@@ -33,6 +33,9 @@ pub enum SseMsg {
     Error { closed: bool },
 }
 
+/// What a stream calls with each message.
+type Handler = dyn FnMut(&EventSource, SseMsg);
+
 /// An open `EventSource`; closed on drop.
 pub struct EventStream {
     source: EventSource,
@@ -50,6 +53,12 @@ impl EventStream {
         url: &str,
         handler: impl FnMut(&EventSource, SseMsg) + 'static,
     ) -> Result<Self, ApiErrorBody> {
+        Self::open_erased(url, Box::new(handler))
+    }
+
+    /// [`EventStream::open`] compiled once, not once per handler type.
+    #[inline(never)]
+    fn open_erased(url: &str, handler: Box<Handler>) -> Result<Self, ApiErrorBody> {
         let source = EventSource::new(url)
             .map_err(|_| api::client_error(format!("could not open the event stream {url}")))?;
         let handler = Rc::new(RefCell::new(handler));
@@ -171,6 +180,11 @@ pub fn parse_live(data: &str) -> Option<LiveEvent> {
 /// and with `None` when the server reports missed events (reload then).
 /// Returns whether the stream is connected: pages poll while it is not.
 pub fn use_live_events(on_event: impl Fn(Option<LiveEvent>) + 'static) -> ReadSignal<bool> {
+    live_events(Box::new(on_event))
+}
+
+#[inline(never)]
+fn live_events(on_event: Box<dyn Fn(Option<LiveEvent>)>) -> ReadSignal<bool> {
     let (connected, set_connected) = signal(false);
     let slot = StreamSlot::new();
     let stream = EventStream::open(&api::events_url(), move |_, msg| match msg {
@@ -189,6 +203,11 @@ pub fn use_live_events(on_event: impl Fn(Option<LiveEvent>) + 'static) -> ReadSi
 
 /// Calls `tick` every `period` while `when()` holds; stops on unmount.
 pub fn poll_while(period: Duration, when: impl Fn() -> bool + 'static, tick: impl Fn() + 'static) {
+    poll_erased(period, Box::new(when), Box::new(tick));
+}
+
+#[inline(never)]
+fn poll_erased(period: Duration, when: Box<dyn Fn() -> bool>, tick: Box<dyn Fn()>) {
     let handle = set_interval_with_handle(
         move || {
             if when() {

@@ -13,12 +13,12 @@ use super::*;
 use serde_json::{json, Value};
 
 /// A deployment has this long to finish.
-const DEPLOY_WAIT: Duration = Duration::from_secs(90);
+pub(crate) const DEPLOY_WAIT: Duration = Duration::from_secs(90);
 /// The agent has this long to connect and report its facts.
-const AGENT_WAIT: Duration = Duration::from_secs(45);
+pub(crate) const AGENT_WAIT: Duration = Duration::from_secs(45);
 
 /// The test Docker Engine; the test fails (not skips) without it.
-fn docker_host() -> Result<String> {
+pub(crate) fn docker_host() -> Result<String> {
     match std::env::var("SLIPWAY_TEST_DOCKER_HOST") {
         Ok(h) if !h.trim().is_empty() => Ok(h),
         _ => bail!(
@@ -30,7 +30,7 @@ fn docker_host() -> Result<String> {
 }
 
 /// Runs the docker CLI against `host`; its trimmed stdout.
-fn docker(host: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn docker(host: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(std::env::var("DOCKER").unwrap_or_else(|_| "docker".into()))
         .env("DOCKER_HOST", host)
         .args(args)
@@ -67,7 +67,7 @@ fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
 }
 
 /// Waits until `http://127.0.0.1:{port}/` answers 200 with `want`.
-async fn expect_served(port: u16, want: &str) -> Result<()> {
+pub(crate) async fn expect_served(port: u16, want: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let got = tokio::task::spawn_blocking(move || http_get(port, "/")).await?;
@@ -83,7 +83,7 @@ async fn expect_served(port: u16, want: &str) -> Result<()> {
 
 /// The running agent and what it leaves behind: killed and removed on drop,
 /// so a failing test cleans up too.
-struct Agent {
+pub(crate) struct Agent {
     child: Option<Child>,
     /// The ingress proxy's admin port: names the detached proxy process.
     proxy_admin: u16,
@@ -94,7 +94,7 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(
+    pub(crate) fn start(
         server: &str,
         token: &str,
         docker_host: &str,
@@ -139,7 +139,7 @@ impl Agent {
     }
 
     /// Fails when the agent has exited.
-    fn check_running(&mut self) -> Result<()> {
+    pub(crate) fn check_running(&mut self) -> Result<()> {
         if let Some(c) = self.child.as_mut() {
             if let Some(status) = c.try_wait()? {
                 bail!("the agent exited with {status} (see deploy-agent.log)");
@@ -225,7 +225,7 @@ impl Drop for Agent {
 
 /// One call to `/api/v1{path}` from the page: with the admin's session (and
 /// its CSRF token), or with `bearer` and no cookies.
-const API_CALL: &str = r#"
+pub(crate) const API_CALL: &str = r#"
     const [method, path, body, bearer] = args;
     const h = {'Accept': 'application/json'};
     if (body !== null) h['Content-Type'] = 'application/json';
@@ -246,7 +246,7 @@ const API_CALL: &str = r#"
 "#;
 
 /// Calls the API and fails unless it answers 2xx; the JSON body.
-async fn api(
+pub(crate) async fn api(
     ui: &Ui,
     method: &str,
     path: &str,
@@ -273,7 +273,7 @@ async fn api(
     }
 }
 
-fn id_of(v: &Value) -> Result<String> {
+pub(crate) fn id_of(v: &Value) -> Result<String> {
     v["id"]
         .as_str()
         .map(str::to_owned)
@@ -282,7 +282,7 @@ fn id_of(v: &Value) -> Result<String> {
 
 /// On the deployment page: waits (without reloading) until it succeeded;
 /// fails at once when it failed, naming the reason and the step log.
-async fn expect_deployment_succeeded(ui: &Ui) -> Result<()> {
+pub(crate) async fn expect_deployment_succeeded(ui: &Ui) -> Result<()> {
     let deadline = Instant::now() + DEPLOY_WAIT;
     loop {
         let state = match ui.c.find(Locator::Css(&css("deployment-state"))).await {
@@ -314,7 +314,7 @@ async fn expect_deployment_succeeded(ui: &Ui) -> Result<()> {
 }
 
 /// Polls the API until the deployment succeeded.
-async fn api_deployment_succeeded(ui: &Ui, id: &str) -> Result<()> {
+pub(crate) async fn api_deployment_succeeded(ui: &Ui, id: &str) -> Result<()> {
     let deadline = Instant::now() + DEPLOY_WAIT;
     loop {
         let d = api(ui, "GET", &format!("/deployments/{id}"), None, None).await?;
@@ -337,13 +337,13 @@ async fn api_deployment_succeeded(ui: &Ui, id: &str) -> Result<()> {
 
 /// Marks the loaded document, so that [`expect_not_reloaded`] can tell a live
 /// update from a reload.
-async fn mark_page(ui: &Ui) -> Result<()> {
+pub(crate) async fn mark_page(ui: &Ui) -> Result<()> {
     ui.c.execute("window.__slipwayE2e = true;", vec![]).await?;
     Ok(())
 }
 
 /// Fails when the document was reloaded since [`mark_page`].
-async fn expect_not_reloaded(ui: &Ui, what: &str) -> Result<()> {
+pub(crate) async fn expect_not_reloaded(ui: &Ui, what: &str) -> Result<()> {
     let marked =
         ui.c.execute("return window.__slipwayE2e === true;", vec![])
             .await?;

@@ -1,4 +1,5 @@
 //! Small building blocks shared by the pages.
+pub mod env_deploy;
 pub mod envs;
 pub mod events;
 pub mod fetch;
@@ -7,6 +8,7 @@ pub mod policy;
 pub mod protect;
 pub mod releases;
 pub mod service_form;
+pub mod stack;
 pub mod ui;
 pub mod webhooks;
 

@@ -8,7 +8,10 @@ use super::{FieldError, FormErrors};
 use crate::api::invalid;
 use leptos::prelude::*;
 use slipway_types::{
-    api::{HealthCheck, HealthKind, PortMapping, Probe, Protocol, ServiceSpec, Validate},
+    api::{
+        HealthCheck, HealthKind, PortMapping, PortMode, Probe, Protocol, RolloutStrategy,
+        ServiceSpec, Validate,
+    },
     ApiErrorBody, Capability, EnvVarName, ImageRef, Port, ResourceName,
 };
 use std::collections::BTreeMap;
@@ -25,6 +28,7 @@ pub const SERVICE_FIELDS: &[&str] = &[
     "resources.cpus",
     "resources.memory_mb",
     "hardening.user",
+    "strategy",
 ];
 
 #[derive(Clone, Copy)]
@@ -42,6 +46,8 @@ pub struct ServiceFormState {
     pub read_only: RwSignal<bool>,
     pub no_new_privileges: RwSignal<bool>,
     pub drop_all_caps: RwSignal<bool>,
+    /// `""` (the default for the spec), `start-first` or `stop-first`.
+    pub strategy: RwSignal<String>,
     /// The spec being edited: fields this form does not show are kept.
     base: StoredValue<Option<ServiceSpec>>,
 }
@@ -62,18 +68,27 @@ impl Default for ServiceFormState {
             read_only: RwSignal::new(true),
             no_new_privileges: RwSignal::new(true),
             drop_all_caps: RwSignal::new(true),
+            strategy: RwSignal::new(String::new()),
             base: StoredValue::new(None),
         }
     }
 }
 
+/// The address a `tcp` port is bound on when none is given.
+const DEFAULT_TCP_IP: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 pub fn ports_to_text(ports: &[PortMapping]) -> String {
     ports
         .iter()
         .map(|p| {
-            let mut s = match p.published {
-                Some(h) => format!("{h}:{}", p.container),
-                None => p.container.to_string(),
+            let mut s = match (p.mode, p.published) {
+                // Bound by Docker: written with its address, like `docker run -p`.
+                (PortMode::Tcp, Some(h)) => match p.host_ip.unwrap_or(DEFAULT_TCP_IP) {
+                    std::net::IpAddr::V6(ip) => format!("[{ip}]:{h}:{}", p.container),
+                    ip => format!("{ip}:{h}:{}", p.container),
+                },
+                (_, Some(h)) => format!("{h}:{}", p.container),
+                (_, None) => p.container.to_string(),
             };
             if p.protocol == Protocol::Udp {
                 s.push_str("/udp");
@@ -92,7 +107,9 @@ fn parse_port(s: &str, field: &str) -> Result<Port, ApiErrorBody> {
     Port::try_from(n).map_err(|m| invalid(field, m))
 }
 
-/// `8080:80, 9000, 53:53/udp` (published:container, like `docker run -p`).
+/// `8080:80, 9000, 53:53/udp` (published:container, like `docker run -p`;
+/// through the ingress proxy); `127.0.0.1:5432:5432` or `[::1]:5432:5432`:
+/// a raw TCP port bound by Docker on that address (`mode: tcp`).
 pub fn parse_ports(text: &str) -> Result<Vec<PortMapping>, ApiErrorBody> {
     text.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|s| !s.is_empty())
@@ -108,6 +125,20 @@ pub fn parse_ports(text: &str) -> Result<Vec<PortMapping>, ApiErrorBody> {
                 }
                 None => (item, Protocol::Tcp),
             };
+            // `ip:published:container`, the address maybe in brackets (IPv6).
+            let (ip, body) = match body.rsplitn(3, ':').nth(2) {
+                Some(ip) => (Some(ip), &body[ip.len() + 1..]),
+                None => (None, body),
+            };
+            let host_ip = match ip {
+                None => None,
+                Some(ip) => Some(
+                    ip.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .map_err(|_| invalid("ports", format!("\"{ip}\" is not an IP address")))?,
+                ),
+            };
             let (published, container) = match body.split_once(':') {
                 Some((h, c)) => (Some(parse_port(h, "ports")?), parse_port(c, "ports")?),
                 None => (None, parse_port(body, "ports")?),
@@ -116,8 +147,13 @@ pub fn parse_ports(text: &str) -> Result<Vec<PortMapping>, ApiErrorBody> {
                 container,
                 published,
                 protocol,
-                mode: Default::default(),
-                host_ip: None,
+                mode: if ip.is_some() {
+                    PortMode::Tcp
+                } else {
+                    PortMode::Http
+                },
+                // The default address stays unset.
+                host_ip: host_ip.filter(|ip| *ip != DEFAULT_TCP_IP),
             })
         })
         .collect()
@@ -174,6 +210,12 @@ impl ServiceFormState {
         s.no_new_privileges.set(spec.hardening.no_new_privileges);
         s.drop_all_caps
             .set(spec.hardening.cap_drop.iter().any(|c| c.as_str() == "ALL"));
+        s.strategy.set(
+            spec.strategy
+                .map(super::stack::strategy_name)
+                .unwrap_or_default()
+                .to_owned(),
+        );
         s.base.set_value(Some(spec.clone()));
         s
     }
@@ -259,6 +301,11 @@ impl ServiceFormState {
                 spec.hardening.cap_drop.insert(0, all);
             }
         }
+        spec.strategy = match self.strategy.get_untracked().as_str() {
+            "start-first" => Some(RolloutStrategy::StartFirst),
+            "stop-first" => Some(RolloutStrategy::StopFirst),
+            _ => None,
+        };
         spec.validate().map_err(|e| invalid(&e.field, e.message))?;
         Ok((name, spec))
     }
@@ -314,8 +361,28 @@ pub fn ServiceFields(state: ServiceFormState, errors: FormErrors) -> impl IntoVi
                 value=s.ports
                 errors
                 placeholder="8080:80, 9000"
-                hint="published:container, comma separated; add /udp for UDP"
+                hint="published:container, comma separated; add /udp for UDP; ip:published:container binds a raw TCP port"
             />
+            <div class="field" class:has-error=move || errors.message_for("strategy").is_some()>
+                <label for="svc-strategy">"Rollout"</label>
+                <select
+                    id="svc-strategy"
+                    name="strategy"
+                    data-test="svc-strategy"
+                    on:change=super::handler(move |ev| s.strategy.set(event_target_value(&ev)))
+                >
+                    {[
+                        ("", "Default (stop-first with a named volume or TCP port)"),
+                        ("start-first", "start-first: zero downtime"),
+                        ("stop-first", "stop-first: stop the old, then start"),
+                    ]
+                        .map(|(v, label)| view! {
+                            <option value=v selected=move || s.strategy.with(|x| x == v)>{label}</option>
+                        })
+                        .collect_view()}
+                </select>
+                <FieldError errors field="strategy" />
+            </div>
             <div class="field span-2" class:has-error=move || errors.message_for("env").is_some()>
                 <label for="svc-env">"Environment variables"</label>
                 <textarea
@@ -400,8 +467,34 @@ mod tests {
     }
 
     #[test]
+    fn tcp_ports_are_written_with_their_address() {
+        let p = parse_ports("127.0.0.1:5432:5432, 0.0.0.0:6379:6379 [::1]:7000:7000 80")
+            .unwrap_or_default();
+        assert_eq!(
+            p.iter().map(|p| p.mode).collect::<Vec<_>>(),
+            [PortMode::Tcp, PortMode::Tcp, PortMode::Tcp, PortMode::Http]
+        );
+        assert_eq!(p[0].host_ip, None);
+        assert_eq!(
+            p[1].host_ip.map(|i| i.to_string()).as_deref(),
+            Some("0.0.0.0")
+        );
+        assert_eq!(
+            ports_to_text(&p),
+            "127.0.0.1:5432:5432, 0.0.0.0:6379:6379, [::1]:7000:7000, 80"
+        );
+    }
+
+    #[test]
     fn bad_ports_name_the_ports_field() {
-        for bad in ["8080:70000", "http", "80/sctp", "0"] {
+        for bad in [
+            "8080:70000",
+            "http",
+            "80/sctp",
+            "0",
+            "localhost:1:2",
+            "1:2:3:4",
+        ] {
             let e = parse_ports(bad).err().and_then(|e| e.field);
             assert_eq!(e.as_deref(), Some("ports"), "{bad}");
         }

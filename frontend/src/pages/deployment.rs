@@ -65,6 +65,18 @@ impl LiveDeployment {
     }
 }
 
+/// The class of a step-log line: a release command's output and the traffic
+/// switch stand out from the rollout's other steps.
+fn step_class(message: &str) -> &'static str {
+    if message.contains("release command") {
+        "step step-release"
+    } else if message.contains("traffic switched") {
+        "step step-switch"
+    } else {
+        "step"
+    }
+}
+
 /// `(css class, title)` of the outcome box of a finished deployment.
 fn outcome(state: DeploymentState) -> (&'static str, &'static str) {
     match state {
@@ -248,7 +260,7 @@ fn DeploymentView(service_name: String, d: Deployment) -> impl IntoView {
                                 l.steps
                                     .iter()
                                     .map(|s| view! {
-                                        <div class="step" data-test="step">
+                                        <div class=step_class(&s.message) data-test="step">
                                             <span class="step-at">{crate::components::ui::fmt_clock(&s.at)}</span>
                                             <span class="step-msg">{s.message.clone()}</span>
                                         </div>
@@ -347,6 +359,16 @@ mod tests {
             reason: None,
         });
         assert!(matches!(s, DeploymentEvent::Step(ref st) if st.message == "pulling image"));
+    }
+
+    #[test]
+    fn release_command_output_and_the_switch_stand_out() {
+        assert_eq!(
+            step_class("worker-1: release command: alembic upgrade head"),
+            "step step-release"
+        );
+        assert_eq!(step_class("worker-1: traffic switched"), "step step-switch");
+        assert_eq!(step_class("worker-1: healthy"), "step");
     }
 
     #[test]

@@ -8,9 +8,11 @@ use crate::{
     api::{self, invalid},
     app::use_session,
     components::{
+        env_deploy::EnvDeployResult,
         policy::PolicySection,
         protect::{TypedConfirm, TypedConfirmDialog},
         service_form::{ServiceFields, ServiceFormState, SERVICE_FIELDS},
+        stack::depends_text,
         ui::fmt_time,
         ErrorBox, FieldError, FormAlert, FormErrors, Loading,
     },
@@ -18,10 +20,10 @@ use crate::{
 use leptos::{prelude::*, task::spawn_local};
 use slipway_types::{
     api::{
-        ComposeImport, ComposeImportResult, Environment, NewService, PutVariable, Service,
-        UpdateEnvironment, Variable,
+        ComposeImport, ComposeImportResult, DeployEnvironment, Environment, EnvironmentDeployment,
+        NewService, PutVariable, Service, UpdateEnvironment, Variable,
     },
-    ApiErrorBody, EnvVarName, ResourceName,
+    ApiErrorBody, EnvVarName, ResourceName, Role,
 };
 use uuid::Uuid;
 
@@ -79,6 +81,36 @@ fn EnvironmentView(
         }
     };
     let env2 = env.clone();
+    // Deploy environment: the batch it started, or why it was refused (a
+    // `depends_on` cycle is a 422 naming it).
+    let batch = RwSignal::new(None::<EnvironmentDeployment>);
+    let deploy_error = RwSignal::new(None::<ApiErrorBody>);
+    let busy = RwSignal::new(false);
+    let has_services = !services.is_empty();
+    let names: Vec<_> = services
+        .iter()
+        .map(|s| (s.id, s.name.to_string(), depends_text(&s.spec.depends_on)))
+        .collect();
+    let deploy_env = move |all: bool| {
+        guard.run("deploy this environment", move || {
+            deploy_error.set(None);
+            busy.set(true);
+            spawn_local(async move {
+                let body = DeployEnvironment {
+                    services: None,
+                    all,
+                };
+                match api::deploy_environment(eid, &body).await {
+                    Ok(b) => batch.set(Some(b)),
+                    Err(e) => {
+                        batch.set(None);
+                        deploy_error.set(Some(e));
+                    }
+                }
+                busy.set(false);
+            });
+        })
+    };
     view! {
         <nav class="breadcrumbs">
             <a href="/">"Overview"</a>
@@ -95,9 +127,20 @@ fn EnvironmentView(
                 </h1>
                 <p class="muted">{format!("Created {}", fmt_time(&env.created_at))}</p>
             </div>
-            <Show when=move || session.is_admin()>
-                <div class="actions">
-                    <button class="btn btn-primary" data-test="new-service" on:click=handler(move |_| adding.update(|v| *v = !*v))>
+            <div class="actions">
+                <Show when=move || has_services && session.role().is_some_and(|r| r >= Role::Deployer)>
+                    <button
+                        class="btn btn-primary"
+                        id="deploy-environment"
+                        data-test="deploy-environment"
+                        disabled=move || busy.get()
+                        on:click=handler(move |_| deploy_env(false))
+                    >
+                        "Deploy environment"
+                    </button>
+                </Show>
+                <Show when=move || session.is_admin()>
+                    <button class="btn" data-test="new-service" on:click=handler(move |_| adding.update(|v| *v = !*v))>
                         "New service"
                     </button>
                     <button class="btn" data-test="import-compose" id="import-compose" on:click=handler(move |_| importing.update(|v| *v = !*v))>
@@ -109,11 +152,25 @@ fn EnvironmentView(
                     <button class="btn btn-danger" data-test="delete-environment" on:click=handler(on_delete)>
                         "Delete"
                     </button>
-                </div>
-            </Show>
+                </Show>
+            </div>
         </div>
         <FormAlert errors />
         <TypedConfirmDialog confirm=guard />
+        {move || deploy_error.get().map(|e| view! {
+            <div class="alert alert-error" data-test="env-deploy-error">
+                <strong>"The environment was not deployed: "</strong>
+                {e.message}
+            </div>
+        })}
+        {move || batch.get().map(|b| view! {
+            <EnvDeployResult
+                batch=b
+                names=names.clone()
+                redeploy_all=Callback::new(move |()| deploy_env(true))
+                on_close=Callback::new(move |()| batch.set(None))
+            />
+        })}
         <Show when=move || editing.get()>
             <EditEnvironmentForm env=env2.clone() on_done=move || {
                 editing.set(false);
@@ -153,6 +210,7 @@ fn ServicesTable(services: Vec<Service>) -> impl IntoView {
                     <th>"Image"</th>
                     <th>"Ports"</th>
                     <th>"Replicas"</th>
+                    <th>"Depends on"</th>
                     <th>"Updated"</th>
                 </tr>
             </thead>
@@ -170,6 +228,7 @@ fn ServicesTable(services: Vec<Service>) -> impl IntoView {
                                     {crate::components::service_form::ports_to_text(&s.spec.ports)}
                                 </td>
                                 <td>{s.spec.replicas}</td>
+                                <td class="small">{depends_text(&s.spec.depends_on)}</td>
                                 <td class="muted">{fmt_time(&s.updated_at)}</td>
                             </tr>
                         }

@@ -13,6 +13,7 @@ use crate::{
         service_form::{
             env_to_text, ports_to_text, ServiceFields, ServiceFormState, SERVICE_FIELDS,
         },
+        stack::{argv_text, depends_text, strategy_text, tmpfs_text, ConfigFiles},
         ui::{fmt_cpus, fmt_opt_time, fmt_time},
         ErrorBox, FieldError, FormAlert, FormErrors, Loading, StateBadge,
     },
@@ -20,7 +21,10 @@ use crate::{
 };
 use leptos::{prelude::*, task::spawn_local};
 use slipway_types::{
-    api::{CreateDeployment, LiveEvent, Release, Service, ServiceSpec, UpdateService},
+    api::{
+        CreateDeployment, HealthCheck, LiveEvent, Release, Service, ServiceKind, ServiceSpec,
+        UpdateService,
+    },
     ApiErrorBody, ImageRef, Role,
 };
 use std::time::Duration;
@@ -444,10 +448,13 @@ fn SpecView(spec: ServiceSpec) -> impl IntoView {
             </dd>
         }
     };
+    // Stack fields show only when set.
+    let opt = move |k: &'static str, v: String| (!v.is_empty()).then(|| row(k, v));
     let h = &spec.hardening;
     let hardening = [
         h.read_only.then_some("read-only rootfs"),
         h.no_new_privileges.then_some("no-new-privileges"),
+        spec.init.then_some("init process"),
     ]
     .into_iter()
     .flatten()
@@ -456,6 +463,9 @@ fn SpecView(spec: ServiceSpec) -> impl IntoView {
     .chain(h.cap_add.iter().map(|c| format!("add {c}")))
     .collect::<Vec<_>>()
     .join(", ");
+    let lines = |v: Vec<String>| v.join("\n");
+    let argv = |a: &Option<Vec<String>>| a.as_deref().map(argv_text).unwrap_or_default();
+    let files = spec.files.clone();
     view! {
         <section class="card" data-test="spec">
             <div class="card-header">
@@ -463,20 +473,38 @@ fn SpecView(spec: ServiceSpec) -> impl IntoView {
             </div>
             <dl class="spec">
                 {row("Image", spec.image.to_string())}
+                {(spec.kind == ServiceKind::Job).then(|| row("Kind", "job: runs to completion on each deployment".into()))}
+                {row("Strategy", strategy_text(&spec))}
+                {opt("Depends on", depends_text(&spec.depends_on))}
+                {opt(
+                    "Release command",
+                    spec.release_command.as_ref().map(|r| format!("{} (timeout {} s)", argv_text(&r.command), r.timeout_secs)).unwrap_or_default(),
+                )}
+                {opt("Entrypoint", argv(&spec.entrypoint))}
+                {opt("Command", argv(&spec.command))}
                 {row("Ports", ports_to_text(&spec.ports))}
                 {row("Replicas", spec.replicas.to_string())}
                 {row("CPUs", spec.resources.cpus.map(fmt_cpus).unwrap_or_default())}
                 {row("Memory", spec.resources.memory_mb.map(|m| format!("{m} MB")).unwrap_or_default())}
-                {row(
-                    "Health check",
-                    spec.health_check.as_ref().and_then(|h| h.probe()).map(describe_probe).unwrap_or_default(),
+                {row("Health check", spec.health_check.as_ref().map(describe_check).unwrap_or_default())}
+                {opt(
+                    "Volumes",
+                    lines(spec.volumes.iter().map(|v| format!("{}:{}{}", v.source, v.target, if v.read_only { ":ro" } else { "" })).collect()),
                 )}
+                {opt("Tmpfs", tmpfs_text(&spec.tmpfs))}
+                {(!files.is_empty()).then(|| view! {
+                    <dt>"Config files"</dt>
+                    <dd data-test="spec-config-files"><ConfigFiles files=files /></dd>
+                })}
+                {opt("Extra hosts", lines(spec.extra_hosts.iter().map(|e| format!("{} → {}", e.host, e.ip)).collect()))}
+                {opt("Aliases", lines(spec.aliases.iter().map(ToString::to_string).collect()))}
+                {opt("Stop grace", spec.stop_grace_period_secs.map(|g| format!("{g} s")).unwrap_or_default())}
                 {row("User", h.user.clone().unwrap_or_default())}
                 {row("Hardening", hardening)}
                 {row("Environment", env_to_text(&spec.env))}
                 {row(
                     "Secrets",
-                    spec.secrets.iter().map(|s| format!("{} ← {}", s.env, s.secret)).collect::<Vec<_>>().join("\n"),
+                    lines(spec.secrets.iter().map(|s| format!("{} ← {}", s.env, s.secret)).collect()),
                 )}
             </dl>
         </section>
@@ -526,8 +554,22 @@ fn describe_probe(p: slipway_types::api::Probe<'_>) -> String {
     match p {
         Probe::Http { path, port } => format!("GET :{port}{path}"),
         Probe::Tcp { port } => format!("TCP :{port}"),
-        Probe::Exec { command } => format!("exec {}", command.join(" ")),
+        Probe::Exec { command } => format!("exec {}", argv_text(command)),
     }
+}
+
+/// The probe and its timings: `exec pg_isready -U app, every 2 s, timeout
+/// 1 s, 5 retries, start period 10 s`.
+fn describe_check(h: &HealthCheck) -> String {
+    let mut s = h.probe().map(describe_probe).unwrap_or_default();
+    s.push_str(&format!(
+        ", every {} s, timeout {} s, {} retries",
+        h.interval_secs, h.timeout_secs, h.retries
+    ));
+    if h.start_period_secs > 0 {
+        s.push_str(&format!(", start period {} s", h.start_period_secs));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -554,5 +596,20 @@ mod tests {
 
         let none = deploy_request(DeploySource::Release, "x", None).expect_err("none");
         assert_eq!(none.field.as_deref(), Some("release"));
+    }
+
+    #[test]
+    fn health_checks_read_with_their_timings() {
+        let mut h = HealthCheck::exec(vec!["pg_isready".into(), "-U".into(), "app".into()]);
+        h.start_period_secs = 10;
+        assert_eq!(
+            describe_check(&h),
+            "exec pg_isready -U app, every 10 s, timeout 3 s, 3 retries, start period 10 s"
+        );
+        let port = slipway_types::Port::try_from(5432).unwrap_or_else(|_| unreachable!());
+        assert_eq!(
+            describe_check(&HealthCheck::tcp(port)),
+            "TCP :5432, every 10 s, timeout 3 s, 3 retries"
+        );
     }
 }
