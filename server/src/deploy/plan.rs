@@ -226,6 +226,15 @@ pub fn with_tail(what: String, tail: &[String]) -> String {
     format!("{what}\nlast output lines:\n{}", tail.join("\n"))
 }
 
+/// Whether a deployment of release `number` runs the release command:
+/// not when a newer release of the service already succeeded (a rollback,
+/// as on Heroku). Its migrations ran then; the older code's `alembic
+/// upgrade head` / `sqlx migrate run` would fail on a schema that is ahead
+/// of it, and a rollback must not be blocked by that.
+pub fn runs_release_command(number: i64, newest_succeeded: Option<i64>) -> bool {
+    newest_succeeded.is_none_or(|n| n <= number)
+}
+
 /// Whether a rollout over `hosts` hosts first prepares them all at once.
 /// Only start-first: preparing means starting the new containers beside the
 /// old ones, which is exactly what stop-first must not do (two containers on
@@ -502,6 +511,15 @@ mod tests {
         assert!(prepare_first(2, RolloutStrategy::StartFirst));
         assert!(!prepare_first(1, RolloutStrategy::StartFirst));
         assert!(!prepare_first(3, RolloutStrategy::StopFirst));
+    }
+
+    #[test]
+    fn rollbacks_skip_the_release_command() {
+        assert!(runs_release_command(1, None));
+        assert!(runs_release_command(3, Some(2)));
+        // The same release again (a redeploy) runs it again.
+        assert!(runs_release_command(3, Some(3)));
+        assert!(!runs_release_command(2, Some(3)));
     }
 
     #[test]

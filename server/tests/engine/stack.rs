@@ -230,6 +230,33 @@ async fn release_command_output_comes_before_the_switch() {
             .len(),
         1
     );
+
+    // Release #2 runs it again; rolling back to #1 does not (its
+    // migrations ran, and older code must not block a rollback).
+    let d2 = server
+        .deploy(&svc, json!({"image": "slipway-test/web:v2"}))
+        .await;
+    let done = server.wait_done(&d2, DEPLOY_WITHIN).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert!(position(&steps(&done), "release command: migrated").is_some());
+    let releases = server.get(&format!("/releases?service={svc}")).await;
+    let r1 = releases["items"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["number"] == 1))
+        .and_then(|r| r["id"].as_str())
+        .expect("release #1")
+        .to_string();
+    let rb = server
+        .post(&format!("/releases/{r1}/rollback"), json!(null), 202)
+        .await;
+    let done = server
+        .wait_done(rb["id"].as_str().expect("id"), DEPLOY_WITHIN)
+        .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let s = steps(&done);
+    assert!(position(&s, "release command skipped").is_some(), "{s:?}");
+    assert!(position(&s, "release command: ").is_none(), "{s:?}");
+    assert_eq!(fetch(port).await.as_deref(), Ok("v1"));
 }
 
 /// A job service: each deployment is one run to completion on one host,

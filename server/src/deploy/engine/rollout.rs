@@ -20,8 +20,9 @@ use crate::{
 };
 use chrono::Utc;
 use sea_orm::{
-    sea_query::Expr, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter,
+    sea_query::{Expr, Query},
+    ActiveValue::Set,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
 };
 use slipway_types::{
     agent::{
@@ -110,7 +111,18 @@ impl Engine {
 
         // Migrations before any host is asked to roll out: on failure
         // nothing was switched and the old release keeps serving.
-        if let Some(rc) = &ctx.spec.release_command {
+        let newest = self.newest_succeeded_release(&ctx).await?;
+        let rc = ctx.spec.release_command.as_ref();
+        if let (Some(_), false) = (rc, plan::runs_release_command(ctx.release.number, newest)) {
+            self.step(
+                id,
+                format!(
+                    "release command skipped: rolling back (release #{} already ran its migrations)",
+                    newest.unwrap_or_default()
+                ),
+            )
+            .await;
+        } else if let Some(rc) = rc {
             let first = &online[0];
             match self
                 .release_command(&ctx, rc, &container, registry_auth.clone(), first)
@@ -386,6 +398,28 @@ impl Engine {
             .filter(|(id, _)| *id != ctx.deployment.id)
             .collect();
         Ok(plan::desired(&history).0)
+    }
+
+    /// The number of the newest release of the service that succeeded.
+    async fn newest_succeeded_release(&self, ctx: &Context) -> Result<Option<i64>, DbErr> {
+        let newest = release::Entity::find()
+            .filter(release::Column::ServiceId.eq(ctx.service.id))
+            .filter(
+                release::Column::Id.in_subquery(
+                    Query::select()
+                        .column(deployment::Column::ReleaseId)
+                        .from(deployment::Entity)
+                        .and_where(deployment::Column::ServiceId.eq(ctx.service.id))
+                        .and_where(
+                            deployment::Column::State.eq(DeploymentState::Succeeded.as_str()),
+                        )
+                        .to_owned(),
+                ),
+            )
+            .order_by_desc(release::Column::Number)
+            .one(&self.db)
+            .await?;
+        Ok(newest.map(|r| r.number))
     }
 
     /// The recorded state of `host_id`'s part of deployment `id`.
