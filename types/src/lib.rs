@@ -18,6 +18,7 @@ pub mod names;
 pub mod role;
 pub mod sse;
 pub mod target;
+pub mod template;
 pub mod time;
 
 pub use error::{ApiErrorBody, ErrorCode, FieldError};

@@ -7,6 +7,7 @@ mod environment;
 mod eventually;
 mod harness;
 mod seed_stack;
+mod stack;
 mod streams;
 
 use harness::{fetch, fetch_at, free_port, Agent, Server, Store, DEPLOY_WITHIN};
@@ -224,6 +225,69 @@ async fn server_killed_mid_deploy_resolves_on_restart() {
     let done = server.wait_done(&d3, DEPLOY_WITHIN).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(fetch(port).await.as_deref(), Ok("v2"));
+}
+
+/// SIGKILL the control plane right after a host switched to the new,
+/// healthy release (the agent's `Switched` recorded, before its answer):
+/// after restart the deployment is `succeeded`, not reverted, and the new
+/// release keeps serving. A download from v1 that is never read keeps the
+/// agent draining the old container for its drain timeout after the switch:
+/// the window in which the server dies. Needs the agent's `Switched` event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_after_the_switch_keeps_the_new_release() {
+    use std::io::Write;
+    let mut server = Server::start(Store::Sqlite).await;
+    let port = free_port();
+    let big = "dd if=/dev/zero of=/www/big bs=1M count=64 2>/dev/null; \
+        trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait";
+    let (env, svc) = server
+        .seed("switched", port, json!({"command": ["sh", "-c", big]}))
+        .await;
+    let agent = Agent::enroll(&server, "node-1", &env).await;
+    let d1 = server.deploy(&svc, json!({})).await;
+    assert_eq!(
+        server.wait_done(&d1, DEPLOY_WITHIN).await["state"],
+        "succeeded"
+    );
+    // In flight on v1 until the drain gives up on it.
+    let mut download = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    download
+        .write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    server
+        .patch_spec(
+            &svc,
+            json!({"image": "slipway-test/web:v2", "command": null}),
+        )
+        .await;
+    let d2 = server.deploy(&svc, json!({})).await;
+    server
+        .wait_deployment(&d2, "switched", DEPLOY_WITHIN, |d| {
+            d["state"] == "running"
+                && d["steps"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|s| s["message"] == "node-1: traffic switched"))
+        })
+        .await;
+    server.kill();
+    drop(download);
+    assert_eq!(fetch(port).await.as_deref(), Ok("v2"));
+    server.restart().await;
+    let done = server.wait_done(&d2, Duration::from_secs(90)).await;
+    assert_eq!(done["state"], "succeeded", "{done}\n{}", agent.log());
+    assert!(
+        done["steps"].to_string().contains(
+            "recovered after a control-plane restart: switched and healthy on every host"
+        ),
+        "{done}"
+    );
+    assert_eq!(fetch(port).await.as_deref(), Ok("v2"));
+    // The next deploy goes on from it normally.
+    let d3 = server
+        .deploy(&svc, json!({"image": "slipway-test/web:v1"}))
+        .await;
+    let done = server.wait_done(&d3, DEPLOY_WITHIN).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
 }
 
 /// SIGKILL the agent mid-deploy: the deployment fails (agent gone), and once

@@ -560,6 +560,9 @@ impl Validate for ServiceSpec {
                     format!("value must be at most {MAX_VALUE_BYTES} bytes"),
                 ));
             }
+            // `${NAME}` templates, resolved at deploy time.
+            crate::template::parse(v)
+                .map_err(|e| FieldError::new(format!("env.{k}"), e.to_string()))?;
         }
         for (i, s) in self.secrets.iter().enumerate() {
             if self.env.contains_key(&s.env) {
@@ -832,6 +835,29 @@ mod tests {
         assert_eq!(
             s.validate().map_err(|e| e.field),
             Err("ports[1].published".into())
+        );
+    }
+
+    #[test]
+    fn env_templates_are_checked_where_specs_are_saved() {
+        let mut s = spec();
+        let k = EnvVarName::try_from("DATABASE_URL").expect("name");
+        s.env.insert(
+            k.clone(),
+            "postgresql://app:${DB_PASSWORD}@postgres/app".into(),
+        );
+        assert!(s.validate().is_ok());
+        s.env.insert(k.clone(), "price: 5$, $$HOME".into());
+        assert!(s.validate().is_ok());
+        s.env
+            .insert(k.clone(), "postgresql://app:${DB_PASSWORD@postgres".into());
+        let e = s.validate().expect_err("unterminated");
+        assert_eq!(e.field, "env.DATABASE_URL");
+        assert!(e.message.contains("not closed"), "{}", e.message);
+        s.env.insert(k, "${X:-default}".into());
+        assert_eq!(
+            s.validate().map_err(|e| e.field),
+            Err("env.DATABASE_URL".into())
         );
     }
 

@@ -5,26 +5,32 @@
 //! [`lifecycle::transition`] like the API's. A running deployment carries a
 //! lease (`claimed_by`, `lease_until`) its driver renews; when a control
 //! plane dies mid-deploy the lease runs out and the next engine (the same
-//! server restarted, or another replica) resolves it: marked `failed` and its
-//! hosts reconciled back to the release that served before. Agents are
-//! reconciled on every (re)connect, so a host that dropped mid-deploy
-//! converges when it returns.
+//! server restarted, or another replica) resolves it: `succeeded` when every
+//! host had switched and its agent reports the new containers running,
+//! healthy and routed; otherwise marked `failed` and its hosts reconciled
+//! back to the release that served before. Agents are reconciled on every
+//! (re)connect, so a host that dropped mid-deploy converges when it returns.
 //!
 //! ```text
-//! claim (queued → running, lease) → per host in order: Rollout ─ok─▶ next host
-//!                                        │ error
-//!                                        ▼
-//!                 Revert the hosts already switched → failed | rolled_back
+//! claim (queued → running, lease)
+//!   → job service: RunOnce on one host ─exit 0─▶ succeeded | failed
+//!   → release command: RunOnce on one host ─exit ≠ 0 / timeout─▶ failed (nothing switched)
+//!   → per host in order: Rollout ─ok─▶ next host   (Switched event → target `switched`)
+//!                             │ error
+//!                             ▼
+//!          Revert the hosts already switched → failed | rolled_back
 //! all hosts switched → succeeded
 //! ```
 //!
 //! Modules: [`claim`] (the loop, claiming, driving one deployment and
 //! recording its outcome), [`rollout`] (inputs and the per-host rollout),
-//! [`recovery`] (expired leases, silent hosts, reconciling hosts) and
-//! [`steps`] (the ordered, batched step-log writer).
+//! [`run`] (one-off runs: release commands and jobs), [`recovery`] (expired
+//! leases, silent hosts, reconciling hosts) and [`steps`] (the ordered,
+//! batched step-log writer).
 mod claim;
 mod recovery;
 mod rollout;
+mod run;
 mod steps;
 
 use super::lifecycle::{self, Announcer, LifecycleError, Move};
@@ -183,6 +189,21 @@ impl Engine {
         action: &'static str,
         still_ours: impl Fn(&deployment::Model) -> bool,
     ) -> Result<bool, EngineError> {
+        self.resolve_line(id, event, reason, None, action, still_ours)
+            .await
+    }
+
+    /// [`Engine::resolve`] with the last step line `line` instead of the
+    /// state (and reason).
+    async fn resolve_line(
+        &self,
+        id: Uuid,
+        event: DeployEvent,
+        reason: Option<String>,
+        line: Option<String>,
+        action: &'static str,
+        still_ours: impl Fn(&deployment::Model) -> bool,
+    ) -> Result<bool, EngineError> {
         // The step log is complete in the store before the state is final.
         self.flush_steps().await;
         let mut tx = AuditTx::begin(&self.db).await?;
@@ -194,9 +215,10 @@ impl Engine {
         }
         let to =
             super::transition(DeploymentState::Running, event).map_err(LifecycleError::from)?;
-        let line = match &reason {
-            Some(r) => format!("{}: {r}", to.as_str()),
-            None => to.as_str().to_string(),
+        let line = match (line, &reason) {
+            (Some(line), _) => line,
+            (None, Some(r)) => format!("{}: {r}", to.as_str()),
+            (None, None) => to.as_str().to_string(),
         };
         let m = Move::new(
             event,

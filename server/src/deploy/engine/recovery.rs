@@ -1,17 +1,19 @@
 //! Recovery: running deployments whose driver died (lease expired) are
-//! failed and their hosts reconciled; hosts no control plane hears from are
-//! marked offline; a host is reconciled to the newest succeeded deployment of
-//! each of its services when its agent (re)connects.
+//! kept when every host had switched to them and its agent reports them
+//! serving healthy ([`plan::recovery`]), else failed and their hosts
+//! reconciled; hosts no control plane hears from are marked offline; a host
+//! is reconciled to the newest succeeded deployment of each of its services
+//! when its agent (re)connects (a job's runs leave nothing to serve).
 use super::{engine_actor, rollout::service_key, Engine, EngineError};
 use crate::{
     agents::AgentHub,
     audit::Event,
     deploy::{
-        plan::{self, DRAIN_TIMEOUT_SECS},
+        plan::{self, HostReport, Recovery, DRAIN_TIMEOUT_SECS},
         DeployEvent,
     },
     live::Live,
-    store::entities::{deployment, deployment_target, host, service},
+    store::entities::{deployment, deployment_target, host, release, service},
 };
 use chrono::{Duration as ChronoDuration, Utc};
 use sea_orm::{
@@ -20,8 +22,9 @@ use sea_orm::{
 };
 use serde_json::json;
 use slipway_types::{
-    agent::{AgentRequest, AgentResponse, DesiredService, ReconcilePlan},
-    api::{DeploymentState, HostStatus, LiveEvent},
+    agent::{AgentRequest, AgentResponse, ContainerStatus, DesiredService, ReconcilePlan},
+    api::{DeploymentState, HostStatus, LiveEvent, ServiceKind, ServiceSpec},
+    target::TargetState,
 };
 use std::time::Duration;
 use uuid::Uuid;
@@ -30,6 +33,14 @@ use uuid::Uuid;
 /// is offline (connections refresh `last_seen_at` about every 30 s).
 const HOST_SILENT_SECS: i64 = 90;
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long after its lease expired a deployment every host switched to
+/// waits for the hosts' agents to reconnect and report, before it is
+/// reverted like any other.
+const RECOVERY_GRACE_SECS: i64 = 30;
+/// The last step of a deployment kept by recovery.
+pub const RECOVERED: &str =
+    "recovered after a control-plane restart: switched and healthy on every host";
+
 impl Engine {
     /// Running deployments whose driver stopped renewing its lease (the
     /// control plane died): mark them failed and put their hosts back.
@@ -48,6 +59,34 @@ impl Engine {
             if self.lock_driving().contains(&d.id) {
                 continue;
             }
+            let expired = |row: &deployment::Model| row.lease_until.is_none_or(|t| t < Utc::now());
+            match self.recovery_of(&d).await? {
+                Recovery::Wait => {
+                    tracing::info!(deployment = %d.id, "every host switched: waiting for their agents to report");
+                    continue;
+                }
+                Recovery::Keep => {
+                    let resolved = self
+                        .resolve_line(
+                            d.id,
+                            DeployEvent::Succeed,
+                            None,
+                            Some(RECOVERED.into()),
+                            "deployment.succeed",
+                            expired,
+                        )
+                        .await?;
+                    if resolved {
+                        // Converge the hosts on it (prune what the dead
+                        // driver's rollout would have).
+                        for t in self.targets_of(d.id).await? {
+                            self.reconcile_later(t.host_id);
+                        }
+                    }
+                    continue;
+                }
+                Recovery::Revert => {}
+            }
             let resolved = self
                 .resolve(
                     d.id,
@@ -57,23 +96,76 @@ impl Engine {
                             .into(),
                     ),
                     "deployment.fail",
-                    |row| {
-                        row.lease_until.is_none_or(|t| t < Utc::now())
-                    },
+                    expired,
                 )
                 .await?;
             if !resolved {
                 continue;
             }
-            let hosts = deployment_target::Entity::find()
-                .filter(deployment_target::Column::DeploymentId.eq(d.id))
-                .all(&self.db)
-                .await?;
-            for t in hosts {
+            for t in self.targets_of(d.id).await? {
                 self.reconcile_later(t.host_id);
             }
         }
         Ok(())
+    }
+
+    async fn targets_of(&self, id: Uuid) -> Result<Vec<deployment_target::Model>, DbErr> {
+        deployment_target::Entity::find()
+            .filter(deployment_target::Column::DeploymentId.eq(id))
+            .all(&self.db)
+            .await
+    }
+
+    /// Whether a deployment whose driver died is kept (every host switched
+    /// and its agent reports the new containers serving healthy), reverted,
+    /// or waits for agents still reconnecting. What the agents report is
+    /// their last status frame, held by the hub.
+    async fn recovery_of(&self, d: &deployment::Model) -> Result<Recovery, EngineError> {
+        let targets = self.targets_of(d.id).await?;
+        if targets.is_empty()
+            || targets
+                .iter()
+                .any(|t| TargetState::parse(&t.state) != Some(TargetState::Switched))
+        {
+            return Ok(Recovery::Revert);
+        }
+        let Some(rel) = release::Entity::find_by_id(d.release_id)
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(Recovery::Revert);
+        };
+        let Ok(spec) = serde_json::from_str::<ServiceSpec>(&rel.config) else {
+            return Ok(Recovery::Revert);
+        };
+        // A job's run leaves nothing serving to check: run it again.
+        if spec.kind == ServiceKind::Job {
+            return Ok(Recovery::Revert);
+        }
+        let reported: Vec<Option<Vec<ContainerStatus>>> = targets
+            .iter()
+            .map(|t| {
+                self.hub.live(t.host_id).map(|l| {
+                    l.containers
+                        .into_iter()
+                        .filter(|c| c.deployment_id == d.id)
+                        .collect()
+                })
+            })
+            .collect();
+        let reports: Vec<HostReport<'_>> = targets
+            .iter()
+            .zip(&reported)
+            .map(|(t, cs)| HostReport {
+                state: TargetState::parse(&t.state).unwrap_or(TargetState::Pending),
+                replicas: u32::try_from(t.replicas).unwrap_or(0),
+                containers: cs.as_ref().map(|cs| cs.iter().collect()),
+            })
+            .collect();
+        let grace_over = d
+            .lease_until
+            .is_none_or(|t| t + ChronoDuration::seconds(RECOVERY_GRACE_SECS) < Utc::now());
+        Ok(plan::recovery(&reports, plan::routed(&spec), grace_over))
     }
 
     /// Hosts still marked online whose agent is connected to no control
@@ -197,7 +289,14 @@ async fn reconcile_plan(
             Err(e) => return Err(e),
         };
         let history = history_on_host(db, sid, host_id).await?;
-        let (serving, keep) = plan::desired(&history);
+        let (mut serving, mut keep) = plan::desired(&history);
+        // A job's succeeded run left nothing to serve or keep: its one-off
+        // containers are gone, and anything of it left over goes.
+        if let Some(d) = serving {
+            if is_job_run(db, d).await? {
+                (serving, keep) = (None, Vec::new());
+            }
+        }
         services.push(DesiredService {
             service: key,
             serving,
@@ -209,6 +308,25 @@ async fn reconcile_plan(
         return Ok(None);
     }
     Ok(Some((h.name, ReconcilePlan { services })))
+}
+
+/// Whether deployment `id` ran a release of kind `job`.
+async fn is_job_run(db: &DatabaseConnection, id: Uuid) -> Result<bool, DbErr> {
+    let rel = release::Entity::find()
+        .filter(
+            release::Column::Id.in_subquery(
+                Query::select()
+                    .column(deployment::Column::ReleaseId)
+                    .from(deployment::Entity)
+                    .and_where(deployment::Column::Id.eq(id))
+                    .to_owned(),
+            ),
+        )
+        .one(db)
+        .await?;
+    Ok(rel
+        .and_then(|r| serde_json::from_str::<ServiceSpec>(&r.config).ok())
+        .is_some_and(|s| s.kind == ServiceKind::Job))
 }
 
 pub(super) fn targets_on(host_id: Uuid) -> sea_orm::sea_query::SelectStatement {

@@ -1,9 +1,14 @@
 //! One deployment's rollout: read its inputs once ([`Context`], the
-//! container with its variables and decrypted secrets), spread its replicas
-//! over the online hosts, roll out host by host (prepare all first when there
-//! are several), revert the hosts already switched when one fails, and stop
-//! when it is cancelled. Each host's progress is a [`TargetState`].
-use super::{recovery::history_on_host, Engine, EngineError, Outcome};
+//! container with its variables, decrypted secrets and resolved `${NAME}`
+//! templates), spread its replicas over the online hosts, run the release
+//! command (see [`super::run`]), roll out host by host (prepare all first
+//! when there are several and the service starts first), revert the hosts
+//! already switched when one fails, and stop when it is cancelled. Each
+//! host's progress is a [`TargetState`]; `switched` is written the moment
+//! the agent reports it ([`AgentEvent::Switched`]), before its answer, so a
+//! control plane that dies after the switch knows (see [`super::recovery`]).
+//! A `job` service is not rolled out: its deployment is one run.
+use super::{recovery::history_on_host, run::RunEnd, Engine, EngineError, Outcome};
 use crate::{
     agents::CallError,
     deploy::plan::{self, DRAIN_TIMEOUT_SECS, KEEP_PREVIOUS},
@@ -15,15 +20,16 @@ use crate::{
 };
 use chrono::Utc;
 use sea_orm::{
-    sea_query::Expr, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter,
+    sea_query::{Expr, Query},
+    ActiveValue::Set,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
 };
 use slipway_types::{
     agent::{
         AgentError, AgentErrorCode, AgentEvent, AgentRequest, AgentResponse, ContainerSpec,
         RegistryAuth, RevertPlan, RolloutPhase, RolloutPlan, Sensitive, ServiceKey,
     },
-    api::{DeploymentState, ServiceSpec},
+    api::{DeploymentState, ServiceKind, ServiceSpec},
     target::TargetState,
     ImageRef,
 };
@@ -67,6 +73,11 @@ impl Engine {
                 ctx.environment.name
             )));
         }
+        if ctx.spec.kind == ServiceKind::Job {
+            return self
+                .run_job(&ctx, &container, registry_auth, &online[0])
+                .await;
+        }
         let targets = plan::spread(ctx.spec.replicas.max(1), &online);
         // One statement for all hosts.
         let now = Utc::now();
@@ -98,6 +109,31 @@ impl Engine {
         )
         .await;
 
+        // Migrations before any host is asked to roll out: on failure
+        // nothing was switched and the old release keeps serving.
+        let newest = self.newest_succeeded_release(&ctx).await?;
+        let rc = ctx.spec.release_command.as_ref();
+        if let (Some(_), false) = (rc, plan::runs_release_command(ctx.release.number, newest)) {
+            self.step(
+                id,
+                format!(
+                    "release command skipped: rolling back (release #{} already ran its migrations)",
+                    newest.unwrap_or_default()
+                ),
+            )
+            .await;
+        } else if let Some(rc) = rc {
+            let first = &online[0];
+            match self
+                .release_command(&ctx, rc, &container, registry_auth.clone(), first)
+                .await?
+            {
+                RunEnd::Done => {}
+                RunEnd::Failed(reason) => return Ok(Outcome::Failed(reason)),
+                RunEnd::Cancelled => return Ok(Outcome::Cancelled),
+            }
+        }
+
         let health_timeout = plan::health_timeout_secs(&ctx.spec);
         let rollout = |replicas: u32, phase: RolloutPhase| {
             AgentRequest::Rollout(RolloutPlan {
@@ -118,7 +154,10 @@ impl Engine {
         let timeout = plan::rollout_timeout(health_timeout);
 
         // Several hosts: prepare them all at once, then switch one by one.
-        let phased = targets.len() > 1;
+        // Stop-first never prepares (that would start the new containers
+        // beside the old ones on the same volume or port): it rolls hosts
+        // one by one, each `Full`, and a failure reverts the hosts done.
+        let phased = plan::prepare_first(targets.len(), ctx.spec.effective_strategy());
         let mut prepared: Vec<&host::Model> = Vec::new();
         if phased {
             self.step(id, format!("preparing {} hosts in parallel", targets.len()))
@@ -223,6 +262,11 @@ impl Engine {
                     describe_call_error(&e)
                 }
             };
+            // The agent may have switched this host before failing (it said
+            // so with `Switched`): put it back like the others.
+            if self.target_state(id, h.id).await? == Some(TargetState::Switched) {
+                switched.push(h);
+            }
             self.set_target(id, h.id, TargetState::Failed).await?;
             let reason = format!("{}: {failure}", h.name);
             self.step(id, reason.clone()).await;
@@ -241,7 +285,7 @@ impl Engine {
     }
 
     /// Resolves when the deployment was cancelled through the API.
-    async fn cancelled(&self, id: Uuid) {
+    pub(super) async fn cancelled(&self, id: Uuid) {
         let mut rx = self.live.subscribe();
         let mut every = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -294,7 +338,14 @@ impl Engine {
         let line = match ev {
             AgentEvent::Step { message } => message,
             AgentEvent::Log { line, .. } => line,
-            AgentEvent::Switched => "traffic switched".to_string(),
+            AgentEvent::Switched => {
+                // Recorded before anything else happens: a control plane
+                // that dies from here on finds this host switched.
+                if let Err(e) = self.set_target(id, h.id, TargetState::Switched).await {
+                    tracing::warn!(deployment = %id, error = %e, "could not record a switch");
+                }
+                "traffic switched".to_string()
+            }
         };
         self.step(id, format!("{}: {line}", h.name)).await;
     }
@@ -349,7 +400,44 @@ impl Engine {
         Ok(plan::desired(&history).0)
     }
 
-    async fn set_target(&self, id: Uuid, host_id: Uuid, state: TargetState) -> Result<(), DbErr> {
+    /// The number of the newest release of the service that succeeded.
+    async fn newest_succeeded_release(&self, ctx: &Context) -> Result<Option<i64>, DbErr> {
+        let newest = release::Entity::find()
+            .filter(release::Column::ServiceId.eq(ctx.service.id))
+            .filter(
+                release::Column::Id.in_subquery(
+                    Query::select()
+                        .column(deployment::Column::ReleaseId)
+                        .from(deployment::Entity)
+                        .and_where(deployment::Column::ServiceId.eq(ctx.service.id))
+                        .and_where(
+                            deployment::Column::State.eq(DeploymentState::Succeeded.as_str()),
+                        )
+                        .to_owned(),
+                ),
+            )
+            .order_by_desc(release::Column::Number)
+            .one(&self.db)
+            .await?;
+        Ok(newest.map(|r| r.number))
+    }
+
+    /// The recorded state of `host_id`'s part of deployment `id`.
+    async fn target_state(&self, id: Uuid, host_id: Uuid) -> Result<Option<TargetState>, DbErr> {
+        Ok(deployment_target::Entity::find()
+            .filter(deployment_target::Column::DeploymentId.eq(id))
+            .filter(deployment_target::Column::HostId.eq(host_id))
+            .one(&self.db)
+            .await?
+            .and_then(|t| TargetState::parse(&t.state)))
+    }
+
+    pub(super) async fn set_target(
+        &self,
+        id: Uuid,
+        host_id: Uuid,
+        state: TargetState,
+    ) -> Result<(), DbErr> {
         deployment_target::Entity::update_many()
             .col_expr(
                 deployment_target::Column::State,
@@ -412,7 +500,7 @@ impl Engine {
             }),
             _ => None,
         };
-        let env = match plan::container_env(&ctx.spec, &vars, &secrets) {
+        let env = match plan::container_env(&ctx.spec, &ctx.environment.name, &vars, &secrets) {
             Ok(env) => env,
             Err(e) => return Ok(Err(e.to_string())),
         };
@@ -421,13 +509,13 @@ impl Engine {
 }
 
 /// Everything a deployment needs, read once.
-struct Context {
-    deployment: deployment::Model,
-    release: release::Model,
-    service: service::Model,
-    environment: environment::Model,
-    spec: ServiceSpec,
-    key: ServiceKey,
+pub(super) struct Context {
+    pub deployment: deployment::Model,
+    pub release: release::Model,
+    pub service: service::Model,
+    pub environment: environment::Model,
+    pub spec: ServiceSpec,
+    pub key: ServiceKey,
 }
 
 impl Context {
@@ -528,7 +616,7 @@ fn not_switched<'a>(
         .collect()
 }
 
-fn describe_call_error(e: &CallError) -> String {
+pub(super) fn describe_call_error(e: &CallError) -> String {
     match e {
         CallError::Agent(e) => describe_agent_error(e),
         other => other.to_string(),
