@@ -506,6 +506,8 @@ stop_docker() {
     [[ -n $tmp && -f $tmp/docker/dockerd.pid ]] || return 0
     pid="$(cat "$tmp/docker/dockerd.pid")"
     docker ps -aq --filter label=slipway.managed 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true
+    # Environment networks of test agents (Docker allows about 31 bridges by default).
+    docker network ls -q --filter label=slipway.managed 2>/dev/null | xargs -r docker network rm >/dev/null 2>&1 || true
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 40); do
         kill -0 "$pid" 2>/dev/null || break
