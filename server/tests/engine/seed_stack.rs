@@ -81,7 +81,7 @@ fn compose(front: u16, api: u16, pg: u16) -> String {
       test: ["CMD-SHELL", "pg_isready -U app -d app -h 127.0.0.1"]
       interval: 1s
       timeout: 1s
-      retries: 60
+      retries: 50
   redis:
     image: slipway-test/redis:7
     healthcheck:
@@ -101,7 +101,7 @@ async fn get(port: u16, path: &str) -> Result<String, String> {
         .timeout(Duration::from_secs(10))
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("{e:?}"))?;
     let status = r.status();
     let text = r.text().await.map_err(|e| e.to_string())?;
     if !status.is_success() {
@@ -171,9 +171,26 @@ async fn run_job(server: &Server, env: &str, name: &str, script: &str) -> Value 
     server.wait_done(&d, DONE).await
 }
 
+/// Removes the stack's named volume when the test ends (declared before the
+/// agent, so dropped after it removed the containers).
+struct VolumeGuard(String);
+
+impl Drop for VolumeGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .env("DOCKER_HOST", crate::harness::docker_host())
+            .args(["volume", "rm", "-f", &self.0])
+            .output();
+    }
+}
+
 async fn seed_stack(store: Store) {
     let server = Server::start(store).await;
-    let project = id(&server.post("/projects", json!({"name": "shop"}), 201).await);
+    // Volumes are named by project and environment: a name of its own per
+    // run, so the two stores' runs (in parallel) never share one.
+    let name = format!("shop{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let _volume = VolumeGuard(format!("{name}-production-pgdata"));
+    let project = id(&server.post("/projects", json!({"name": name}), 201).await);
     let prod = create_env(&server, &project, "production").await;
     let staging = create_env(&server, &project, "staging").await;
     let (front, api_port, pg_port) = (free_port(), free_port(), free_port());
