@@ -361,7 +361,10 @@ start_docker() {
             is_root || die "dockerd needs root (or set SLIPWAY_TEST_DOCKER_HOST to a running engine)"
             rm -f "$sock"
             log "starting dockerd ($sock, data root $root)"
+            # Room for 256 environment networks (Docker's default pools hold
+            # about 31 bridges; tests and bench/deploy's 20 agents make many).
             setsid dockerd --host "unix://$sock" --data-root "$root" \
+                --default-address-pool base=10.213.0.0/16,size=24 \
                 --exec-root "$tmp/docker/exec" --pidfile "$tmp/docker/dockerd.pid" \
                 --log-level warn >"$tmp/docker/dockerd.log" 2>&1 </dev/null &
             local i

@@ -483,7 +483,15 @@ impl Docker {
                 {
                     // Docker 25+: someone else created it just now.
                     Ok(_) | Err(DockerError::Conflict(_)) => {}
-                    Err(e) => return Err(e),
+                    // Not an image or container that is missing (e.g. the
+                    // engine's address pools are used up): say what failed.
+                    Err(e) => {
+                        return Err(DockerError::Api(format!(
+                            "cannot create the environment network {}: {}",
+                            net.name,
+                            e.to_string().trim_start_matches("no such container: ")
+                        )))
+                    }
                 }
                 self.network_named(&net.name)
                     .await?

@@ -170,28 +170,13 @@ impl Engine {
 
         let switch_only = work == Work::StartFirst(RolloutPhase::Switch);
         // (a) image
-        or_cancel(cancel, async {
-            if switch_only {
-                return Ok(());
-            }
-            if self.docker.image_present(image).await.map_err(docker_err)? {
-                progress.step(format!("image {image} present"));
-                return Ok(());
-            }
-            progress.step(format!("pulling image {image}…"));
-            self.docker
-                .pull(image, plan.registry_auth.as_ref())
-                .await
-                .map_err(|e| {
-                    err(
-                        AgentErrorCode::ImageMissing,
-                        format!("cannot pull {image}: {e}"),
-                    )
-                })?;
-            progress.step(format!("pulled image {image}"));
-            Ok(())
-        })
-        .await?;
+        if !switch_only {
+            or_cancel(
+                cancel,
+                self.ensure_image(image, plan.registry_auth.as_ref(), progress),
+            )
+            .await?;
+        }
         if work == Work::PullOnly {
             progress.step("prepared: image ready; stop-first starts the new release at the switch");
             let answer = AgentResponse::Prepared {

@@ -110,6 +110,29 @@ impl Engine {
         Ok(())
     }
 
+    /// Makes sure `image` is on this host: present, or pulled (with the
+    /// plan's registry credentials); each step in the progress log.
+    async fn ensure_image(
+        &self,
+        image: &str,
+        auth: Option<&slipway_types::agent::RegistryAuth>,
+        progress: &Progress,
+    ) -> Result<(), AgentError> {
+        if self.docker.image_present(image).await.map_err(docker_err)? {
+            progress.step(format!("image {image} present"));
+            return Ok(());
+        }
+        progress.step(format!("pulling image {image}…"));
+        self.docker.pull(image, auth).await.map_err(|e| {
+            err(
+                AgentErrorCode::ImageMissing,
+                format!("cannot pull {image}: {e}"),
+            )
+        })?;
+        progress.step(format!("pulled image {image}"));
+        Ok(())
+    }
+
     async fn service_containers(
         &self,
         service_id: Uuid,

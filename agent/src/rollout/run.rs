@@ -110,23 +110,10 @@ impl Engine {
             .map_err(|e| err(AgentErrorCode::InvalidSpec, e.0))?;
         let what = what(plan.purpose);
         let image = plan.container.image.as_str();
-        or_cancel(cancel, async {
-            if self.docker.image_present(image).await.map_err(docker_err)? {
-                return Ok(());
-            }
-            progress.step(format!("pulling image {image}…"));
-            self.docker
-                .pull(image, plan.registry_auth.as_ref())
-                .await
-                .map_err(|e| {
-                    err(
-                        AgentErrorCode::ImageMissing,
-                        format!("cannot pull {image}: {e}"),
-                    )
-                })?;
-            progress.step(format!("pulled image {image}"));
-            Ok(())
-        })
+        or_cancel(
+            cancel,
+            self.ensure_image(image, plan.registry_auth.as_ref(), progress),
+        )
         .await?;
 
         // A leftover of the same name (an earlier attempt) is replaced.
