@@ -49,6 +49,26 @@ fn deployment_infos(containers: &[ManagedContainer]) -> Vec<spec::DeploymentInfo
     spec::group_deployments(&items)
 }
 
+/// The answer of a rollout whose new containers (`created`) serve, and
+/// the retire of the service's `old` containers it leaves to do.
+fn serving(
+    plan: &RolloutPlan,
+    created: Vec<String>,
+    old: Vec<ManagedContainer>,
+) -> (AgentResponse, Option<Retire>) {
+    let previous = spec::previous_serving(&deployment_infos(&old), plan.deployment_id);
+    let answer = AgentResponse::RolledOut {
+        containers: created,
+        previous_deployment_id: previous,
+    };
+    let retire = Retire {
+        old,
+        deployment_id: plan.deployment_id,
+        keep_previous: plan.keep_previous as usize,
+    };
+    (answer, Some(retire))
+}
+
 /// How a rollout request starts, given what this host has of its deployment
 /// already (a request is resent e.g. after a reconnect).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,20 +238,10 @@ impl Engine {
                 // The control plane that resent the request may not have
                 // heard it the first time.
                 progress.switched();
-                let previous = spec::previous_serving(&deployment_infos(&old), plan.deployment_id);
-                let answer = AgentResponse::RolledOut {
-                    containers: same_ids,
-                    previous_deployment_id: previous,
-                };
                 // The old containers are retired here too (idempotent when a
                 // resent request finds them stopped already): a service without
                 // published ports is switched by this very answer.
-                let retire = Retire {
-                    old,
-                    deployment_id: plan.deployment_id,
-                    keep_previous: plan.keep_previous as usize,
-                };
-                return Ok((answer, Some(retire)));
+                return Ok(serving(plan, same_ids, old));
             }
             Start::SwitchPrepared => Some(same_ids),
             Start::PreparedGone { remove_earlier } => {
@@ -311,18 +321,7 @@ impl Engine {
         let drain = Duration::from_secs(u64::from(plan.drain_timeout_secs));
         self.drain_old(&routes, &routes_before, drain, progress)
             .await;
-        let deps = deployment_infos(&old);
-        let previous = spec::previous_serving(&deps, plan.deployment_id);
-        let answer = AgentResponse::RolledOut {
-            containers: std::mem::take(&mut created),
-            previous_deployment_id: previous,
-        };
-        let retire = Retire {
-            old,
-            deployment_id: plan.deployment_id,
-            keep_previous: plan.keep_previous as usize,
-        };
-        Ok((answer, Some(retire)))
+        Ok(serving(plan, std::mem::take(&mut created), old))
     }
 
     /// Creates the containers of `specs` (not started): their ids, and
@@ -455,7 +454,7 @@ impl Engine {
         &self,
         plan: &RolloutPlan,
         specs: &[CreateSpec],
-        mut old: Vec<ManagedContainer>,
+        old: Vec<ManagedContainer>,
         routes_before: &[RouteStatus],
         progress: &Progress,
         cancel: &CancellationToken,
@@ -527,21 +526,17 @@ impl Engine {
         };
         self.announce_switch(&routes, routes_before, progress).await;
 
-        let deps = deployment_infos(&old);
-        let answer = AgentResponse::RolledOut {
-            containers: created,
-            previous_deployment_id: spec::previous_serving(&deps, plan.deployment_id),
-        };
-        // Stopped already: the retire only prunes.
-        for c in old.iter_mut().filter(|c| c.is_up()) {
+        // The previous deployment is read from the old containers as they
+        // were; they are stopped already, so the retire only prunes.
+        let (answer, mut retire) = serving(plan, created, old);
+        for c in retire
+            .iter_mut()
+            .flat_map(|r| r.old.iter_mut())
+            .filter(|c| c.is_up())
+        {
             c.state = ContainerState::Exited;
         }
-        let retire = Retire {
-            old,
-            deployment_id: plan.deployment_id,
-            keep_previous: plan.keep_previous as usize,
-        };
-        Ok((answer, Some(retire)))
+        Ok((answer, retire))
     }
 
     /// A stop-first rollout failed with `e`: removes the new containers

@@ -256,15 +256,7 @@ async fn deploy(args: DeployArgs) -> R<i32> {
             Some(body),
         )
         .await?;
-    println!("{}", d.id);
-    eprintln!(
-        "deployment {} of {} release #{} ({}): {}",
-        d.id,
-        svc.name,
-        d.release_number,
-        d.image,
-        d.state.as_str()
-    );
+    announce(&d, svc.name.as_str());
     if !args.wait {
         return Ok(0);
     }
@@ -332,15 +324,7 @@ async fn deploy_environment(api: &Api, spec: &str, args: &DeployArgs, timeout: D
         return Ok(0);
     }
     for d in &batch.deployments {
-        println!("{}", d.id);
-        eprintln!(
-            "deployment {} of {} release #{} ({}): {}",
-            d.id,
-            name_of(d),
-            d.release_number,
-            d.image,
-            d.state.as_str()
-        );
+        announce(d, &name_of(d));
     }
     if !args.wait {
         return Ok(0);
@@ -386,6 +370,18 @@ async fn deploy_environment(api: &Api, spec: &str, args: &DeployArgs, timeout: D
         }
     }
     Ok(code)
+}
+
+/// A started deployment: its id on stdout (for scripts), what it is on stderr.
+fn announce(d: &Deployment, service: &str) {
+    println!("{}", d.id);
+    eprintln!(
+        "deployment {} of {service} release #{} ({}): {}",
+        d.id,
+        d.release_number,
+        d.image,
+        d.state.as_str()
+    );
 }
 
 #[cfg(test)]
